@@ -1,0 +1,44 @@
+# Every target bootstraps .venv on first use (and again when pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test demo models data lint bench bench-smoke reliability docker-smoke clean
+
+help:
+	@echo "make demo     - start the three model servers, collect into SQLite, print the report"
+	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
+	@echo "make models   - retrain the three shipped models (~25 min on 2 cores)"
+	@echo "make data     - re-split ../shared/datasets into model_creation/dataset and test_data"
+	@echo "make bench    - benchmarks (writes bench/results.json)"
+	@echo "make lint     - ruff"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh
+
+models: $(STAMP)
+	PYTHON=$(BIN)/python ./model_creation/train_all.sh
+
+data: $(STAMP)
+	$(BIN)/python -m model_creation.split_data
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache pokemon_tester.db* demo_logs

@@ -1,0 +1,98 @@
+"""The database schema as SQLAlchemy Core metadata (the migrations build exactly this)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+models = Table(
+    "models", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+)
+
+model_urls = Table(
+    "model_urls", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model_id", "url", name="uq_model_urls_model_id_url"),
+)
+
+images = Table(
+    "images", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("path", String(1000), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # photo | sprite | lookalike
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False, index=True),
+    Column("url", String(2000), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    # running | completed | incomplete (stopped by an error) | interrupted (killed)
+    Column("status", String(20), nullable=False),
+    Column("n_planned", Integer, nullable=False, default=0),
+    Column("n_sent", Integer, nullable=False, default=0),
+    Column("n_failed", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("collector_version", String(50), nullable=False),
+    Column("test_set_hash", String(64), nullable=False),
+)
+
+predictions = Table(
+    "predictions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False, index=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("image_id", Integer, ForeignKey("images.id"), nullable=False, index=True),
+    Column("predicted_label", String(200), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("latency_ms", Float, nullable=False),  # request wall time / images in the request
+    UniqueConstraint("model_id", "image_id", name="uq_predictions_model_id_image_id"),
+)
+
+failures = Table(
+    "failures", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False, index=True),
+    Column("path", String(1000), nullable=False),
+    Column("sha256", String(64)),
+    Column("error", Text, nullable=False),
+)
+
+TABLES = [models, model_urls, images, runs, predictions, failures]
+
+VIEW_NAMES = ("v_class_accuracy", "v_confusion")  # created by the migrations

@@ -1,0 +1,224 @@
+"""Storage: engine, migrations and small data-access functions (same code on SQLite and Postgres)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+
+from .schema import failures, images, model_urls, models, predictions, runs
+
+DEFAULT_DB_URL = "sqlite:///pokemon_tester.db"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class StoreError(RuntimeError):
+    """A database problem with a message fit for the user."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"not a database URL: {url!r} (e.g. sqlite:///pokemon_tester.db or "
+                         "postgresql://user:password@host:5432/db)") from None
+    kwargs: dict = {}
+    if u.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30}
+    elif u.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+        kwargs["pool_pre_ping"] = True
+    else:
+        raise StoreError(f"unsupported database {u.get_backend_name()!r}: use sqlite or postgresql")
+    try:
+        engine = create_engine(u, **kwargs)
+    except NoSuchModuleError as e:
+        raise StoreError(f"no driver for {safe_url(url)}: {e}") from None
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+    return engine
+
+
+def connect_check(engine: Engine, *, attempts: int = 1, delay: float = 1.0) -> None:
+    """Bounded retries; raise StoreError naming the database when it cannot be reached."""
+    last = None
+    for i in range(max(1, attempts)):
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return
+        except (OperationalError, DBAPIError) as e:
+            last = e
+            if i + 1 < attempts:
+                time.sleep(delay)
+    msg = str(getattr(last, "orig", last)).strip().splitlines()[0] if last else "unknown error"
+    raise StoreError(f"cannot reach the database {safe_url(engine.url.render_as_string(False))}: {msg}")
+
+
+def _alembic_config(conn: Connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from alembic.config import Config
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "head")
+
+
+def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
+    """Make sure the schema is at head; migrate if allowed (SQLite default, owner role)."""
+    try:
+        rev = current_revision(engine)
+    except (OperationalError, DBAPIError) as e:
+        raise StoreError(f"cannot read the schema version: {getattr(e, 'orig', e)}") from None
+    if rev == head_revision():
+        return
+    if not migrate:
+        raise StoreError(f"database schema is at {rev or 'nothing'}, needs {head_revision()}: "
+                         "run `data-collector db upgrade` (or ./setup_db.sh)")
+    try:
+        upgrade(engine)
+    except DBAPIError as e:
+        raise StoreError(f"migration failed (does this role own the schema?): {getattr(e, 'orig', e)}") from None
+
+
+def destroy(engine: Engine) -> None:
+    """Drop every table and view of the project (migrations downgraded to nothing)."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        if current_revision(engine) is not None or inspect(conn).has_table("models"):
+            command.downgrade(_alembic_config(conn), "base")
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+def dialect_insert(conn: Connection, table):
+    """INSERT with ON CONFLICT support, from SQLAlchemy's own dialect constructs."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+# ---- data access ---------------------------------------------------------------------------
+def upsert_images(conn: Connection, rows: list[dict]) -> dict[str, int]:
+    """Insert unseen images (sha256 unique); return sha256 -> id for all of `rows`."""
+    if not rows:
+        return {}
+    stmt = dialect_insert(conn, images).on_conflict_do_nothing(index_elements=["sha256"])
+    conn.execute(stmt, [{k: r[k] for k in ("sha256", "path", "label", "kind")} for r in rows])
+    shas = [r["sha256"] for r in rows]
+    out: dict[str, int] = {}
+    for i in range(0, len(shas), 500):
+        chunk = shas[i:i + 500]
+        out.update({s: i for s, i in conn.execute(select(images.c.sha256, images.c.id).where(images.c.sha256.in_(chunk)))})
+    return out
+
+
+def upsert_model(conn: Connection, *, meta: dict, url: str) -> int:
+    t = now()
+    stmt = dialect_insert(conn, models).on_conflict_do_nothing(index_elements=["fingerprint"])
+    conn.execute(stmt, {"fingerprint": meta["fingerprint"], "name": meta["name"],
+                        "version": str(meta.get("version", "")), "labels": list(meta["labels"]),
+                        "metadata": meta, "first_seen": t, "last_seen": t})
+    model_id = conn.execute(select(models.c.id).where(models.c.fingerprint == meta["fingerprint"])).scalar_one()
+    conn.execute(update(models).where(models.c.id == model_id).values(last_seen=t))
+    stmt = dialect_insert(conn, model_urls).on_conflict_do_nothing(index_elements=["model_id", "url"])
+    conn.execute(stmt, {"model_id": model_id, "url": url, "first_seen": t, "last_seen": t})
+    conn.execute(update(model_urls).where(model_urls.c.model_id == model_id, model_urls.c.url == url)
+                 .values(last_seen=t))
+    return model_id
+
+
+def done_image_ids(conn: Connection, *, model_id: int) -> set[int]:
+    return set(conn.execute(select(predictions.c.image_id).where(predictions.c.model_id == model_id)).scalars())
+
+
+def start_run(conn: Connection, *, model_id: int, url: str, n_planned: int, collector_version: str,
+              test_set_hash: str) -> int:
+    # A run still 'running' for this model was killed (SIGKILL, power loss): say so.
+    conn.execute(update(runs).where(runs.c.model_id == model_id, runs.c.status == "running")
+                 .values(status="interrupted"))
+    return conn.execute(runs.insert().values(
+        model_id=model_id, url=url, started_at=now(), status="running", n_planned=n_planned, n_sent=0,
+        n_failed=0, collector_version=collector_version, test_set_hash=test_set_hash)).inserted_primary_key[0]
+
+
+def finish_run(conn: Connection, *, run_id: int, status: str, n_sent: int, n_failed: int,
+               error: str | None = None) -> None:
+    conn.execute(update(runs).where(runs.c.id == run_id).values(
+        status=status, finished_at=now(), n_sent=n_sent, n_failed=n_failed, error=error))
+
+
+def insert_predictions(conn: Connection, rows: list[dict]) -> int:
+    """Bulk insert (insertmanyvalues), idempotent on (model_id, image_id)."""
+    if not rows:
+        return 0
+    stmt = dialect_insert(conn, predictions).on_conflict_do_nothing(index_elements=["model_id", "image_id"])
+    return conn.execute(stmt, rows).rowcount
+
+
+def record_failures(conn: Connection, *, run_id: int, items: Iterable[tuple[str, str | None, str]]) -> None:
+    rows = [{"run_id": run_id, "path": p, "sha256": s, "error": e} for p, s, e in items]
+    if rows:
+        conn.execute(failures.insert(), rows)
+
+
+def list_models(conn: Connection) -> list[dict]:
+    n_pred = (select(predictions.c.model_id, func.count().label("n"))
+              .group_by(predictions.c.model_id).subquery())
+    q = (select(models.c.id, models.c.name, models.c.version, models.c.fingerprint, models.c.labels,
+                models.c.first_seen, models.c.last_seen, func.coalesce(n_pred.c.n, 0).label("predictions"))
+         .outerjoin(n_pred, n_pred.c.model_id == models.c.id).order_by(models.c.first_seen, models.c.id))
+    out = []
+    for r in conn.execute(q).mappings():
+        d = dict(r)
+        d["urls"] = list(conn.execute(select(model_urls.c.url).where(model_urls.c.model_id == r["id"])
+                                      .order_by(model_urls.c.first_seen)).scalars())
+        out.append(d)
+    return out

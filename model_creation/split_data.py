@@ -1,0 +1,154 @@
+"""Split the shared labelled images into training data and the preset test data.
+
+    python -m model_creation.split_data --source ../shared/datasets
+
+Deterministic (fixed seed, files sorted by content hash). Photos are split per class, about
+20% to test. Sprites are split by *source family*: every frame of one animation, and its
+shiny/female recolours, stay on one side, because they are near-duplicates. Lookalike Pokemon
+all go to test_data/lookalikes/<name>/ as unknown-class probes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_DIR = ROOT / "model_creation" / "dataset"
+TEST_DIR = ROOT / "test_data"
+SEED = 42
+TEST_FRACTION = 0.2
+MANIFEST_FIELDS = ["path", "label", "sha256", "kind", "source"]
+_VARIANT_TOKENS = {"shiny", "female", "regular"}
+
+
+@dataclass(frozen=True)
+class Item:
+    src: Path
+    label: str
+    kind: str  # photo | sprite | lookalike
+    source: str
+    sha256: str
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sprite_family(filename: str) -> str:
+    """`bw-shiny-female-03.png` -> `bw-front`: one animation and its recolours are one source."""
+    stem = re.sub(r"-\d+$", "", Path(filename).stem)
+    tokens = [t for t in stem.split("-") if t not in _VARIANT_TOKENS]
+    if tokens == ["bw"]:
+        tokens = ["bw", "front"]
+    return "-".join(tokens) or stem
+
+
+def _items(folder: Path, label: str, kind: str) -> list[Item]:
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            source = "photo" if kind == "photo" else sprite_family(p.name)
+            out.append(Item(p, label, kind, source, sha256_file(p)))
+    return out
+
+
+def split_photos(items: list[Item], rng: random.Random) -> tuple[list[Item], list[Item]]:
+    items = sorted(items, key=lambda i: i.sha256)
+    rng.shuffle(items)
+    n_test = round(len(items) * TEST_FRACTION)
+    return items[n_test:], items[:n_test]
+
+
+def split_sprites(items: list[Item], rng: random.Random) -> tuple[list[Item], list[Item]]:
+    families: dict[str, list[Item]] = {}
+    for it in items:
+        families.setdefault(it.source, []).append(it)
+    names = sorted(families)
+    rng.shuffle(names)
+    target = max(2, round(len(items) * TEST_FRACTION))
+    slack = max(2, round(len(items) * 0.1))
+    test_names: list[str] = []
+    count = 0
+    for name in names:
+        if count >= target:
+            break
+        size = len(families[name])
+        if count + size <= target + slack:
+            test_names.append(name)
+            count += size
+    train = [i for n in names if n not in test_names for i in families[n]]
+    test = [i for n in test_names for i in families[n]]
+    return train, test
+
+
+def write_manifest(path: Path, rows: list[dict]) -> None:
+    rows = sorted(rows, key=lambda r: r["path"])
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_manifest(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _copy(items: list[Item], base: Path, subdir: str) -> list[dict]:
+    rows = []
+    for it in items:
+        dest = base / subdir / it.src.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(it.src, dest)
+        rows.append({"path": dest.relative_to(base).as_posix(), "label": it.label,
+                     "sha256": it.sha256, "kind": it.kind, "source": it.source})
+    return rows
+
+
+def split(source: Path, train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR) -> dict:
+    classes = sorted({p.name for sub in ("photos", "sprites") for p in (source / sub).iterdir()
+                      if p.is_dir()})
+    for d in (train_dir, test_dir):
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+    train_rows: list[dict] = []
+    test_rows: list[dict] = []
+    for cls in classes:
+        for kind, sub, splitter in (("photo", "photos", split_photos), ("sprite", "sprites", split_sprites)):
+            folder = source / sub / cls
+            if not folder.is_dir():
+                continue
+            rng = random.Random(f"{SEED}-{kind}-{cls}")
+            train, test = splitter(_items(folder, cls, kind), rng)
+            train_hashes = {i.sha256 for i in test}
+            train = [i for i in train if i.sha256 not in train_hashes]  # exact duplicates stay in test
+            train_rows += _copy(train, train_dir, cls)
+            test_rows += _copy(test, test_dir, cls)
+    for folder in sorted((source / "lookalikes").iterdir()):
+        if folder.is_dir():
+            test_rows += _copy(_items(folder, folder.name, "lookalike"), test_dir, f"lookalikes/{folder.name}")
+    write_manifest(train_dir / "manifest.csv", train_rows)
+    write_manifest(test_dir / "manifest.csv", test_rows)
+    return {"train": len(train_rows), "test": len(test_rows)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "datasets")
+    args = ap.parse_args()
+    if not (args.source / "photos").is_dir():
+        raise SystemExit(f"error: {args.source} has no photos/ folder (see --source)")
+    counts = split(args.source)
+    print(f"train images: {counts['train']}, test images: {counts['test']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Train one Pokemon classifier and write a complete model folder.
+
+    python -m model_creation.train --labels bulbasaur charmander mewtwo pikachu squirtle \
+        --out trained_models/ml_original
+
+Story: load data (serving preprocessing) -> balance scarce classes -> augment with Keras
+preprocessing layers -> train (Adam, cosine schedule) -> evaluate on test_data -> export the
+model without optimizer state -> config.json, training-curve plot, MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from model_server.model import MODEL_FILE, fingerprint  # noqa: E402
+from model_server.preprocessing import Preprocessing  # noqa: E402
+
+from .architectures import ARCHITECTURES, make_model  # noqa: E402
+from .create_config import create_config, write_model_card  # noqa: E402
+from .data import data_hash, load_split, per_class_metrics  # noqa: E402
+from .split_data import TEST_DIR, TRAIN_DIR  # noqa: E402
+
+SEED = 42
+EPOCHS = 120
+BATCH_SIZE = 32
+LEARNING_RATE = 3e-3
+WARMUP_EPOCHS = 3
+LABEL_SMOOTHING = 0.05
+MIN_CLASS_SHARE = 0.6  # oversample every class to >= 60% of the largest one
+
+
+def balanced_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices that repeat scarce classes (mimikyu has four training sprites) up to a floor."""
+    counts = np.bincount(y)
+    floor = int(counts.max() * MIN_CLASS_SHARE)
+    parts = []
+    for c, n in enumerate(counts):
+        idx = np.flatnonzero(y == c)
+        if 0 < n < floor:
+            idx = np.concatenate([idx, rng.choice(idx, floor - n, replace=True)])
+        parts.append(idx)
+    return np.concatenate(parts)
+
+
+def augmenter(seed: int):
+    import keras
+    from keras import layers
+
+    # Fill with 1.0 (white): the background the preprocessing composites transparency onto.
+    return keras.Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(0.08, fill_mode="constant", fill_value=1.0, seed=seed),
+        layers.RandomZoom((-0.25, 0.15), fill_mode="constant", fill_value=1.0, seed=seed),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=1.0, seed=seed),
+        layers.RandomContrast(0.25, value_range=(0.0, 1.0), seed=seed),
+        layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed),
+    ], name="augment")
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int):
+    import tensorflow as tf
+
+    aug = augmenter(seed)
+    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, num_classes)))
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    ds = ds.map(lambda a, b: (tf.clip_by_value(aug(a, training=True), 0.0, 1.0), b),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def evaluate(model, labels: list[str], spec: Preprocessing, test_dir: Path) -> dict:
+    metrics = {}
+    for subset, kinds in (("photos", ("photo",)), ("sprites", ("sprite",)), ("all", ("photo", "sprite"))):
+        x, y, _ = load_split(test_dir, labels, spec, kinds)
+        pred = np.argmax(model.predict(x, batch_size=64, verbose=0), axis=1) if len(x) else y
+        metrics[subset] = per_class_metrics(y, pred, labels)
+    return metrics
+
+
+def save_plot(history: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a1.plot(history["loss"], label="train loss")
+    a2.plot(history["accuracy"], label="train accuracy (augmented)")
+    for ax in (a1, a2):
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def train(*, labels: list[str], out: Path, name: str | None = None, version: str = "1",
+          arch: str = "compact", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, seed: int = SEED,
+          train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR, command: str = "", verbose: int = 2) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    spec = Preprocessing()
+    labels = list(labels)
+    name = name or out.name
+
+    x, y, rows = load_split(train_dir, labels, spec)
+    missing = sorted(set(labels) - {r["label"] for r in rows})
+    if missing:
+        raise SystemExit(f"error: no training images for {missing} in {train_dir}")
+    idx = balanced_indices(y, np.random.default_rng(seed))
+    ds = make_dataset(x[idx], y[idx], len(labels), batch_size, seed)
+
+    model = make_model(arch, (spec.height, spec.width, 3), len(labels))
+    steps = int(np.ceil(len(idx) / batch_size)) * epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        LEARNING_RATE / 10, decay_steps=steps, warmup_target=LEARNING_RATE,
+        warmup_steps=int(np.ceil(len(idx) / batch_size)) * WARMUP_EPOCHS)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
+                  metrics=["accuracy"])
+    history = model.fit(ds, epochs=epochs, verbose=verbose).history
+
+    # Export without optimizer state: a fresh, uncompiled copy carrying the trained weights.
+    export = make_model(arch, (spec.height, spec.width, 3), len(labels))
+    export.set_weights(model.get_weights())
+    out.mkdir(parents=True, exist_ok=True)
+    export.save(out / MODEL_FILE)
+
+    metrics = evaluate(export, labels, spec, test_dir)
+    config = create_config(
+        out, name=name, version=version, labels=labels, spec=spec, architecture=arch,
+        training_data_hash=data_hash(rows), seed=seed, metrics=metrics,
+        training={"epochs": epochs, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
+                  "schedule": "cosine with warmup", "label_smoothing": LABEL_SMOOTHING,
+                  "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx))})
+    save_plot(history, out / "training.png", f"{name} ({arch})")
+    write_model_card(out, config, fingerprint=fingerprint(export.get_weights(), labels, spec),
+                     command=command or "python -m model_creation.train " + shlex.join(
+                         ["--labels", *labels, "--out", str(out), "--arch", arch, "--epochs", str(epochs)]),
+                     n_params=export.count_params(), model_bytes=(out / MODEL_FILE).stat().st_size)
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train one classifier into a model folder.")
+    ap.add_argument("--labels", nargs="+", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--name", help="model name (default: the folder name)")
+    ap.add_argument("--version", default="1")
+    ap.add_argument("--arch", default="compact", choices=sorted(ARCHITECTURES))
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    ap.add_argument("--seed", type=int, default=SEED)
+    args = ap.parse_args(argv)
+    command = "python -m model_creation.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    config = train(labels=args.labels, out=args.out, name=args.name, version=args.version, arch=args.arch,
+                   epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, command=command)
+    for subset, m in config["metrics"].items():
+        if m["n"]:
+            recalls = ", ".join(f"{k} {v['recall']:.2f}" for k, v in m["classes"].items() if v["support"])
+            print(f"test {subset}: accuracy {m['accuracy']:.3f} (n={m['n']}); recall: {recalls}")
+
+
+if __name__ == "__main__":
+    main()

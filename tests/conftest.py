@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import make_test_data, write_color_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def color_model(tmp_path_factory) -> Path:
+    return write_color_model(tmp_path_factory.mktemp("models") / "colors", ["red", "green", "blue"])
+
+
+@pytest.fixture
+def test_data(tmp_path) -> Path:
+    return make_test_data(tmp_path / "test_data")
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg2
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3)
+        conn.close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    ok = _pg_available()
+    if not ok and os.environ.get("CI"):
+        pytest.fail("PostgreSQL at 127.0.0.1:5432 is required in CI")
+    return ok
+
+
+@pytest.fixture
+def pg_url(pg_available):
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not pg_available:
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 not reachable")
+    from sqlalchemy import create_engine, text
+
+    name = f"pct_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'collector.db'}"
+    return request.getfixturevalue("pg_url")

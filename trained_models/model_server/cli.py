@@ -1,0 +1,69 @@
+"""`ml-server --model-dir DIR --host H --port P`: serve one model folder with gunicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .model import CONFIG_FILE, MODEL_FILE
+
+
+def _positive(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    ap = argparse.ArgumentParser(prog="ml-server", description="Serve one model folder over HTTP.")
+    ap.add_argument("--model-dir", default=env("MODEL_DIR"), help="model folder (env MODEL_DIR)")
+    ap.add_argument("--host", default=env("HOST", "127.0.0.1"), help="bind address (env HOST)")
+    ap.add_argument("--port", type=_positive, default=int(env("PORT", "8080")), help="port (env PORT)")
+    ap.add_argument("--workers", type=_positive, default=int(env("WEB_CONCURRENCY", "1")),
+                    help="gunicorn worker processes, each with its own model copy (env WEB_CONCURRENCY)")
+    ap.add_argument("--threads", type=_positive, default=int(env("GUNICORN_THREADS", "4")),
+                    help="threads per worker (env GUNICORN_THREADS)")
+    ap.add_argument("--timeout", type=_positive, default=int(env("GUNICORN_TIMEOUT", "120")),
+                    help="worker timeout in seconds (env GUNICORN_TIMEOUT)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.model_dir:
+        print("ml-server: error: --model-dir (or MODEL_DIR) is required", file=sys.stderr)
+        return 2
+    model_dir = Path(args.model_dir).resolve()
+    for f in (CONFIG_FILE, MODEL_FILE):
+        if not (model_dir / f).is_file():
+            print(f"ml-server: error: {model_dir} is not a model folder (no {f})", file=sys.stderr)
+            return 2
+    os.environ["MODEL_DIR"] = str(model_dir)
+
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("timeout", args.timeout)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("accesslog", os.environ.get("ACCESS_LOG") or None)
+
+        def load(self):
+            # Imported here: each worker loads TensorFlow and the model after the fork.
+            from .app import create_app
+
+            return create_app()
+
+    _App().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

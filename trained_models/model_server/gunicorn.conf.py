@@ -1,0 +1,17 @@
+"""gunicorn settings for containers: `gunicorn -c gunicorn.conf.py "model_server.app:create_app()"`.
+
+One model copy per worker (a 96x96 compact model is ~1 MB of weights plus ~400 MB of
+TensorFlow runtime). TensorFlow already uses every core for one batch, so 1 worker with a few
+threads is the default; raise WEB_CONCURRENCY only on machines with many cores.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"  # nosec B104: container
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 30
+keepalive = 5
+accesslog = os.environ.get("ACCESS_LOG") or None
