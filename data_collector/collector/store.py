@@ -38,6 +38,8 @@ def make_engine(url: str) -> Engine:
     except ArgumentError:
         raise StoreError(f"not a database URL: {url!r} (e.g. sqlite:///pokemon_tester.db or "
                          "postgresql://user:password@host:5432/db)") from None
+    if u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg2")  # the driver this project ships
     kwargs: dict = {}
     if u.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}

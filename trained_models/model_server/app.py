@@ -172,7 +172,9 @@ def create_app(test_config: dict | None = None, *, loader=load_model_folder) -> 
     def health():
         if holder.ready:
             return jsonify({"status": "ok"})
-        return jsonify({"status": "error" if holder.error else "loading", "error": holder.error}), 503
+        if holder.error:
+            return jsonify({"status": "error", "error": holder.error}), 503
+        return jsonify({"status": "loading"}), 503
 
     @app.get("/metadata")
     def metadata():

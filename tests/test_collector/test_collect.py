@@ -1,0 +1,277 @@
+"""Collection against real loopback model servers, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import COLORS, LiveServer, color_png, serve_model, write_color_model
+from sqlalchemy import func, select
+
+from collector import store
+from collector.cli import main as cli
+from collector.collect import CollectOptions, collect
+from collector.schema import failures, images, models, predictions, runs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine_for(url):
+    engine = store.make_engine(url)
+    store.ensure_schema(engine)
+    return engine
+
+
+def pred_rows(engine, fingerprint=None):
+    q = (select(models.c.fingerprint, images.c.sha256, predictions.c.predicted_label)
+         .select_from(predictions.join(models, models.c.id == predictions.c.model_id)
+                      .join(images, images.c.id == predictions.c.image_id)))
+    if fingerprint:
+        q = q.where(models.c.fingerprint == fingerprint)
+    with engine.connect() as c:
+        return sorted(tuple(r) for r in c.execute(q))
+
+
+def count(engine, table):
+    with engine.connect() as c:
+        return c.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def quiet(_msg):
+    pass
+
+
+def test_collect_then_skip_by_fingerprint(db_url, color_model, test_data):
+    engine = engine_for(db_url)
+    with serve_model(color_model) as srv:
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+        assert res.status == "completed" and res.n_sent == 21 and res.accuracy == 1.0
+        again_msgs = []
+        (res2,) = collect([srv.url], engine=engine, test_dir=test_data, say=again_msgs.append)
+    assert res2.status == "skipped" and res2.n_sent == 0
+    assert "already fully evaluated" in again_msgs[0]
+    assert count(engine, predictions) == 21
+    with engine.connect() as c:
+        assert c.execute(select(runs.c.status)).scalars().all() == ["completed"]
+
+
+def test_model_is_identified_by_fingerprint_not_url(db_url, color_model, test_data, tmp_path):
+    engine = engine_for(db_url)
+    with serve_model(color_model) as a, serve_model(color_model) as b:
+        r1, r2 = collect([a.url, b.url], engine=engine, test_dir=test_data, say=quiet)
+    assert r1.status == "completed" and r2.status == "skipped"
+    assert count(engine, models) == 1 and count(engine, predictions) == 21
+    with serve_model(color_model) as c:  # a new URL for a known model: nothing sent
+        (r3,) = collect([c.url], engine=engine, test_dir=test_data, say=quiet)
+    assert r3.status == "skipped"
+
+
+def test_retrained_model_behind_same_url_is_evaluated_again(db_url, color_model, test_data, tmp_path):
+    engine = engine_for(db_url)
+    folder = tmp_path / "m"
+    write_color_model(folder, ["red", "green", "blue"])
+    with serve_model(folder) as srv:
+        (r1,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+    write_color_model(folder, ["red", "green", "blue"], swap=("green", "blue"), version="2")
+    with serve_model(folder) as srv:
+        (r2,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+    assert r1.fingerprint != r2.fingerprint and r2.status == "completed" and r2.n_sent == 21
+    assert count(engine, models) == 2 and count(engine, predictions) == 42
+    assert r2.accuracy == pytest.approx(12 / 18)
+
+
+def test_label_filtering_and_probes(db_url, tmp_path, test_data):
+    engine = engine_for(db_url)
+    two = write_color_model(tmp_path / "two", ["red", "blue"], name="two")
+    with serve_model(two) as srv:
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+    with engine.connect() as c:
+        sent = c.execute(select(images.c.label, images.c.kind).select_from(
+            predictions.join(images, images.c.id == predictions.c.image_id))).all()
+    labels = {lab for lab, _ in sent}
+    assert "green" not in labels and {"red", "blue", "purple"} <= labels
+    assert res.n_sent == 6 + 6 + 3
+    assert {k for lab, k in sent if lab == "purple"} == {"lookalike"}
+
+
+def test_image_added_later_is_sent_alone(db_url, color_model, test_data):
+    engine = engine_for(db_url)
+    with serve_model(color_model) as srv:
+        collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+        (test_data / "red" / "new.png").write_bytes(color_png(COLORS["red"], seed=4242))
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+    assert res.status == "completed" and res.n_sent == 1
+    assert count(engine, predictions) == 22
+
+
+def test_corrupt_image_is_reported_and_skipped(db_url, color_model, test_data):
+    engine = engine_for(db_url)
+    (test_data / "green" / "broken.png").write_bytes(color_png(COLORS["green"])[:50])
+    with serve_model(color_model) as srv:
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data,
+                         opts=CollectOptions(batch_size=8), say=quiet)
+    assert res.status == "completed" and res.n_sent == 21 and res.n_failed == 1
+    with engine.connect() as c:
+        (path, error), = c.execute(select(failures.c.path, failures.c.error)).all()
+    assert path == "green/broken.png" and "truncated" in error
+
+
+def test_bad_url_and_unreachable_server(db_url, color_model, test_data):
+    engine = engine_for(db_url)
+    msgs = []
+    with serve_model(color_model) as srv:
+        bad, down, ok = collect(["ftp://x", "http://127.0.0.1:9", srv.url], engine=engine, test_dir=test_data,
+                                opts=CollectOptions(retries=1, backoff=0.01, timeout=2), say=msgs.append)
+    assert bad.status == "error" and "not an http(s) URL" in bad.error
+    assert down.status == "error" and "cannot connect" in down.error
+    assert ok.status == "completed"  # one bad URL does not stop the others
+
+
+def test_server_that_dies_mid_run_then_resume(db_url, color_model, test_data):
+    """The server goes away after two batches: the run is incomplete, stored rows stay, a rerun completes."""
+    from model_server.app import create_app
+
+    engine = engine_for(db_url)
+    app = create_app({"model_dir": str(color_model), "load_async": False})
+    served = {"n": 0}
+
+    @app.before_request
+    def _die_after_two():
+        from flask import request
+        if request.path == "/predict":
+            served["n"] += 1
+            if served["n"] > 2:
+                return {"error": "server going down"}, 503
+        return None
+
+    with LiveServer(app) as srv:
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data,
+                         opts=CollectOptions(batch_size=4, max_in_flight=1, retries=1, backoff=0.01), say=quiet)
+    assert res.status == "incomplete" and "503" in res.error and srv.url in res.error
+    assert res.n_sent == 8 and count(engine, predictions) == 8
+    with serve_model(color_model) as srv2:
+        (res2,) = collect([srv2.url], engine=engine, test_dir=test_data, say=quiet)
+    assert res2.status == "completed" and res2.n_sent == 13 and count(engine, predictions) == 21
+    with engine.connect() as c:
+        assert sorted(c.execute(select(runs.c.status)).scalars()) == ["completed", "incomplete"]
+
+
+def _cli(*args, env=None):
+    return CliRunner().invoke(cli, list(args), env=env or {}, catch_exceptions=False)
+
+
+def test_cli_collect_models_and_unreachable_database(tmp_path, color_model, test_data):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with serve_model(color_model) as srv:
+        r = _cli("--db", url, "collect", "--test-data", str(test_data), srv.url)
+        assert r.exit_code == 0, r.output
+        assert "completed" in r.output and "1.000" in r.output
+        r = _cli("--db", url, "collect", "--test-data", str(test_data), srv.url)
+        assert r.exit_code == 0 and "skipped" in r.output
+    r = _cli("--db", url, "models")
+    assert "colors" in r.output and "21" in r.output
+    r = _cli("--db", "postgresql://nobody@127.0.0.1:1/x", "collect", "--test-data", str(test_data), "http://h:1")
+    assert r.exit_code == 1 and "cannot reach the database" in r.output
+    r = _cli("--db", "not a url", "models")
+    assert r.exit_code == 1 and "not a database URL" in r.output
+    r = _cli("--db", url, "collect", "--test-data", str(tmp_path / "nope"), "http://h:1")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = _cli("--db", url, "collect", "--test-data", str(test_data), "--retries", "0", "http://127.0.0.1:9")
+    assert r.exit_code == 1 and "cannot connect" in r.output
+
+
+def test_db_destroy_asks_and_upgrade_is_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    assert _cli("--db", url, "db", "upgrade").exit_code == 0
+    assert _cli("--db", url, "db", "upgrade").exit_code == 0
+    r = _cli("--db", url, "db", "destroy")
+    assert r.exit_code != 0 and "--yes" in r.output
+    engine = store.make_engine(url)
+    assert store.current_revision(engine) == store.head_revision()
+    r = _cli("--db", url, "db", "destroy", "--yes")
+    assert r.exit_code == 0 and store.current_revision(engine) is None
+
+
+def test_views_answer_for_psql_users(db_url, color_model, test_data):
+    from sqlalchemy import text
+
+    engine = engine_for(db_url)
+    with serve_model(color_model) as srv:
+        collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT label, n, correct, accuracy FROM v_class_accuracy ORDER BY label")).all()
+        conf = c.execute(text("SELECT SUM(n) FROM v_confusion")).scalar_one()
+    assert [(r[0], r[1], r[2], float(r[3])) for r in rows] == [
+        ("blue", 6, 6, 1.0), ("green", 6, 6, 1.0), ("red", 6, 6, 1.0)]
+    assert conf == 21
+
+
+def test_migrations_match_schema_metadata(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from collector.schema import metadata
+
+    engine = engine_for(db_url)
+    with engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), metadata)
+    assert diff == []
+
+
+KILL_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from helpers import serve_model
+srv = serve_model(Path({model!r}))
+srv.__enter__()
+Path({port_file!r}).write_text(srv.url)
+time.sleep(600)
+"""
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(db_url, tmp_path, color_model, test_data):
+    """SIGKILL the collector process mid-run, rerun, compare with an uninterrupted run."""
+    for i in range(40):  # more images so the kill lands mid-run
+        (test_data / "blue" / f"extra-{i}.png").write_bytes(color_png(COLORS["blue"], seed=7000 + i))
+    port_file = tmp_path / "url"
+    server = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(
+        tests=str(ROOT / "tests"), model=str(color_model), port_file=str(port_file))])
+    try:
+        for _ in range(200):
+            if port_file.exists() and port_file.read_text():
+                break
+            time.sleep(0.1)
+        url = port_file.read_text()
+        cmd = [sys.executable, "-m", "collector.cli", "--db", db_url, "collect", "--test-data", str(test_data),
+               "--batch-size", "2", "--max-in-flight", "1", url]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        engine = engine_for(db_url)
+        deadline = time.time() + 60
+        while count(engine, predictions) < 10 and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        partial = count(engine, predictions)
+        assert 0 < partial < 61, partial
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        resumed = pred_rows(engine)
+        with engine.connect() as c:
+            statuses = sorted(c.execute(select(runs.c.status)).scalars())
+        assert statuses == ["completed", "interrupted"]
+
+        clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+        clean = subprocess.run(cmd[:4] + [clean_url] + cmd[5:], capture_output=True, text=True, timeout=120)
+        assert clean.returncode == 0, clean.stderr
+        reference = pred_rows(engine_for(clean_url))
+    finally:
+        server.kill()
+        server.wait()
+    assert len(resumed) == len(set(resumed)) == 61
+    assert resumed == reference
