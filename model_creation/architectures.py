@@ -42,7 +42,8 @@ def make_compact(input_shape: tuple[int, int, int], num_classes: int) -> keras.M
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)(inputs)  # 48x48
     x = layers.BatchNormalization()(x)
     x = layers.ReLU(6.0)(x)
-    for filters, stride in ((64, 1), (96, 2), (96, 1), (160, 2), (160, 1), (256, 2), (256, 1)):
+    # Down to 24x24 in the first block: the 48x48 stage is where depthwise convs cost most on CPU.
+    for filters, stride in ((48, 2), (96, 1), (128, 2), (128, 1), (256, 2), (256, 1)):
         x = _ds_block(x, filters, stride)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.3)(x)

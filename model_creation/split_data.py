@@ -121,23 +121,29 @@ def split(source: Path, train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR) 
         d.mkdir(parents=True)
     train_rows: list[dict] = []
     test_rows: list[dict] = []
-    for cls in classes:
-        for kind, sub, splitter in (("photo", "photos", split_photos), ("sprite", "sprites", split_sprites)):
-            folder = source / sub / cls
-            if not folder.is_dir():
-                continue
-            rng = random.Random(f"{SEED}-{kind}-{cls}")
-            train, test = splitter(_items(folder, cls, kind), rng)
-            train_hashes = {i.sha256 for i in test}
-            train = [i for i in train if i.sha256 not in train_hashes]  # exact duplicates stay in test
-            train_rows += _copy(train, train_dir, cls)
-            test_rows += _copy(test, test_dir, cls)
+    groups = {(cls, kind): _items(source / sub / cls, cls, kind)
+              for cls in classes for kind, sub in (("photo", "photos"), ("sprite", "sprites"))
+              if (source / sub / cls).is_dir()}
+    # The same bytes under two labels (a group picture) has no single true label: leave it out.
+    labels_of: dict[str, set[str]] = {}
+    for items in groups.values():
+        for it in items:
+            labels_of.setdefault(it.sha256, set()).add(it.label)
+    ambiguous = {sha for sha, labs in labels_of.items() if len(labs) > 1}
+    for (cls, kind), items in groups.items():
+        splitter = split_photos if kind == "photo" else split_sprites
+        rng = random.Random(f"{SEED}-{kind}-{cls}")
+        train, test = splitter([i for i in items if i.sha256 not in ambiguous], rng)
+        test_hashes = {i.sha256 for i in test}
+        train = [i for i in train if i.sha256 not in test_hashes]  # exact duplicates stay in test
+        train_rows += _copy(train, train_dir, cls)
+        test_rows += _copy(test, test_dir, cls)
     for folder in sorted((source / "lookalikes").iterdir()):
         if folder.is_dir():
             test_rows += _copy(_items(folder, folder.name, "lookalike"), test_dir, f"lookalikes/{folder.name}")
     write_manifest(train_dir / "manifest.csv", train_rows)
     write_manifest(test_dir / "manifest.csv", test_rows)
-    return {"train": len(train_rows), "test": len(test_rows)}
+    return {"train": len(train_rows), "test": len(test_rows), "ambiguous": len(ambiguous)}
 
 
 def main() -> None:
@@ -147,7 +153,8 @@ def main() -> None:
     if not (args.source / "photos").is_dir():
         raise SystemExit(f"error: {args.source} has no photos/ folder (see --source)")
     counts = split(args.source)
-    print(f"train images: {counts['train']}, test images: {counts['test']}")
+    print(f"train images: {counts['train']}, test images: {counts['test']}, "
+          f"left out (same image under two labels): {counts['ambiguous']}")
 
 
 if __name__ == "__main__":

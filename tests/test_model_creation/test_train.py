@@ -1,0 +1,79 @@
+"""A tiny real model trained for one epoch in tmp_path; the model folder it writes round-trips."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import COLORS, color_png
+
+from model_creation.split_data import write_manifest
+from model_creation.train import balanced_indices, train
+from model_server.model import load_model_folder
+from model_server.preprocessing import Preprocessing
+
+
+def labelled_folder(base: Path, counts: dict[str, int], seed: int) -> Path:
+    rows = []
+    for label, n in counts.items():
+        (base / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            data = color_png(COLORS[label], seed=seed + i + 100 * len(label))
+            (base / label / f"{i}.png").write_bytes(data)
+            rows.append({"path": f"{label}/{i}.png", "label": label, "sha256": hashlib.sha256(data).hexdigest(),
+                         "kind": "sprite", "source": f"s{i}"})
+    write_manifest(base / "manifest.csv", rows)
+    return base
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    train_dir = labelled_folder(tmp / "train", {"red": 6, "green": 6, "blue": 2}, seed=0)
+    test_dir = labelled_folder(tmp / "test", {"red": 2, "green": 2, "blue": 2}, seed=500)
+    out = tmp / "ml_tiny"
+    config = train(labels=["red", "green", "blue"], out=out, arch="tiny", epochs=1, batch_size=4,
+                   train_dir=train_dir, test_dir=test_dir, verbose=0, version="7")
+    return out, config
+
+
+def test_model_folder_is_complete(trained):
+    out, config = trained
+    assert {p.name for p in out.iterdir()} >= {"model.keras", "config.json", "training.png", "MODEL_CARD.md"}
+    assert (out / "model.keras").stat().st_size < 5_000_000
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "python -m model_creation.train" in card and "| blue | 2 |" in card
+
+
+def test_config_round_trip(trained):
+    out, config = trained
+    on_disk = json.loads((out / "config.json").read_text())
+    assert on_disk == config
+    assert on_disk["labels"] == ["red", "green", "blue"] and on_disk["version"] == "7"
+    assert on_disk["input"] == {"height": 96, "width": 96, "channels": 3}
+    assert Preprocessing.from_dict(on_disk["preprocessing"]) == Preprocessing()
+    for key in ("architecture", "training_data_hash", "seed", "library_versions", "metrics", "created_at"):
+        assert key in on_disk
+    assert on_disk["metrics"]["sprites"]["n"] == 6
+    assert set(on_disk["metrics"]["sprites"]["classes"]) == {"red", "green", "blue"}
+
+
+def test_saved_model_loads_without_optimizer_and_predicts(trained):
+    out, _ = trained
+    m = load_model_folder(out)
+    assert getattr(m.keras_model, "optimizer", None) is None  # saved uncompiled
+    import zipfile
+    with zipfile.ZipFile(out / "model.keras") as z:
+        cfg = json.loads(z.read("config.json"))
+    assert not cfg.get("compile_config")  # no optimizer, no loss
+    probs = m.predict(np.zeros((2, 96, 96, 3), np.float32))
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+def test_balanced_indices_lift_scarce_classes():
+    y = np.array([0] * 50 + [1] * 4)
+    idx = balanced_indices(y, np.random.default_rng(0))
+    assert np.sum(y[idx] == 1) == 30 and np.sum(y[idx] == 0) == 50
