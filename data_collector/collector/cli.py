@@ -66,27 +66,44 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:6.1f} img/s" if task.speed else "     - img/s")
 
 
+def collect_options(f):
+    """Options shared by every command that collects (collect, watch, hook)."""
+    opts = [
+        click.option("--test-data", envvar="TEST_DATA_DIR", default=default_test_data, show_default="test_data",
+                     type=click.Path(path_type=Path), help="labelled test images (env TEST_DATA_DIR)"),
+        click.option("--batch-size", envvar="BATCH_SIZE", type=click.IntRange(1, 256), default=32,
+                     show_default=True, help="images per request (env BATCH_SIZE)"),
+        click.option("--max-in-flight", envvar="MAX_IN_FLIGHT", type=click.IntRange(1, 64), default=None,
+                     help="requests in flight over all models [default: 2 per model, at most 8] (env MAX_IN_FLIGHT)"),
+        click.option("--timeout", envvar="REQUEST_TIMEOUT", type=click.FloatRange(0.1), default=60.0,
+                     show_default=True, help="seconds to wait for one response (env REQUEST_TIMEOUT)"),
+        click.option("--retries", envvar="REQUEST_RETRIES", type=click.IntRange(0, 20), default=3,
+                     show_default=True,
+                     help="retries on connection errors and 5xx, with exponential backoff (env REQUEST_RETRIES)"),
+        click.option("--no-migrate", is_flag=True, envvar="NO_MIGRATE",
+                     help="never create or migrate tables; fail if the schema is not current (env NO_MIGRATE)"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def options_from(kw: dict) -> CollectOptions:
+    return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
+                          retries=kw["retries"])
+
+
 @main.command("collect")
 @click.argument("urls", nargs=-1, required=True, envvar="MODEL_URLS")
-@click.option("--test-data", envvar="TEST_DATA_DIR", default=default_test_data, show_default="test_data",
-              type=click.Path(path_type=Path), help="labelled test images (env TEST_DATA_DIR)")
-@click.option("--batch-size", envvar="BATCH_SIZE", type=click.IntRange(1, 256), default=32, show_default=True,
-              help="images per request (env BATCH_SIZE)")
-@click.option("--max-in-flight", envvar="MAX_IN_FLIGHT", type=click.IntRange(1, 64), default=None,
-              help="requests in flight over all models [default: 2 per model, at most 8] (env MAX_IN_FLIGHT)")
-@click.option("--timeout", envvar="REQUEST_TIMEOUT", type=click.FloatRange(0.1), default=60.0, show_default=True,
-              help="seconds to wait for one response (env REQUEST_TIMEOUT)")
-@click.option("--retries", envvar="REQUEST_RETRIES", type=click.IntRange(0, 20), default=3, show_default=True,
-              help="retries on connection errors and 5xx, with exponential backoff (env REQUEST_RETRIES)")
-@click.option("--no-migrate", is_flag=True, envvar="NO_MIGRATE",
-              help="never create or migrate tables; fail if the schema is not current (env NO_MIGRATE)")
+@collect_options
 @click.pass_context
-def collect_cmd(ctx, urls, test_data, batch_size, max_in_flight, timeout, retries, no_migrate):
+def collect_cmd(ctx, urls, **kw):
     """Evaluate each model URL on the test images it has not been evaluated on yet."""
     if len(urls) == 1 and " " in urls[0]:
         urls = tuple(urls[0].split())  # MODEL_URLS="http://a:8080 http://b:8080"
-    engine = open_store(ctx, migrate=not no_migrate)
-    opts = CollectOptions(batch_size=batch_size, max_in_flight=max_in_flight, timeout=timeout, retries=retries)
+    engine = open_store(ctx, migrate=not kw["no_migrate"])
+    opts = options_from(kw)
+    test_data = kw["test_data"]
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                   TimeElapsedColumn(), console=err, transient=False) as bar:

@@ -1,0 +1,74 @@
+"""Automatic evaluation of a new deployment: collect, compare with the previous version, report.
+
+Used by `data-collector watch` (polling) and by the deploy hook (`POST /hooks/deployed`).
+A fingerprint is evaluated once: collection only sends what the database lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from .collect import CollectOptions, collect
+from .compare import Thresholds, compare
+from .html_report import recall_history, render_html
+from .reports import SelectorError, load_rows, model_report, resolve
+
+log = logging.getLogger("collector.deploy")
+
+
+@dataclass
+class DeploySettings:
+    test_dir: Path
+    report_dir: Path
+    opts: CollectOptions
+    thresholds: Thresholds = Thresholds()
+
+
+_lock = threading.Lock()  # one evaluation at a time per process: the servers are the bottleneck
+
+
+def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -> dict:
+    with _lock:
+        (res,) = collect([url], engine=engine, test_dir=settings.test_dir, opts=settings.opts,
+                         say=lambda m: log.info("%s", m))
+        out = {"url": url, "status": res.status, "name": res.name, "version": res.version,
+               "fingerprint": res.fingerprint, "images_sent": res.n_sent, "evaluated": res.n_sent > 0}
+        if res.status in ("error", "incomplete"):
+            out["error"] = res.error
+            out["verdict"] = "error"
+            return out
+        with engine.connect() as conn:
+            cand = resolve(conn, res.fingerprint)
+            reports = [model_report(cand, load_rows(conn, cand.id))]
+            try:
+                base = resolve(conn, f"{cand.name}@previous", relative_to=cand)
+            except SelectorError:
+                base = None
+            comparison = None
+            if base is not None:
+                comparison = compare(base, load_rows(conn, base.id), cand, load_rows(conn, cand.id),
+                                     settings.thresholds)
+                reports.append(model_report(base, load_rows(conn, base.id)))
+            history = recall_history(conn)
+        out["baseline"] = base.fingerprint if base else None
+        out["verdict"] = comparison["verdict"] if comparison else "no-baseline"
+        out["regressed_classes"] = comparison["regressed_classes"] if comparison else []
+        if out["evaluated"]:
+            out["report"] = str(_write(settings.report_dir, cand, reports, history, comparison))
+        return out
+
+
+def _write(report_dir: Path, cand, reports, history, comparison) -> Path:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{cand.name}-v{cand.version}-{cand.fingerprint[:12]}")
+    html_path = report_dir / f"{stem}.html"
+    html_path.write_text(render_html(reports, history, comparison))
+    (report_dir / f"{stem}.json").write_text(json.dumps({"models": reports, "comparison": comparison}, indent=2))
+    return html_path

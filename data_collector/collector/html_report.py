@@ -1,0 +1,145 @@
+"""One self-contained HTML file (plots embedded as PNG data URIs): opens offline, mails well."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection
+
+from .reports import all_models, load_rows, model_report
+
+
+def recall_history(conn: Connection) -> dict[str, list[dict]]:
+    """Per model name: its versions in order of first appearance, with per-class recall."""
+    out: dict[str, list[dict]] = {}
+    for m in all_models(conn):
+        rep = model_report(m, load_rows(conn, m.id))
+        out.setdefault(m.name, []).append({"version": m.version, "fingerprint": m.fingerprint,
+                                           "recall": {k: v["recall"] for k, v in rep["classes"].items()}})
+    return out
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_png(rep: dict) -> str:
+    plt = _plt()
+    labels, cm = rep["confusion"]["labels"], rep["confusion"]["matrix"]
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(labels), 0.8 + 0.55 * len(labels)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max((max(r) for r in cm), default=0) or 1
+    for i, row in enumerate(cm):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black", fontsize=8)
+    return _png(fig)
+
+
+def recall_bars_png(rep: dict) -> str:
+    plt = _plt()
+    labels = list(rep["classes"])
+    vals = [rep["classes"][k]["recall"] or 0.0 for k in labels]
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(labels), 2.6))
+    ax.bar(labels, vals, color=["#c0392b" if v < 0.85 else "#2e86c1" for v in vals])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recall")
+    ax.tick_params(axis="x", rotation=45)
+    return _png(fig)
+
+
+def history_png(name: str, versions: list[dict]) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    xs = [f"v{v['version']}\n{v['fingerprint'][:6]}" for v in versions]
+    for lab in sorted({k for v in versions for k in v["recall"]}):
+        ys = [v["recall"].get(lab) for v in versions]
+        ax.plot(xs, [y if y is not None else float("nan") for y in ys], marker="o", label=lab)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recall")
+    ax.set_title(name)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    return _png(fig)
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def render_html(reports: list[dict], history: dict[str, list[dict]] | None = None,
+                comparison: dict | None = None) -> str:
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Pokemon classifier report</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
+             "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "th:first-child,td:first-child{text-align:left}.bad{background:#fadbd8}.model{margin-top:2em}"
+             "img{margin:.3em}</style></head><body>",
+             "<h1>Pokemon classifier report</h1>",
+             f"<p>Generated {e(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}, {len(reports)} model(s).</p>"]
+    if comparison:
+        parts.append(_comparison_html(comparison))
+    if history:
+        multi = {k: v for k, v in history.items() if len(v) > 1}
+        if multi:
+            parts.append("<h2>Per-class recall across versions</h2>")
+            parts += [f"<img alt='recall history {e(k)}' src='{history_png(k, v)}'>" for k, v in multi.items()]
+    for rep in reports:
+        m = rep["model"]
+        parts.append(f"<div class='model'><h2>{e(m['name'])} v{e(m['version'])} "
+                     f"<small><code>{e(m['fingerprint'][:16])}</code></small></h2>")
+        parts.append(f"<p>Accuracy {_f(rep['accuracy'])} on {rep['n']} labelled images; mean confidence "
+                     f"when right {_f(rep['confidence']['mean_when_right'])}, when wrong "
+                     f"{_f(rep['confidence']['mean_when_wrong'])}.</p>")
+        parts.append("<table><tr><th>class</th><th>support</th><th>precision</th><th>recall</th><th>F1</th></tr>")
+        for lab, c in rep["classes"].items():
+            cls = " class='bad'" if c["recall"] is not None and c["recall"] < 0.85 else ""
+            parts.append(f"<tr{cls}><td>{e(lab)}</td><td>{c['support']}</td><td>{_f(c['precision'])}</td>"
+                         f"<td>{_f(c['recall'])}</td><td>{_f(c['f1'])}</td></tr>")
+        parts.append("</table>")
+        parts.append(f"<img alt='confusion {e(m['name'])}' src='{confusion_png(rep)}'>"
+                     f"<img alt='recall {e(m['name'])}' src='{recall_bars_png(rep)}'>")
+        p = rep["probes"]
+        if p["n"]:
+            hist = ", ".join(f"{e(k)}: {v}" for k, v in p["histogram"].items())
+            parts.append(f"<p>Lookalike probes (n={p['n']}): mean max confidence "
+                         f"{_f(p['mean_max_confidence'])}, share &ge; 0.9: {_f(p['share_over_0_9'])} ({hist}).</p>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _comparison_html(c: dict) -> str:
+    e = html.escape
+    b, k = c["baseline"], c["candidate"]
+    rows = [f"<h2>Comparison: {e(b['name'])} v{e(b['version'])} &rarr; {e(k['name'])} v{e(k['version'])}: "
+            f"<b>{e(c['verdict'].upper())}</b></h2>",
+            "<table><tr><th>class</th><th>n</th><th>baseline</th><th>candidate</th><th>change</th>"
+            "<th>95% CI</th><th>p (McNemar)</th><th>regressed</th></tr>"]
+    for lab, x in list(c["classes"].items()) + [("overall", c["overall"])]:
+        cls = " class='bad'" if x["regressed"] else ""
+        rows.append(f"<tr{cls}><td>{e(lab)}</td><td>{x['n']}</td><td>{_f(x['baseline'])}</td>"
+                    f"<td>{_f(x['candidate'])}</td><td>{_f(x['delta'])}</td>"
+                    f"<td>[{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]</td><td>{x['p_value']:.4f}</td>"
+                    f"<td>{'yes' if x['regressed'] else ''}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
