@@ -238,9 +238,9 @@ def hook_cmd(ctx, host, port, report_dir, max_drop, alpha, **kw):
 
     from .hook import create_hook_app
 
-    engine = open_store(ctx, migrate=not kw["no_migrate"])
+    engine = open_store(ctx, check_schema=False)  # checked per request: setup may come later
     app = create_hook_app(engine=engine, settings=_deploy_settings(kw, report_dir, max_drop, alpha),
-                          token=os.environ.get("HOOK_TOKEN") or None)
+                          token=os.environ.get("HOOK_TOKEN") or None, migrate=not kw["no_migrate"])
     # Evaluations are serialised anyway (one lock): a small threaded server is enough.
     server = make_server(host, port, app, threaded=True)
     err.print(f"deploy hook listening on http://{host}:{port}/hooks/deployed", markup=False)

@@ -15,10 +15,11 @@ from werkzeug.exceptions import HTTPException
 from .client import ModelServerError, check_url
 from .collect import DatabaseFailure
 from .deploy import DeploySettings, evaluate_deployment
-from .store import StoreError
+from .store import StoreError, ensure_schema
 
 
-def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | None = None) -> Flask:
+def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | None = None,
+                    migrate: bool = True) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
 
@@ -44,6 +45,7 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
         except ModelServerError as e:
             return jsonify({"error": str(e)}), 400
         try:
+            ensure_schema(engine, migrate=migrate)  # the stack may start before ./setup_db.sh ran
             result = evaluate_deployment(url, engine=engine, settings=settings)
         except (DatabaseFailure, StoreError) as e:
             return jsonify({"error": str(e), "verdict": "error"}), 503

@@ -1,0 +1,94 @@
+"""Prepare a PostgreSQL database: wait for it, migrate as the owner, create the collector role.
+
+    python db_scripts/setup_db.py            # settings from the environment (see .env.example)
+
+Environment:
+  DATABASE_OWNER_URL   owner connection (runs migrations), e.g. postgresql://owner:pw@postgres:5432/pokemon
+  COLLECTOR_DB_USER    least-privilege role the collector uses (SELECT, INSERT, UPDATE only)
+  COLLECTOR_DB_PASSWORD its password (or COLLECTOR_DB_PASSWORD_FILE, a secret file)
+  DB_ATTEMPTS          connection attempts, 1 s apart (default 60)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from sqlalchemy import text
+
+from collector import store
+
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def secret(name: str) -> str | None:
+    """VAR, or the contents of the file named by VAR_FILE (Docker/Kubernetes secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        with open(path) as f:
+            return f.read().strip()
+    return os.environ.get(name)
+
+
+def create_collector_role(engine, *, role: str, password: str) -> None:
+    """Create or update the role; grant only what collecting needs (no DELETE, TRUNCATE, DDL)."""
+    if not ROLE_NAME.match(role):
+        raise ValueError(f"invalid role name {role!r} (lowercase letters, digits, underscore)")
+    from psycopg2 import sql
+
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        verb = "ALTER" if cur.fetchone() else "CREATE"
+        # psycopg2 binds the password client-side; the role name is quoted as an identifier.
+        cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (password,))
+        cur.execute("SELECT current_database()")
+        (db,) = cur.fetchone()
+        ident = sql.Identifier(role)
+        for stmt in (
+            "REVOKE ALL ON DATABASE {db} FROM {r}",
+            "GRANT CONNECT ON DATABASE {db} TO {r}",
+            "GRANT USAGE ON SCHEMA public TO {r}",
+            "REVOKE CREATE ON SCHEMA public FROM {r}",
+            "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {r}",
+            "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {r}",
+            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {r}",
+        ):
+            cur.execute(sql.SQL(stmt).format(db=sql.Identifier(db), r=ident))
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def main() -> int:
+    owner_url = secret("DATABASE_OWNER_URL")
+    role = os.environ.get("COLLECTOR_DB_USER", "collector")
+    password = secret("COLLECTOR_DB_PASSWORD")
+    if not owner_url:
+        print("setup_db: error: DATABASE_OWNER_URL is not set (see .env.example)", file=sys.stderr)
+        return 2
+    if not password:
+        print("setup_db: error: COLLECTOR_DB_PASSWORD (or _FILE) is not set", file=sys.stderr)
+        return 2
+    try:
+        engine = store.make_engine(owner_url)
+        if engine.dialect.name != "postgresql":
+            print("setup_db: error: roles need PostgreSQL; for SQLite run `data-collector db upgrade`",
+                  file=sys.stderr)
+            return 2
+        store.connect_check(engine, attempts=int(os.environ.get("DB_ATTEMPTS", "60")))
+        store.upgrade(engine)
+        create_collector_role(engine, role=role, password=password)
+        with engine.connect() as c:
+            rev = c.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    except (store.StoreError, ValueError) as e:
+        print(f"setup_db: error: {e}", file=sys.stderr)
+        return 1
+    print(f"setup_db: schema at revision {rev}; role {role!r} may SELECT, INSERT, UPDATE")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

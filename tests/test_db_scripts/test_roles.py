@@ -1,0 +1,61 @@
+"""setup_db.py against the real PostgreSQL: migrations as owner, a collector role that cannot destroy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ProgrammingError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_collector_role_cannot_drop_truncate_or_delete(pg_url, tmp_path):
+    role = f"pct_collector_{uuid.uuid4().hex[:8]}"
+    secret = tmp_path / "pw"
+    secret.write_text("a-test-password\n")
+    env = dict(os.environ, DATABASE_OWNER_URL=pg_url, COLLECTOR_DB_USER=role,
+               COLLECTOR_DB_PASSWORD_FILE=str(secret), DB_ATTEMPTS="3")
+    r = subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"role '{role}'" in r.stdout
+    # Idempotent: a second run updates the role instead of failing.
+    assert subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT, env=env,
+                          capture_output=True, timeout=120).returncode == 0
+    as_role = create_engine(pg_url.replace("postgres@", f"{role}:a-test-password@"))
+    try:
+        with as_role.begin() as c:
+            c.execute(text("INSERT INTO images (sha256, path, label, kind) VALUES ('ab', 'p', 'l', 'photo')"))
+            c.execute(text("UPDATE images SET path = 'q' WHERE sha256 = 'ab'"))
+            assert c.execute(text("SELECT path FROM images")).scalar_one() == "q"
+        for stmt in ("DROP TABLE predictions", "TRUNCATE images", "DELETE FROM images",
+                     "CREATE TABLE evil (x int)", "ALTER TABLE images ADD COLUMN y int", "DROP VIEW v_confusion"):
+            with pytest.raises(ProgrammingError, match="permission denied|must be owner"):
+                with as_role.begin() as c:
+                    c.execute(text(stmt))
+        with as_role.connect() as c:
+            assert c.execute(text("SELECT COUNT(*) FROM images")).scalar_one() == 1
+    finally:
+        as_role.dispose()
+        owner = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with owner.connect() as c:
+            c.execute(text(f'DROP OWNED BY "{role}"'))
+            c.execute(text(f'DROP ROLE "{role}"'))
+        owner.dispose()
+
+
+def test_setup_db_errors_are_clear(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "COLLECTOR_"))}
+    r = subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "DATABASE_OWNER_URL is not set" in r.stderr
+    env.update(DATABASE_OWNER_URL="postgresql://u@127.0.0.1:1/x", COLLECTOR_DB_PASSWORD="p", DB_ATTEMPTS="2")
+    r = subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "cannot reach the database" in r.stderr and "Traceback" not in r.stderr
