@@ -15,9 +15,8 @@ import os
 import re
 import sys
 
-from sqlalchemy import text
-
 from collector import store
+from sqlalchemy import text
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

@@ -155,8 +155,8 @@ def compare_cmd(ctx, baseline, candidate, max_drop, alpha, as_json, html_path):
 
 # ---- watch and hook ----------------------------------------------------------------------------
 def _deploy_settings(kw: dict, report_dir: Path, max_drop: float, alpha: float):
-    from .compare import Thresholds
     from .cli import options_from
+    from .compare import Thresholds
     from .deploy import DeploySettings
 
     return DeploySettings(test_dir=kw["test_data"], report_dir=report_dir, opts=options_from(kw),

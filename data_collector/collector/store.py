@@ -89,9 +89,8 @@ def _alembic_config(conn: Connection):
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(cfg).get_current_head()
@@ -158,7 +157,8 @@ def upsert_images(conn: Connection, rows: list[dict]) -> dict[str, int]:
     out: dict[str, int] = {}
     for i in range(0, len(shas), 500):
         chunk = shas[i:i + 500]
-        out.update({s: i for s, i in conn.execute(select(images.c.sha256, images.c.id).where(images.c.sha256.in_(chunk)))})
+        q = select(images.c.sha256, images.c.id).where(images.c.sha256.in_(chunk))
+        out.update({sha: image_id for sha, image_id in conn.execute(q)})
     return out
 
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import COLORS, LiveServer, color_png, serve_model, write_color_model
-from sqlalchemy import func, select
-
 from collector import store
 from collector.cli import main as cli
 from collector.collect import CollectOptions, collect
 from collector.schema import failures, images, models, predictions, runs
+from helpers import COLORS, LiveServer, color_png, serve_model, write_color_model
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,7 +213,6 @@ def test_views_answer_for_psql_users(db_url, color_model, test_data):
 def test_migrations_match_schema_metadata(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-
     from collector.schema import metadata
 
     engine = engine_for(db_url)

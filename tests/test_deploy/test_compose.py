@@ -112,7 +112,8 @@ def test_k8s_overlays_render_and_validate(overlay, tmp_path):
             for c in spec["containers"]:
                 assert c["readinessProbe"] and c["livenessProbe"] and c["resources"]["limits"]
     if overlay == "prod":
-        reps = [d["spec"]["replicas"] for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("ml-")]
+        reps = [d["spec"]["replicas"] for d in docs
+                if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("ml-")]
         assert reps == [2, 2, 2]
 
 
@@ -149,7 +150,8 @@ def test_compose_services_as_local_processes(tmp_path):
             env = dict(base_env, **SERVICES[m]["environment"], PORT=str(port), HOST="127.0.0.1",
                        MODEL_DIR=str(ROOT / "trained_models" / m))
             # The image's CMD: `python ml_server.py --host $HOST --port $PORT`, in the model folder.
-            procs.append(subprocess.Popen([sys.executable, "ml_server.py", "--host", env["HOST"], "--port", env["PORT"]],
+            cmd = [sys.executable, "ml_server.py", "--host", env["HOST"], "--port", env["PORT"]]
+            procs.append(subprocess.Popen(cmd,
                                           cwd=ROOT / "trained_models" / m, env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
             urls.append(f"http://127.0.0.1:{port}")

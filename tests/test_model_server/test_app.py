@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import struct
 
 import numpy as np
 import pytest
 from helpers import COLORS, color_png, write_color_model
-from PIL import Image
-
 from model_server.app import create_app
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +226,6 @@ def test_fingerprint_stable_across_restart_move_and_resave(tmp_path, color_model
     import shutil
 
     import keras
-
     from model_server.model import load_model_folder
 
     a = load_model_folder(color_model).fingerprint

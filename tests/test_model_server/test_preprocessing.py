@@ -6,9 +6,8 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from model_server.preprocessing import ImageError, Preprocessing, open_image, preprocess_bytes
+from PIL import Image
 
 SPEC = Preprocessing()
 
