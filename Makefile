@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
@@ -39,6 +40,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.run_all --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache pokemon_tester.db* demo_logs

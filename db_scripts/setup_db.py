@@ -15,8 +15,9 @@ import os
 import re
 import sys
 
-from collector import store
 from sqlalchemy import text
+
+from collector import store
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

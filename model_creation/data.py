@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+
 from model_server.preprocessing import Preprocessing, preprocess_file
 
 from .split_data import read_manifest

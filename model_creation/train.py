@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
 from model_server.model import MODEL_FILE, fingerprint  # noqa: E402
 from model_server.preprocessing import Preprocessing  # noqa: E402
 

@@ -43,10 +43,10 @@ def write_color_model(out: Path, labels: list[str], *, name: str = "colors", ver
     """
     import keras
     from keras import layers
-    from model_server.model import MODEL_FILE
-    from model_server.preprocessing import Preprocessing
 
     from model_creation.create_config import create_config
+    from model_server.model import MODEL_FILE
+    from model_server.preprocessing import Preprocessing
 
     spec = Preprocessing(height=16, width=16)
     inputs = keras.Input((16, 16, 3))

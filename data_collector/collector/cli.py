@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -112,6 +113,11 @@ def collect_cmd(ctx, urls, **kw):
     opts = options_from(kw)
     test_data = kw["test_data"]
     results = []
+
+    def _on_sigterm(_sig, _frame):  # `docker stop`, Kubernetes: stop like Ctrl-C, keep what is stored
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                   TimeElapsedColumn(), console=err, transient=False) as bar:
         tasks: dict[str, int] = {}
@@ -129,7 +135,7 @@ def collect_cmd(ctx, urls, **kw):
         except (ModelServerError, DatabaseFailure, store.StoreError) as e:
             fail(str(e))
         except KeyboardInterrupt:
-            mark_interrupted(engine, results)
+            mark_interrupted(engine)
             fail("interrupted; what was stored is kept, run again to resume", 130)
     print_summary(results)
     bad = [r for r in results if r.status in ("error", "incomplete")]

@@ -192,35 +192,41 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
     order = [(jobs[j], q[k]) for k in range(max(map(len, queues))) for j, q in enumerate(queues) if k < len(q)]
     in_flight = opts.max_in_flight or min(8, 2 * len(jobs))
     pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="collect")
+    interrupted = False
     try:
         futures = [pool.submit(send, job, batch) for job, batch in order]
         wait(futures)
         for f in futures:
             f.result()  # re-raise programming errors instead of hiding them
+    except BaseException:  # Ctrl-C, SIGTERM or a bug: stop sending, keep what is stored
+        interrupted = True
+        for job in jobs:
+            job.aborted = True
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for job in jobs:
             job.client.close()
         if not db_error:
-            _finish(jobs, engine)
+            _finish(jobs, engine, interrupted=interrupted)
     if db_error:
         err = db_error[0]
         raise DatabaseFailure(f"database error during the run (the failed batch was rolled back; "
                               f"rerun to complete): {str(getattr(err, 'orig', err)).strip().splitlines()[0]}")
 
 
-def _finish(jobs: list[_Job], engine: Engine) -> None:
+def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False) -> None:
     for job in jobs:
         res = job.result
         res.n_failed = len(job.failures)
-        res.status = "incomplete" if job.aborted else "completed"
+        res.status = "interrupted" if interrupted else "incomplete" if job.aborted else "completed"
         with engine.begin() as conn:
             store.record_failures(conn, run_id=job.run_id, items=job.failures)
             store.finish_run(conn, run_id=job.run_id, status=res.status, n_sent=res.n_sent,
                              n_failed=res.n_failed, error=res.error)
 
 
-def mark_interrupted(engine: Engine, results: list[ModelResult]) -> None:
+def mark_interrupted(engine: Engine) -> None:
     """After Ctrl-C: runs still 'running' become 'interrupted' (what they stored stays valid)."""
     from sqlalchemy import update
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select
+
 from collector import store
 from collector.cli import main as cli
 from collector.collect import CollectOptions, collect
 from collector.schema import failures, images, models, predictions, runs
 from helpers import COLORS, LiveServer, color_png, serve_model, write_color_model
-from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -213,12 +214,51 @@ def test_views_answer_for_psql_users(db_url, color_model, test_data):
 def test_migrations_match_schema_metadata(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
+
     from collector.schema import metadata
 
     engine = engine_for(db_url)
     with engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), metadata)
     assert diff == []
+
+
+def _start_loopback_server(tmp_path, color_model):
+    port_file = tmp_path / "url"
+    server = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(
+        tests=str(ROOT / "tests"), model=str(color_model), port_file=str(port_file))])
+    for _ in range(300):
+        if port_file.exists() and port_file.read_text():
+            break
+        time.sleep(0.1)
+    return server, port_file.read_text()
+
+
+def test_sigterm_marks_the_run_interrupted_and_a_rerun_completes(tmp_path, color_model, test_data):
+    for i in range(40):
+        (test_data / "red" / f"extra-{i}.png").write_bytes(color_png(COLORS["red"], seed=8000 + i))
+    db_url = f"sqlite:///{tmp_path / 't.db'}"
+    server, url = _start_loopback_server(tmp_path, color_model)
+    try:
+        cmd = [sys.executable, "-m", "collector.cli", "--db", db_url, "collect", "--test-data", str(test_data),
+               "--batch-size", "2", "--max-in-flight", "1", url]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        engine = engine_for(db_url)
+        deadline = time.time() + 60
+        while count(engine, predictions) < 6 and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        with engine.connect() as c:
+            assert c.execute(select(runs.c.status)).scalars().all() == ["interrupted"]
+        stored = count(engine, predictions)
+        assert 0 < stored < 61
+        assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+        assert count(engine, predictions) == 61
+    finally:
+        server.kill()
+        server.wait()
 
 
 KILL_SCRIPT = r"""
@@ -237,15 +277,8 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(db_url, tmp_path, colo
     """SIGKILL the collector process mid-run, rerun, compare with an uninterrupted run."""
     for i in range(40):  # more images so the kill lands mid-run
         (test_data / "blue" / f"extra-{i}.png").write_bytes(color_png(COLORS["blue"], seed=7000 + i))
-    port_file = tmp_path / "url"
-    server = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(
-        tests=str(ROOT / "tests"), model=str(color_model), port_file=str(port_file))])
+    server, url = _start_loopback_server(tmp_path, color_model)
     try:
-        for _ in range(200):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.1)
-        url = port_file.read_text()
         cmd = [sys.executable, "-m", "collector.cli", "--db", db_url, "collect", "--test-data", str(test_data),
                "--batch-size", "2", "--max-in-flight", "1", url]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

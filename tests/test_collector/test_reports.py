@@ -10,6 +10,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select
+
 from collector import store
 from collector.cli import main as cli
 from collector.collect import CollectOptions, collect
@@ -19,7 +21,6 @@ from collector.hook import create_hook_app
 from collector.reports import ModelInfo
 from collector.schema import runs
 from helpers import LiveServer, make_test_data, serve_model, write_color_model
-from sqlalchemy import func, select
 
 
 @pytest.fixture

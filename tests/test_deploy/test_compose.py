@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+
 from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

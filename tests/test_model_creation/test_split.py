@@ -7,8 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from helpers import color_png
 
+from helpers import color_png
 from model_creation.split_data import read_manifest, split, sprite_family
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import COLORS, color_png
-from model_server.model import load_model_folder
-from model_server.preprocessing import Preprocessing
 
+from helpers import COLORS, color_png
 from model_creation.split_data import write_manifest
 from model_creation.train import balanced_indices, train
+from model_server.model import load_model_folder
+from model_server.preprocessing import Preprocessing
 
 
 def labelled_folder(base: Path, counts: dict[str, int], seed: int) -> Path:

@@ -8,9 +8,10 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from helpers import COLORS, color_png, write_color_model
 from model_server.app import create_app
-from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +227,7 @@ def test_fingerprint_stable_across_restart_move_and_resave(tmp_path, color_model
     import shutil
 
     import keras
+
     from model_server.model import load_model_folder
 
     a = load_model_folder(color_model).fingerprint

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+
 from helpers import COLORS, color_png, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,14 +7,15 @@ import io
 import re
 from pathlib import Path
 
-import model_server
 import pytest
 import yaml
-from helpers import COLORS, color_png
 from jsonschema import Draft202012Validator
-from model_server.app import create_app
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+import model_server
+from helpers import COLORS, color_png
+from model_server.app import create_app
 
 SPEC = yaml.safe_load((Path(model_server.__file__).parent / "openapi.yaml").read_text())
 

@@ -6,8 +6,9 @@ import io
 
 import numpy as np
 import pytest
-from model_server.preprocessing import ImageError, Preprocessing, open_image, preprocess_bytes
 from PIL import Image
+
+from model_server.preprocessing import ImageError, Preprocessing, open_image, preprocess_bytes
 
 SPEC = Preprocessing()
 

@@ -1,0 +1,182 @@
+"""Collector speed against its baselines, measured in one run.
+
+    python -m bench.bench_collector [--images 1000]
+
+1. Raw: in-process batched predict of ml_original on the same images (decode counted too).
+2. Collector end to end (SQLite), one local server: img/s and its ratio to (1).
+3. Three models together vs the slowest alone (wall time).
+4. Storage: prediction rows/s into PostgreSQL through the collector's insert path, vs COPY of
+   the same rows; and into SQLite vs a plain executemany of the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from bench.common import MODELS, ROOT, augmented_testset, servers  # noqa: E402
+
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def collect_once(urls: list[str], test_dir: Path, db_url: str, batch_size: int) -> float:
+    from collector import store
+    from collector.collect import CollectOptions, collect
+
+    engine = store.make_engine(db_url)
+    store.ensure_schema(engine)
+    t = time.perf_counter()
+    res = collect(urls, engine=engine, test_dir=test_dir, opts=CollectOptions(batch_size=batch_size),
+                  say=lambda m: None)
+    wall = time.perf_counter() - t
+    assert all(r.status == "completed" for r in res), [(r.url, r.status, r.error) for r in res]
+    engine.dispose()
+    return wall
+
+
+def raw_rate(test_dir: Path, model_name: str) -> tuple[float, float, int]:
+    from collector.testset import eligible, scan
+    from model_server.model import load_model_folder
+    from model_server.preprocessing import preprocess_bytes
+
+    model = load_model_folder(ROOT / "trained_models" / model_name)
+    items = eligible(scan(test_dir), model.labels)
+    t = time.perf_counter()
+    xs = [preprocess_bytes((test_dir / i.path).read_bytes(), model.spec) for i in items]
+    decode = time.perf_counter() - t
+    batches = [np.stack(xs[i:i + 64]) for i in range(0, len(xs), 64)]
+    t = time.perf_counter()
+    for b in batches:
+        model.predict(b)
+    predict = time.perf_counter() - t
+    return len(items) / predict, len(items) / (predict + decode), len(items)
+
+
+def storage(n_rows: int) -> dict:
+    from sqlalchemy import create_engine, text
+
+    from collector import store
+    from collector.schema import images, models, runs
+
+    out = {}
+    rows = None
+
+    def prepare(engine):
+        nonlocal rows
+        store.upgrade(engine)
+        with engine.begin() as c:
+            now = store.now()
+            c.execute(models.insert().values(id=1, fingerprint="f" * 64, name="m", version="1", labels=["a"],
+                                             metadata={}, first_seen=now, last_seen=now))
+            c.execute(runs.insert().values(id=1, model_id=1, url="u", started_at=now, status="running", n_planned=0,
+                                           n_sent=0, n_failed=0, collector_version="b", test_set_hash="h"))
+            c.execute(images.insert(), [{"id": i + 1, "sha256": f"{i:064x}", "path": f"p{i}", "label": "a",
+                                         "kind": "photo"} for i in range(n_rows)])
+        scores = {"bulbasaur": 0.1, "charmander": 0.1, "mewtwo": 0.1, "pikachu": 0.6, "squirtle": 0.1}
+        rows = [{"run_id": 1, "model_id": 1, "image_id": i + 1, "predicted_label": "pikachu", "confidence": 0.6,
+                 "scores": scores, "latency_ms": 1.5} for i in range(n_rows)]
+
+    def ours(engine) -> float:
+        t = time.perf_counter()
+        for i in range(0, n_rows, 32):  # the collector's path: one transaction per 32-image batch
+            with engine.begin() as c:
+                store.insert_predictions(c, rows[i:i + 32])
+        return n_rows / (time.perf_counter() - t)
+
+    # PostgreSQL: our path vs COPY.
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        pg = store.make_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+        prepare(pg)
+        out["pg_rows_s"] = ours(pg)
+        with pg.begin() as c:
+            c.execute(text("DELETE FROM predictions"))
+        import io
+        buf = io.StringIO()
+        for r in rows:
+            buf.write(f"1\t1\t{r['image_id']}\tpikachu\t0.6\t{json.dumps(r['scores'])}\t1.5\n")
+        raw = pg.raw_connection()
+        t = time.perf_counter()
+        cur = raw.cursor()
+        buf.seek(0)
+        cur.copy_expert("COPY predictions (run_id, model_id, image_id, predicted_label, confidence, scores, "
+                        "latency_ms) FROM STDIN", buf)
+        raw.commit()
+        out["pg_copy_rows_s"] = n_rows / (time.perf_counter() - t)
+        raw.close()
+        pg.dispose()
+        out["ratio_pg_over_copy"] = out["pg_rows_s"] / out["pg_copy_rows_s"]
+    finally:
+        with admin.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+    # SQLite: our path vs a plain executemany of the same rows.
+    with tempfile.TemporaryDirectory() as d:
+        lite = store.make_engine(f"sqlite:///{d}/b.db")
+        prepare(lite)
+        out["sqlite_rows_s"] = ours(lite)
+        with lite.begin() as c:
+            c.execute(text("DELETE FROM predictions"))
+        raw = lite.raw_connection()
+        t = time.perf_counter()
+        raw.cursor().executemany(
+            "INSERT INTO predictions (run_id, model_id, image_id, predicted_label, confidence, scores, latency_ms) "
+            "VALUES (1, 1, ?, 'pikachu', 0.6, ?, 1.5)", [(r["image_id"], json.dumps(r["scores"])) for r in rows])
+        raw.commit()
+        out["sqlite_executemany_rows_s"] = n_rows / (time.perf_counter() - t)
+        raw.close()
+        out["ratio_sqlite_over_executemany"] = out["sqlite_rows_s"] / out["sqlite_executemany_rows_s"]
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=1000, help="size of the augmented test set")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rows", type=int, default=20000, help="rows for the storage comparison")
+    args = ap.parse_args(argv)
+    out: dict = {"images": args.images}
+    with tempfile.TemporaryDirectory() as tmp:
+        test_dir = augmented_testset(Path(tmp) / "test_data", args.images)
+        out["raw_predict_img_s"], out["raw_decode_plus_predict_img_s"], n = raw_rate(test_dir, "ml_original")
+        with servers(MODELS) as urls:
+            alone = {}
+            for name, url in zip(MODELS, urls, strict=True):
+                alone[name] = collect_once([url], test_dir, f"sqlite:///{tmp}/{name}.db", args.batch_size)
+            out["collector_img_s"] = n / alone["ml_original"]
+            together = collect_once(urls, test_dir, f"sqlite:///{tmp}/all.db", args.batch_size)
+        out["alone_wall_s"] = alone
+        out["together_wall_s"] = together
+        out["ratio_collector_over_raw_predict"] = out["collector_img_s"] / out["raw_predict_img_s"]
+        out["ratio_collector_over_raw_decode_plus_predict"] = (out["collector_img_s"]
+                                                               / out["raw_decode_plus_predict_img_s"])
+        out["ratio_three_over_slowest"] = together / max(alone.values())
+    out.update(storage(args.rows))
+    print(f"raw predict ml_original: {out['raw_predict_img_s']:.1f} img/s; with decoding "
+          f"{out['raw_decode_plus_predict_img_s']:.1f} img/s")
+    print(f"collector end to end, one server: {out['collector_img_s']:.1f} img/s; ratio to raw predict "
+          f"{out['ratio_collector_over_raw_predict']:.2f} (target >= 0.85), to raw decode+predict "
+          f"{out['ratio_collector_over_raw_decode_plus_predict']:.2f}")
+    print(f"three models together / slowest alone: {out['ratio_three_over_slowest']:.2f} (target <= 1.3)")
+    print(f"PostgreSQL rows/s: ours {out['pg_rows_s']:.0f}, COPY {out['pg_copy_rows_s']:.0f}, ratio "
+          f"{out['ratio_pg_over_copy']:.2f} (target >= 0.5)")
+    print(f"SQLite rows/s: ours {out['sqlite_rows_s']:.0f}, executemany {out['sqlite_executemany_rows_s']:.0f}, "
+          f"ratio {out['ratio_sqlite_over_executemany']:.2f}")
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

@@ -1,0 +1,106 @@
+"""Shared pieces of the benchmarks: servers on loopback, test sets, timing."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ["ml_original", "ml_ditto", "ml_ditto_and_mimikyu"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def servers(names: list[str], *, threads: int = 4):
+    """`ml-server` (gunicorn) processes for the given model folders; yields their URLs."""
+    procs, urls = [], []
+    exe = str(Path(sys.executable).parent / "ml-server")
+    try:
+        for name in names:
+            port = free_port()
+            procs.append(subprocess.Popen([exe, "--model-dir", str(ROOT / "trained_models" / name), "--port", str(port),
+                                           "--threads", str(threads)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, p in zip(urls, procs, strict=True):
+            deadline = time.time() + 180
+            while True:
+                if p.poll() is not None:
+                    raise RuntimeError(f"server for {url} exited")
+                try:
+                    if requests.get(url + "/health", timeout=1).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if time.time() > deadline:
+                    raise RuntimeError(f"{url} not healthy")
+                time.sleep(0.2)
+        yield urls
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+
+def test_images(labels: list[str] | None = None) -> list[tuple[str, bytes]]:
+    """(relative path, bytes) of the preset test images (probes included), optionally by label."""
+    from collector.testset import eligible, scan
+
+    items = scan(ROOT / "test_data")
+    if labels:
+        items = eligible(items, labels)
+    return [(i.path, (ROOT / "test_data" / i.path).read_bytes()) for i in items]
+
+
+def augmented_testset(dest: Path, n: int, seed: int = 0) -> Path:
+    """`n` distinct labelled images: test_data re-encoded with small random changes."""
+    from PIL import Image, ImageEnhance
+
+    from collector.testset import scan
+
+    items = [i for i in scan(ROOT / "test_data") if not i.is_probe]
+    rng = random.Random(seed)
+    for k in range(n):
+        it = items[k % len(items)]
+        img = Image.open(ROOT / "test_data" / it.path).convert("RGB")
+        img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.85, 1.15))
+        img = img.rotate(rng.uniform(-8, 8), fillcolor="white")
+        out = dest / it.label / f"aug-{k:06d}.jpg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=rng.randint(80, 95))
+        out.write_bytes(buf.getvalue())
+    return dest
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu}

@@ -1,0 +1,48 @@
+"""`make bench`: every benchmark in one run; prints the ratios and writes bench/results.json.
+
+    python -m bench.run_all [--smoke] [--out bench/results.json]
+
+Every figure is a ratio to a baseline measured in the same run (this machine is noisy).
+--smoke runs the smallest sizes, in well under a minute of benchmarking, as a check that the
+benchmarks still work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import bench_architectures, bench_collector, bench_server
+from bench.common import ROOT, machine
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="smallest sizes: checks that the benchmarks run")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    args = ap.parse_args(argv)
+    small = args.smoke
+    results = {
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "machine": {**machine(), "python": platform.python_version()},
+        "smoke": small,
+    }
+    print("== architectures")
+    results["architectures"] = bench_architectures.main(["--repeats", "2" if small else "10"])
+    print("== model server")
+    results["server"] = bench_server.main(["--rounds", "1" if small else "5",
+                                           "--latency-requests", "20" if small else "200"])
+    print("== collector")
+    results["collector"] = bench_collector.main(["--images", "150" if small else "1000",
+                                                 "--rows", "2000" if small else "20000"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

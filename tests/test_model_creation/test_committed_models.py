@@ -1,0 +1,54 @@
+"""The committed models load, predict over their own labels, and still score what their cards say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_creation.data import load_split, per_class_metrics
+from model_server.model import load_model_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
+MODELS = {"ml_original": BASE, "ml_ditto": BASE + ["ditto"], "ml_ditto_and_mimikyu": BASE + ["ditto", "mimikyu"]}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def committed(request):
+    folder = ROOT / "trained_models" / request.param
+    return request.param, folder, load_model_folder(folder)
+
+
+def test_loads_with_its_labels_and_small_file(committed):
+    name, folder, model = committed
+    assert model.name == name and model.labels == MODELS[name]
+    assert (folder / "model.keras").stat().st_size <= 5_000_000
+    for f in ("config.json", "MODEL_CARD.md", "training.png", "ml_server.py"):
+        assert (folder / f).is_file()
+    assert "python -m model_creation.train" in (folder / "MODEL_CARD.md").read_text()
+
+
+def test_recomputed_test_metrics_match_the_config(committed):
+    name, folder, model = committed
+    config = json.loads((folder / "config.json").read_text())
+    for subset, kinds in (("photos", ("photo",)), ("sprites", ("sprite",))):
+        x, y, _ = load_split(ROOT / "test_data", model.labels, model.spec, kinds)
+        probs = np.concatenate([model.predict(x[i:i + 64]) for i in range(0, len(x), 64)])
+        assert probs.shape == (len(x), len(model.labels))
+        got = per_class_metrics(y, probs.argmax(1), model.labels)
+        want = config["metrics"][subset]
+        assert got["n"] == want["n"]
+        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=0.02)  # float kernels may differ a hair
+
+
+def test_quality_targets():
+    orig = json.loads((ROOT / "trained_models" / "ml_original" / "config.json").read_text())["metrics"]["photos"]
+    assert orig["accuracy"] >= 0.94
+    assert min(c["recall"] for c in orig["classes"].values()) >= 0.85
+    dm = json.loads((ROOT / "trained_models" / "ml_ditto_and_mimikyu" / "config.json").read_text())
+    sprites = dm["metrics"]["sprites"]["classes"]
+    assert sprites["ditto"]["recall"] >= 0.8
+    assert sprites["mimikyu"]["recall"] >= 0.5
