@@ -35,6 +35,7 @@ LEARNING_RATE = 3e-3
 WARMUP_EPOCHS = 3
 LABEL_SMOOTHING = 0.05
 MIN_CLASS_SHARE = 0.6  # oversample every class to >= 60% of the largest one
+EMA_MOMENTUM = 0.99
 
 
 def balanced_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -68,12 +69,36 @@ def augmenter(seed: int):
 def make_dataset(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int, seed: int):
     import tensorflow as tf
 
-    aug = augmenter(seed)
     ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, num_classes)))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    ds = ds.map(lambda a, b: (tf.clip_by_value(aug(a, training=True), 0.0, 1.0), b),
-                num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def with_augmentation(model, input_shape: tuple[int, int, int], seed: int):
+    """The model behind augmentation layers (active only in training); `model` is what ships."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Lambda(lambda t: keras.ops.clip(t, 0.0, 1.0))(augmenter(seed)(inputs))
+    return keras.Model(inputs, model(x), name="train_" + model.name)
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int) -> None:
+    """Re-estimate BatchNorm statistics for the averaged (EMA) weights on un-augmented data."""
+    from keras import layers
+
+    bns = [layer for layer in model._flatten_layers() if isinstance(layer, layers.BatchNormalization)]
+    if not bns:
+        return
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.momentum = 0.9
+    for _ in range(3):
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size], training=True)  # updates moving statistics; no weights change
+    for bn, m in zip(bns, saved, strict=True):
+        bn.momentum = m
 
 
 def evaluate(model, labels: list[str], spec: Preprocessing, test_dir: Path) -> dict:
@@ -107,8 +132,10 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
           arch: str = "compact", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, seed: int = SEED,
           train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR, command: str = "", verbose: int = 2) -> dict:
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # same data, seed and versions: same weights
     spec = Preprocessing()
     labels = list(labels)
     name = name or out.name
@@ -125,10 +152,13 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
     schedule = keras.optimizers.schedules.CosineDecay(
         LEARNING_RATE / 10, decay_steps=steps, warmup_target=LEARNING_RATE,
         warmup_steps=int(np.ceil(len(idx) / batch_size)) * WARMUP_EPOCHS)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
-                  metrics=["accuracy"])
-    history = model.fit(ds, epochs=epochs, verbose=verbose).history
+    trainer = with_augmentation(model, (spec.height, spec.width, 3), seed)
+    # Weight averaging (EMA) steadies the result against the noise of a small data set.
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=EMA_MOMENTUM),
+                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
+                    metrics=["accuracy"])
+    history = trainer.fit(ds, epochs=epochs, verbose=verbose).history
+    recalibrate_batchnorm(model, x[idx], batch_size)
 
     # Export without optimizer state: a fresh, uncompiled copy carrying the trained weights.
     export = make_model(arch, (spec.height, spec.width, 3), len(labels))
@@ -142,6 +172,7 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
         training_data_hash=data_hash(rows), seed=seed, metrics=metrics,
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
                   "schedule": "cosine with warmup", "label_smoothing": LABEL_SMOOTHING,
+                  "ema_momentum": EMA_MOMENTUM, "deterministic_ops": True,
                   "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx))})
     save_plot(history, out / "training.png", f"{name} ({arch})")
     write_model_card(out, config, fingerprint=fingerprint(export.get_weights(), labels, spec),

@@ -110,3 +110,23 @@ def serve_model(model_dir: Path) -> LiveServer:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def wait_healthy(url: str, proc, timeout: float = 120) -> None:
+    """Poll GET /health until 200; fail early if the server process exits."""
+    import time
+
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read()[-2000:] if proc.stderr else ""
+            raise AssertionError(f"server exited with {proc.returncode}: {err}")
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not healthy after {timeout} s")

@@ -7,14 +7,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
-from helpers import free_port
+from helpers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -128,19 +127,6 @@ def test_k8s_validator_rejects_a_broken_resource():
         kubernetes_validate.validate(bad, "1.37.0", strict=True)
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, f"exited with {proc.returncode}"
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} not healthy")
-
-
 def test_compose_services_as_local_processes(tmp_path):
     """Each service's command and environment, run as a local process on loopback."""
     procs, urls = [], []
@@ -164,8 +150,8 @@ def test_compose_services_as_local_processes(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(hook)
         for u, p in zip(urls, procs, strict=False):
-            _wait(u, p)
-        _wait(f"http://127.0.0.1:{hook_port}", hook)
+            wait_healthy(u, p)
+        wait_healthy(f"http://127.0.0.1:{hook_port}", hook)
         for m, u in zip(MODELS, urls, strict=True):
             assert requests.get(u + "/metadata", timeout=5).json()["name"] == m
         # The README's exec line, from the collector's working directory.

@@ -5,30 +5,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from helpers import COLORS, color_png, free_port
+from helpers import COLORS, color_png, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server not healthy in time")
 
 
 @pytest.fixture(scope="module")
