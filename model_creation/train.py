@@ -35,7 +35,7 @@ LEARNING_RATE = 3e-3
 WARMUP_EPOCHS = 3
 LABEL_SMOOTHING = 0.05
 MIN_CLASS_SHARE = 0.6  # oversample every class to >= 60% of the largest one
-EMA_MOMENTUM = 0.99
+WEIGHT_DECAY = 0.005  # decoupled (AdamW); BatchNorm and biases excluded
 
 
 def balanced_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -84,23 +84,6 @@ def with_augmentation(model, input_shape: tuple[int, int, int], seed: int):
     return keras.Model(inputs, model(x), name="train_" + model.name)
 
 
-def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int) -> None:
-    """Re-estimate BatchNorm statistics for the averaged (EMA) weights on un-augmented data."""
-    from keras import layers
-
-    bns = [layer for layer in model._flatten_layers() if isinstance(layer, layers.BatchNormalization)]
-    if not bns:
-        return
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.9
-    for _ in range(3):
-        for i in range(0, len(x), batch_size):
-            model(x[i:i + batch_size], training=True)  # updates moving statistics; no weights change
-    for bn, m in zip(bns, saved, strict=True):
-        bn.momentum = m
-
-
 def evaluate(model, labels: list[str], spec: Preprocessing, test_dir: Path) -> dict:
     metrics = {}
     for subset, kinds in (("photos", ("photo",)), ("sprites", ("sprite",)), ("all", ("photo", "sprite"))):
@@ -130,7 +113,8 @@ def save_plot(history: dict, path: Path, title: str) -> None:
 
 def train(*, labels: list[str], out: Path, name: str | None = None, version: str = "1",
           arch: str = "compact", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, seed: int = SEED,
-          train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR, command: str = "", verbose: int = 2) -> dict:
+          train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR, command: str = "", verbose: int = 2,
+          weight_decay: float = WEIGHT_DECAY) -> dict:
     import keras
     import tensorflow as tf
 
@@ -153,12 +137,12 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
         LEARNING_RATE / 10, decay_steps=steps, warmup_target=LEARNING_RATE,
         warmup_steps=int(np.ceil(len(idx) / batch_size)) * WARMUP_EPOCHS)
     trainer = with_augmentation(model, (spec.height, spec.width, 3), seed)
-    # Weight averaging (EMA) steadies the result against the noise of a small data set.
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule, use_ema=True, ema_momentum=EMA_MOMENTUM),
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    trainer.compile(optimizer=optimizer,
                     loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
                     metrics=["accuracy"])
     history = trainer.fit(ds, epochs=epochs, verbose=verbose).history
-    recalibrate_batchnorm(model, x[idx], batch_size)
 
     # Export without optimizer state: a fresh, uncompiled copy carrying the trained weights.
     export = make_model(arch, (spec.height, spec.width, 3), len(labels))
@@ -172,7 +156,7 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
         training_data_hash=data_hash(rows), seed=seed, metrics=metrics,
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
                   "schedule": "cosine with warmup", "label_smoothing": LABEL_SMOOTHING,
-                  "ema_momentum": EMA_MOMENTUM, "deterministic_ops": True,
+                  "weight_decay": weight_decay, "deterministic_ops": True,
                   "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx))})
     save_plot(history, out / "training.png", f"{name} ({arch})")
     write_model_card(out, config, fingerprint=fingerprint(export.get_weights(), labels, spec),
@@ -192,10 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
     args = ap.parse_args(argv)
     command = "python -m model_creation.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     config = train(labels=args.labels, out=args.out, name=args.name, version=args.version, arch=args.arch,
-                   epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, command=command)
+                   epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, command=command,
+                   weight_decay=args.weight_decay)
     for subset, m in config["metrics"].items():
         if m["n"]:
             recalls = ", ".join(f"{k} {v['recall']:.2f}" for k, v in m["classes"].items() if v["support"])

@@ -77,3 +77,13 @@ def test_balanced_indices_lift_scarce_classes():
     y = np.array([0] * 50 + [1] * 4)
     idx = balanced_indices(y, np.random.default_rng(0))
     assert np.sum(y[idx] == 1) == 30 and np.sum(y[idx] == 0) == 50
+
+
+def test_training_is_reproducible(trained, tmp_path):
+    """Same data, seed and library versions: the same weights, hence the same fingerprint."""
+    out, config = trained
+    base = out.parent
+    again = tmp_path / "ml_tiny"
+    train(labels=["red", "green", "blue"], out=again, arch="tiny", epochs=1, batch_size=4,
+          train_dir=base / "train", test_dir=base / "test", verbose=0, version="7")
+    assert load_model_folder(again).fingerprint == load_model_folder(out).fingerprint
