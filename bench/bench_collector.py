@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -61,8 +63,26 @@ def raw_rate(test_dir: Path, model_name: str) -> tuple[float, float, int]:
     return len(items) / predict, len(items) / (predict + decode), len(items)
 
 
-def storage(n_rows: int) -> dict:
+@contextmanager
+def pg_database():
+    """A scratch PostgreSQL database, dropped afterwards."""
     from sqlalchemy import create_engine, text
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def storage(n_rows: int) -> dict:
+    from sqlalchemy import text
 
     from collector import store
     from collector.schema import images, models, runs
@@ -93,17 +113,12 @@ def storage(n_rows: int) -> dict:
         return n_rows / (time.perf_counter() - t)
 
     # PostgreSQL: our path vs COPY.
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        pg = store.make_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    with pg_database() as url:
+        pg = store.make_engine(url)
         prepare(pg)
         out["pg_rows_s"] = ours(pg)
         with pg.begin() as c:
             c.execute(text("DELETE FROM predictions"))
-        import io
         buf = io.StringIO()
         for r in rows:
             buf.write(f"1\t1\t{r['image_id']}\tpikachu\t0.6\t{json.dumps(r['scores'])}\t1.5\n")
@@ -118,10 +133,6 @@ def storage(n_rows: int) -> dict:
         raw.close()
         pg.dispose()
         out["ratio_pg_over_copy"] = out["pg_rows_s"] / out["pg_copy_rows_s"]
-    finally:
-        with admin.connect() as c:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
     # SQLite: our path vs a plain executemany of the same rows.
     with tempfile.TemporaryDirectory() as d:
@@ -157,6 +168,8 @@ def main(argv=None) -> dict:
             for name, url in zip(MODELS, urls, strict=True):
                 alone[name] = collect_once([url], test_dir, f"sqlite:///{tmp}/{name}.db", args.batch_size)
             out["collector_img_s"] = n / alone["ml_original"]
+            with pg_database() as pg_url:
+                out["collector_pg_img_s"] = n / collect_once([urls[0]], test_dir, pg_url, args.batch_size)
             together = collect_once(urls, test_dir, f"sqlite:///{tmp}/all.db", args.batch_size)
         out["alone_wall_s"] = alone
         out["together_wall_s"] = together
@@ -170,6 +183,7 @@ def main(argv=None) -> dict:
     print(f"collector end to end, one server: {out['collector_img_s']:.1f} img/s; ratio to raw predict "
           f"{out['ratio_collector_over_raw_predict']:.2f} (target >= 0.85), to raw decode+predict "
           f"{out['ratio_collector_over_raw_decode_plus_predict']:.2f}")
+    print(f"collector end to end into PostgreSQL: {out['collector_pg_img_s']:.1f} img/s")
     print(f"three models together / slowest alone: {out['ratio_three_over_slowest']:.2f} (target <= 1.3)")
     print(f"PostgreSQL rows/s: ours {out['pg_rows_s']:.0f}, COPY {out['pg_copy_rows_s']:.0f}, ratio "
           f"{out['ratio_pg_over_copy']:.2f} (target >= 0.5)")

@@ -6,7 +6,9 @@
    model's compiled forward pass: img/s of predict alone, and of decode + predict.
 2. Server: POST /predict with the same 64-image batches to a real gunicorn server (2 clients
    in flight, as the collector does): img/s, and its ratio to (1).
-3. Batch-1 latency: p50/p99 of POST /predict with one image vs raw batch-1 predict.
+3. Naive baseline, the seed's style: one image per request, a plain loop of POSTs.
+4. Batch-1 latency: p50/p95/p99 of POST /predict with one image under 1, 4 and 16 concurrent
+   clients, vs raw batch-1 predict.
 """
 
 from __future__ import annotations
@@ -73,11 +75,30 @@ def main(argv=None) -> dict:
         server = n_images / (time.perf_counter() - t)
 
         one = [batches[0][0]]
-        lat = []
-        for _ in range(args.latency_requests):
-            t = time.perf_counter()
-            post(one)
-            lat.append((time.perf_counter() - t) * 1000)
+        naive_n = min(len(imgs), args.latency_requests)
+        t = time.perf_counter()
+        for p, b in imgs[:naive_n]:  # no session reuse, one image each: how the seed collected
+            requests.post(url + "/predict", files=[("images", (p, b, "application/octet-stream"))],
+                          timeout=60).raise_for_status()
+        naive = naive_n / (time.perf_counter() - t)
+
+        latency = {}
+        for clients in (1, 4, 16):
+            per_client = max(1, args.latency_requests // clients)
+
+            def timed(_, n=per_client):
+                s = requests.Session()
+                out = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    r = s.post(url + "/predict", files=[("images", (one[0][0], one[0][1], "image/png"))], timeout=60)
+                    r.raise_for_status()
+                    out.append((time.perf_counter() - t0) * 1000)
+                return out
+            with ThreadPoolExecutor(clients) as pool:
+                lat = [v for part in pool.map(timed, range(clients)) for v in part]
+            latency[str(clients)] = {"p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99)}
+        lat1 = latency["1"]
 
     out = {
         "model": args.model, "images": n_images,
@@ -86,8 +107,11 @@ def main(argv=None) -> dict:
         "server_img_s": server,
         "ratio_server_over_raw_predict": server / raw_predict,
         "ratio_server_over_raw_decode_plus_predict": server / raw_total,
-        "batch1_p50_ms": pct(lat, 50), "batch1_p99_ms": pct(lat, 99),
+        "naive_img_s": naive, "ratio_naive_over_raw_predict": naive / raw_predict,
+        "ratio_server_over_naive": server / naive,
+        "batch1_p50_ms": lat1["p50_ms"], "batch1_p99_ms": lat1["p99_ms"],
         "raw_batch1_p50_ms": pct(raw_lat, 50), "raw_batch1_p99_ms": pct(raw_lat, 99),
+        "batch1_latency_by_clients": latency,
     }
     print(f"raw predict (64-image batches, decoded): {raw_predict:8.1f} img/s")
     print(f"raw decode + predict                   : {raw_total:8.1f} img/s "
@@ -95,8 +119,12 @@ def main(argv=None) -> dict:
     print(f"POST /predict, 64-image batches        : {server:8.1f} img/s")
     print(f"ratio server / raw predict             : {out['ratio_server_over_raw_predict']:.2f} (target >= 0.85)")
     print(f"ratio server / raw decode+predict      : {out['ratio_server_over_raw_decode_plus_predict']:.2f}")
+    print(f"naive, one image per request           : {naive:8.1f} img/s ({out['ratio_naive_over_raw_predict']:.2f} "
+          f"of raw predict; batched server is {out['ratio_server_over_naive']:.1f}x)")
     print(f"batch-1 latency p50/p99: server {out['batch1_p50_ms']:.1f}/{out['batch1_p99_ms']:.1f} ms, "
           f"raw {out['raw_batch1_p50_ms']:.1f}/{out['raw_batch1_p99_ms']:.1f} ms")
+    for c, v in latency.items():
+        print(f"  {c:>2} concurrent clients: p50 {v['p50_ms']:.1f}  p95 {v['p95_ms']:.1f}  p99 {v['p99_ms']:.1f} ms")
     return out
 
 

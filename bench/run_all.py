@@ -15,7 +15,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bench_architectures, bench_collector, bench_server
+from bench import bench_architectures, bench_collector, bench_scale, bench_server
 from bench.common import ROOT, machine
 
 
@@ -38,6 +38,8 @@ def main(argv=None) -> dict:
     print("== collector")
     results["collector"] = bench_collector.main(["--images", "150" if small else "1000",
                                                  "--rows", "2000" if small else "20000"])
+    print("== scale")
+    results["scale"] = bench_scale.main(["--sizes", "100", "200"] if small else [])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -25,7 +25,10 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
-        return jsonify({"error": e.description}), e.code
+        resp = jsonify({"error": e.description})
+        resp.status_code = e.code or 500
+        resp.headers.update({k: v for k, v in e.get_headers() if k.lower() != "content-type"})
+        return resp
 
     @app.get("/health")
     def health():

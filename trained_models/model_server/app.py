@@ -121,6 +121,16 @@ def _predict_payload_images() -> list[tuple[str, bytes]]:
     raise ApiError(415, "send multipart/form-data with field 'images', or application/json with 'instances'")
 
 
+def json_http_error(e: HTTPException, message: str | None = None) -> Response:
+    """A werkzeug HTTP error as JSON, keeping its headers (e.g. `Allow` on a 405)."""
+    resp = jsonify({"error": message or e.description})
+    resp.status_code = e.code or 500
+    for key, value in e.get_headers():
+        if key.lower() != "content-type":
+            resp.headers[key] = value
+    return resp
+
+
 def create_app(test_config: dict | None = None, *, loader=load_model_folder) -> Flask:
     """Production reads the environment (MODEL_DIR, ...); tests pass a dict."""
     settings = (ServerSettings.from_mapping(test_config) if test_config is not None
@@ -160,7 +170,7 @@ def create_app(test_config: dict | None = None, *, loader=load_model_folder) -> 
         msg = e.description
         if e.code == 413:
             msg = f"request body over the limit of {settings.max_content_length} bytes"
-        return jsonify({"error": msg}), e.code
+        return json_http_error(e, msg)
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):
