@@ -13,6 +13,8 @@ help:
 	@echo "make data     - re-split ../shared/datasets into model_creation/dataset and test_data"
 	@echo "make bench    - benchmarks (writes bench/results.json)"
 	@echo "make lint     - ruff"
+	@echo "make reliability - fuzzing, hostile inputs, faults, 60 s load, dependency audit"
+	@echo "make docker-smoke - build the images and run the compose stack for real"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +48,13 @@ bench-smoke: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache pokemon_tester.db* demo_logs
+
+# The long reliability run: >= 1,000 fuzzed requests, 60 s of load, then a dependency audit.
+reliability: $(STAMP)
+	RELIABILITY_EXAMPLES=200 RELIABILITY_MIN_REQUESTS=1000 RELIABILITY_LOAD_SECONDS=60 \
+	  $(BIN)/python -m pytest -q -s tests/reliability
+	$(BIN)/python -m pip install -q pip-audit
+	$(BIN)/pip-audit --progress-spinner off --skip-editable
 
 docker-smoke:
 	./scripts/docker_smoke.sh

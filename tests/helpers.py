@@ -130,3 +130,37 @@ def wait_healthy(url: str, proc, timeout: float = 120) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} not healthy after {timeout} s")
+
+
+SERVE_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from helpers import serve_model
+urls = []
+for folder in {models!r}:
+    srv = serve_model(Path(folder))
+    srv.__enter__()
+    urls.append(srv.url)
+Path({url_file!r}).write_text(" ".join(urls))
+time.sleep(3600)
+"""
+
+
+def start_server_process(model_dirs: list[Path], tmp: Path):
+    """Model servers in a separate process (so it can be killed or stopped); returns (proc, urls)."""
+    import subprocess
+    import sys
+    import time
+
+    url_file = tmp / f"urls-{time.monotonic_ns()}"
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT.format(
+        tests=str(Path(__file__).resolve().parent), models=[str(m) for m in model_dirs], url_file=str(url_file))])
+    for _ in range(600):
+        if url_file.exists() and url_file.read_text():
+            return proc, url_file.read_text().split()
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("model server process did not start")

@@ -16,7 +16,7 @@ from collector import store
 from collector.cli import main as cli
 from collector.collect import CollectOptions, collect
 from collector.schema import failures, images, models, predictions, runs
-from helpers import COLORS, LiveServer, color_png, serve_model, write_color_model
+from helpers import COLORS, LiveServer, color_png, serve_model, start_server_process, write_color_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -223,22 +223,11 @@ def test_migrations_match_schema_metadata(db_url):
     assert diff == []
 
 
-def _start_loopback_server(tmp_path, color_model):
-    port_file = tmp_path / "url"
-    server = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(
-        tests=str(ROOT / "tests"), model=str(color_model), port_file=str(port_file))])
-    for _ in range(300):
-        if port_file.exists() and port_file.read_text():
-            break
-        time.sleep(0.1)
-    return server, port_file.read_text()
-
-
 def test_sigterm_marks_the_run_interrupted_and_a_rerun_completes(tmp_path, color_model, test_data):
     for i in range(40):
         (test_data / "red" / f"extra-{i}.png").write_bytes(color_png(COLORS["red"], seed=8000 + i))
     db_url = f"sqlite:///{tmp_path / 't.db'}"
-    server, url = _start_loopback_server(tmp_path, color_model)
+    server, (url,) = start_server_process([color_model], tmp_path)
     try:
         cmd = [sys.executable, "-m", "collector.cli", "--db", db_url, "collect", "--test-data", str(test_data),
                "--batch-size", "2", "--max-in-flight", "1", url]
@@ -261,23 +250,11 @@ def test_sigterm_marks_the_run_interrupted_and_a_rerun_completes(tmp_path, color
         server.wait()
 
 
-KILL_SCRIPT = r"""
-import sys, time
-from pathlib import Path
-sys.path.insert(0, {tests!r})
-from helpers import serve_model
-srv = serve_model(Path({model!r}))
-srv.__enter__()
-Path({port_file!r}).write_text(srv.url)
-time.sleep(600)
-"""
-
-
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(db_url, tmp_path, color_model, test_data):
     """SIGKILL the collector process mid-run, rerun, compare with an uninterrupted run."""
     for i in range(40):  # more images so the kill lands mid-run
         (test_data / "blue" / f"extra-{i}.png").write_bytes(color_png(COLORS["blue"], seed=7000 + i))
-    server, url = _start_loopback_server(tmp_path, color_model)
+    server, (url,) = start_server_process([color_model], tmp_path)
     try:
         cmd = [sys.executable, "-m", "collector.cli", "--db", db_url, "collect", "--test-data", str(test_data),
                "--batch-size", "2", "--max-in-flight", "1", url]
