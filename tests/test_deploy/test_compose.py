@@ -134,8 +134,8 @@ def test_compose_services_as_local_processes(tmp_path):
     try:
         for m in MODELS:
             port = free_port()
-            env = dict(base_env, **SERVICES[m]["environment"], PORT=str(port), HOST="127.0.0.1",
-                       MODEL_DIR=str(ROOT / "trained_models" / m))
+            env = {**base_env, **SERVICES[m]["environment"], "PORT": str(port), "HOST": "127.0.0.1",
+                   "MODEL_DIR": str(ROOT / "trained_models" / m)}
             # The image's CMD: `python ml_server.py --host $HOST --port $PORT`, in the model folder.
             cmd = [sys.executable, "ml_server.py", "--host", env["HOST"], "--port", env["PORT"]]
             procs.append(subprocess.Popen(cmd,
