@@ -11,6 +11,6 @@ if [ "${1:-}" != "--yes" ]; then
   read -r -p "Drop all tables in database '${POSTGRES_DB}'? Type 'yes': " answer
   [ "$answer" = "yes" ] || { echo "aborted"; exit 1; }
 fi
-compose run --rm --no-deps -T \
+compose exec -T \
   -e DATABASE_URL="postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}/${POSTGRES_DB}" \
   data_collector data-collector db destroy --yes

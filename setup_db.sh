@@ -13,8 +13,8 @@ if [ "${1:-}" = "--local" ]; then
 fi
 : "${POSTGRES_USER:?set it in .env (copy .env.example)}" "${POSTGRES_PASSWORD:?set it in .env}"
 : "${POSTGRES_DB:?set it in .env}" "${COLLECTOR_DB_PASSWORD:?set it in .env}"
-# A one-off container gets the owner credentials; the long-running collector never has them.
-compose run --rm --no-deps -T \
+# The owner credentials go to this one process only (exec -e), never into the container config.
+compose exec -T \
   -e DATABASE_OWNER_URL="postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}/${POSTGRES_DB}" \
-  -e COLLECTOR_DB_USER="${COLLECTOR_DB_USER:-collector}" -e COLLECTOR_DB_PASSWORD \
+  -e COLLECTOR_DB_USER="${COLLECTOR_DB_USER:-collector}" -e COLLECTOR_DB_PASSWORD="${COLLECTOR_DB_PASSWORD}" \
   data_collector python /app/db_scripts/setup_db.py

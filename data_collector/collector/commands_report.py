@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from . import store
 from .cli import collect_options, err, fail, main, open_store, out
 from .reports import SelectorError, all_models, load_rows, model_report, resolve
 
@@ -238,7 +239,10 @@ def hook_cmd(ctx, host, port, report_dir, max_drop, alpha, **kw):
 
     from .hook import create_hook_app
 
-    engine = open_store(ctx, check_schema=False)  # checked per request: setup may come later
+    try:  # no connection yet: the stack may start before ./setup_db.sh creates the role
+        engine = store.make_engine(ctx.obj["db"])
+    except store.StoreError as e:
+        fail(str(e))
     app = create_hook_app(engine=engine, settings=_deploy_settings(kw, report_dir, max_drop, alpha),
                           token=os.environ.get("HOOK_TOKEN") or None, migrate=not kw["no_migrate"])
     # Evaluations are serialised anyway (one lock): a small threaded server is enough.

@@ -10,6 +10,7 @@ import hmac
 
 from flask import Flask, jsonify, request
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .client import ModelServerError, check_url
@@ -50,7 +51,7 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
         try:
             ensure_schema(engine, migrate=migrate)  # the stack may start before ./setup_db.sh ran
             result = evaluate_deployment(url, engine=engine, settings=settings)
-        except (DatabaseFailure, StoreError) as e:
+        except (DatabaseFailure, StoreError, OperationalError) as e:
             return jsonify({"error": str(e), "verdict": "error"}), 503
         status = 200 if result["verdict"] != "error" else 502
         return jsonify(result), status

@@ -167,8 +167,11 @@ def n_runs(db, status: str | None = None):
     q = select(func.count()).select_from(runs)
     if status:
         q = q.where(runs.c.status == status)
-    with engine.connect() as c:
-        return c.execute(q).scalar_one()
+    try:
+        with engine.connect() as c:
+            return c.execute(q).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def test_watch_evaluates_each_new_fingerprint_once(tmp_path, big_data):
