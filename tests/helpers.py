@@ -164,3 +164,39 @@ def start_server_process(model_dirs: list[Path], tmp: Path):
         time.sleep(0.1)
     proc.kill()
     raise AssertionError("model server process did not start")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class MlServerProcess:
+    """`ml-server` (gunicorn) for a model folder on a free loopback port; `.worker` is its worker pid."""
+
+    def __init__(self, model_dir: Path, *extra: str):
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "model_server.cli", "--model-dir", str(model_dir),
+                                      "--port", str(self.port), *extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def __enter__(self):
+        try:
+            wait_healthy(self.url, self.proc)
+        except BaseException:
+            self.__exit__()
+            raise
+        pid = self.proc.pid
+        self.worker = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(20)

@@ -10,18 +10,15 @@ from __future__ import annotations
 import base64
 import io
 import struct
-import subprocess
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
-from helpers import COLORS, color_png, free_port, wait_healthy, write_color_model
+from helpers import COLORS, MlServerProcess, color_png, rss_mb, write_color_model
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -66,31 +63,11 @@ def corpus() -> tuple[dict[str, bytes], dict[str, bytes]]:
     return hostile, handled
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def worker_pid(master: int) -> int:
-    kids = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(kids[0])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = write_color_model(tmp_path_factory.mktemp("hostile") / "colors", ["red", "green", "blue"])
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "model_server.cli", "--model-dir", str(folder), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with MlServerProcess(folder) as srv:
+        yield srv
 
 
 def post_predict(url: str, data: bytes) -> tuple[int, float, dict]:
@@ -108,9 +85,8 @@ def post_infer(url: str, data: bytes) -> tuple[int, float, dict]:
 
 
 def test_hostile_corpus(server):
-    url, proc = server
+    url, proc, worker = server.url, server.proc, server.worker
     hostile, handled = corpus()
-    worker = worker_pid(proc.pid)
     post_predict(url, color_png(COLORS["red"]))  # warm up before the baseline
     before = rss_mb(worker)
     for _ in range(3):

@@ -7,36 +7,20 @@ No errors; throughput reported; the server's memory stays flat.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import requests
 
-from helpers import COLORS, color_png, free_port, wait_healthy
+from helpers import COLORS, MlServerProcess, color_png, rss_mb
 
 SECONDS = float(os.environ.get("RELIABILITY_LOAD_SECONDS", "4"))
 CLIENTS = 16
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def test_sixteen_clients(color_model):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "model_server.cli", "--model-dir", str(color_model),
-                             "--port", str(port), "--threads", "8"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        worker = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+    with MlServerProcess(color_model, "--threads", "8") as srv:
+        url, worker = srv.url, srv.worker
         files = [("images", (f"{i}.png", color_png(COLORS["green"], seed=i), "image/png")) for i in range(8)]
         requests.post(url + "/predict", files=files, timeout=30).raise_for_status()  # warm up
         samples = [rss_mb(worker)]
@@ -69,6 +53,3 @@ def test_sixteen_clients(color_model):
         assert total > CLIENTS and min(counts) > 0
         half = len(samples) // 2
         assert max(samples[half:]) - max(samples[1:half + 1] or samples) < 50, "memory keeps growing"
-    finally:
-        proc.terminate()
-        proc.wait(20)
