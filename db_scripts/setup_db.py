@@ -31,7 +31,7 @@ def secret(name: str) -> str | None:
     return os.environ.get(name)
 
 
-def create_collector_role(engine, *, role: str, password: str) -> None:
+def create_collector_role(engine, *, role: str, pw: str) -> None:
     """Create or update the role; grant only what collecting needs (no DELETE, TRUNCATE, DDL)."""
     if not ROLE_NAME.match(role):
         raise ValueError(f"invalid role name {role!r} (lowercase letters, digits, underscore)")
@@ -43,7 +43,7 @@ def create_collector_role(engine, *, role: str, password: str) -> None:
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
         verb = "ALTER" if cur.fetchone() else "CREATE"
         # psycopg2 binds the password client-side; the role name is quoted as an identifier.
-        cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (password,))
+        cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (pw,))
         cur.execute("SELECT current_database()")
         (db,) = cur.fetchone()
         ident = sql.Identifier(role)
@@ -65,11 +65,11 @@ def create_collector_role(engine, *, role: str, password: str) -> None:
 def main() -> int:
     owner_url = secret("DATABASE_OWNER_URL")
     role = os.environ.get("COLLECTOR_DB_USER", "collector")
-    password = secret("COLLECTOR_DB_PASSWORD")
+    collector_pw = secret("COLLECTOR_DB_PASSWORD")
     if not owner_url:
         print("setup_db: error: DATABASE_OWNER_URL is not set (see .env.example)", file=sys.stderr)
         return 2
-    if not password:
+    if not collector_pw:
         print("setup_db: error: COLLECTOR_DB_PASSWORD (or _FILE) is not set", file=sys.stderr)
         return 2
     try:
@@ -80,7 +80,7 @@ def main() -> int:
             return 2
         store.connect_check(engine, attempts=int(os.environ.get("DB_ATTEMPTS", "60")))
         store.upgrade(engine)
-        create_collector_role(engine, role=role, password=password)
+        create_collector_role(engine, role=role, pw=collector_pw)
         with engine.connect() as c:
             rev = c.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     except (store.StoreError, ValueError) as e:
