@@ -139,11 +139,11 @@ def compare_cmd(ctx, baseline, candidate, max_drop, alpha, as_json, html_path):
             fail(str(e), 2)
         if base.fingerprint == cand.fingerprint:
             fail(f"baseline and candidate are the same model ({cand.title})", 2)
-        result = compare(base, load_rows(conn, base.id), cand, load_rows(conn, cand.id),
-                         Thresholds(max_drop=max_drop, alpha=alpha))
+        base_rows, cand_rows = load_rows(conn, base.id), load_rows(conn, cand.id)
+        result = compare(base, base_rows, cand, cand_rows, Thresholds(max_drop=max_drop, alpha=alpha))
         if html_path:
             from .html_report import recall_history, render_html
-            reports = [model_report(m, load_rows(conn, m.id)) for m in (base, cand)]
+            reports = [model_report(base, base_rows), model_report(cand, cand_rows)]
             html_path.write_text(render_html(reports, recall_history(conn), result))
     if result["n_common_images"] == 0:
         fail("the two models share no evaluated images with labels both know", 2)

@@ -46,16 +46,17 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
             return out
         with engine.connect() as conn:
             cand = resolve(conn, res.fingerprint)
-            reports = [model_report(cand, load_rows(conn, cand.id))]
+            cand_rows = load_rows(conn, cand.id)
+            reports = [model_report(cand, cand_rows)]
             try:
                 base = resolve(conn, f"{cand.name}@previous", relative_to=cand)
             except SelectorError:
                 base = None
             comparison = None
             if base is not None:
-                comparison = compare(base, load_rows(conn, base.id), cand, load_rows(conn, cand.id),
-                                     settings.thresholds)
-                reports.append(model_report(base, load_rows(conn, base.id)))
+                base_rows = load_rows(conn, base.id)
+                comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
+                reports.append(model_report(base, base_rows))
             history = recall_history(conn)
         out["baseline"] = base.fingerprint if base else None
         out["verdict"] = comparison["verdict"] if comparison else "no-baseline"

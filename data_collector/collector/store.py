@@ -84,21 +84,20 @@ def connect_check(engine: Engine, *, attempts: int = 1, delay: float = 1.0) -> N
     raise StoreError(f"cannot reach the database {safe_url(engine.url.render_as_string(False))}: {msg}")
 
 
-def _alembic_config(conn: Connection):
+def _alembic_config(conn: Connection | None = None):
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = conn
+    if conn is not None:
+        cfg.attributes["connection"] = conn
     return cfg
 
 
 def head_revision() -> str:
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
