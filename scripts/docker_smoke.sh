@@ -47,13 +47,38 @@ n=$(./connect_to_db.sh -tAc "SELECT COUNT(*) FROM predictions" </dev/null | tr -
 echo "predictions: $n"
 [ "$n" -gt 0 ] || { echo "docker-smoke: no predictions stored" >&2; exit 1; }
 ./connect_to_db.sh -c "SELECT model, label, n, accuracy FROM v_class_accuracy ORDER BY model, label" </dev/null
+echo "== exec line again: nothing new is evaluated"
+compose exec -T data_collector python data_collector.py \
+  http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083 </dev/null
+n2=$(./connect_to_db.sh -tAc "SELECT COUNT(*) FROM predictions" </dev/null | tr -d '[:space:]')
+[ "$n2" = "$n" ] || { echo "docker-smoke: rerun changed the predictions ($n -> $n2)" >&2; exit 1; }
+echo "== deploy hook (data_collector service)"
+python3 - <<'PY'
+import json, urllib.request
+req = urllib.request.Request("http://127.0.0.1:18090/hooks/deployed", method="POST",
+                             data=json.dumps({"url": "http://127.0.0.1:18083"}).encode(),
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=300) as r:
+    body = json.load(r)
+print({k: body.get(k) for k in ("name", "status", "verdict", "baseline", "regressed_classes")})
+assert body.get("verdict") in ("pass", "regression", "no-baseline"), body
+PY
 echo "== least privilege: the collector role cannot DELETE"
-if compose exec -T data_collector python -c "
+# Passes only on Postgres' own refusal; any other failure (no DB, no URL) fails the smoke.
+denied=$(compose exec -T data_collector python -c "
 import os, sqlalchemy as sa
 e = sa.create_engine(os.environ['DATABASE_URL'].replace('postgresql://', 'postgresql+psycopg2://'))
-with e.begin() as c: c.execute(sa.text('DELETE FROM predictions'))"; then
-  echo "docker-smoke: the collector role could DELETE" >&2; exit 1
-fi
+try:
+    with e.begin() as c: c.execute(sa.text('DELETE FROM predictions'))
+except sa.exc.ProgrammingError as exc:
+    print(type(exc.orig).__name__, str(exc.orig).strip())
+else:
+    print('DELETE allowed')" </dev/null)
+echo "$denied"
+case "$denied" in
+  InsufficientPrivilege*) ;;
+  *) echo "docker-smoke: expected the collector role's DELETE to be refused" >&2; exit 1 ;;
+esac
 echo "== containers run as non-root"
 for c in $(docker ps --filter name=pct_smoke --format '{{.Names}}' | grep -v postgres); do
   u=$(docker exec "$c" id -u); echo "$c uid=$u"; [ "$u" != "0" ] || exit 1
