@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from helpers import COLORS, color_png, free_port, wait_healthy
+from helpers import COLORS, MlServerProcess, color_png, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,3 +83,54 @@ def test_tritonclient_bytes_and_fp32(gunicorn_server):
     bad.set_data_from_numpy(np.array([b"not an image"], dtype=np.object_), binary_data=True)
     with pytest.raises(InferenceServerException, match="not a decodable image"):
         client.infer("colors", [bad])
+
+
+def _images_total(url: str) -> float:
+    text = requests.get(url + "/metrics", timeout=5).text  # a new connection: any worker may answer
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("model_server_images_total ")]
+    return float(line.split()[1])
+
+
+@pytest.mark.parametrize("given_dir", [False, True], ids=["own-dir", "PROMETHEUS_MULTIPROC_DIR"])
+def test_metrics_are_summed_over_workers(color_model, tmp_path, monkeypatch, given_dir):
+    """With two gunicorn workers, /metrics counts what both served, whichever worker answers it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if given_dir:
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        (tmp_path / "counter_99999.db").write_bytes(b"stale values of an earlier run")
+    else:
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with MlServerProcess(color_model, "--workers", "2", "--threads", "2") as srv:
+        pid = srv.proc.pid
+        workers = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        assert len(workers) == 2
+        png = color_png(COLORS["red"])
+
+        def post(_):
+            for _ in range(100):  # a worker answers 503 until its own copy of the model is loaded
+                r = requests.post(srv.url + "/predict", files=[("images", ("x.png", png, "image/png"))], timeout=30)
+                if r.status_code != 503:
+                    break
+                time.sleep(0.1)
+            r.raise_for_status()
+
+        def counter_files() -> set[Path]:  # the value files each worker has mapped
+            return {Path(line.split()[-1]) for w in workers
+                    for line in Path(f"/proc/{w}/maps").read_text().splitlines()
+                    if "/counter_" in line and line.rstrip().endswith(".db")}
+
+        sent = 0
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(20):  # until both workers have served some (bounded)
+                list(pool.map(post, range(16)))
+                sent += 16
+                files = counter_files()
+                if {f.stem.split("_")[-1] for f in files} == {str(w) for w in workers}:
+                    break
+        assert {f.stem.split("_")[-1] for f in files} == {str(w) for w in workers}
+        (shared,) = {f.parent for f in files}
+        assert (shared == tmp_path) is given_dir
+        for _ in range(6):
+            assert _images_total(srv.url) == sent
+    assert shared.exists() is given_dir  # a directory of its own goes with the server

@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import threading
 import time
 
 import numpy as np
 from flask import Flask, Response, g, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from werkzeug.exceptions import HTTPException
 
-from . import oip
+from . import metrics_dir, oip
 from .model import LoadedModel, load_model_folder
 from .preprocessing import ImageError, preprocess_bytes
 from .settings import ServerSettings
@@ -218,7 +219,11 @@ def create_app(test_config: dict | None = None, *, loader=load_model_folder) -> 
 
     @app.get("/metrics")
     def prometheus():
-        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+        registry = metrics.registry
+        if os.environ.get(metrics_dir.ENV):  # several gunicorn workers: sum every worker's values
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     # ---- Open Inference Protocol v2 --------------------------------------------------------
     def _model_named(name: str, version: str | None = None) -> LoadedModel:

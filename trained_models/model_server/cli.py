@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import metrics_dir
 from .model import CONFIG_FILE, MODEL_FILE
 
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             self.cfg.set("timeout", args.timeout)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", os.environ.get("ACCESS_LOG") or None)
+            self.cfg.set("child_exit", lambda _arbiter, worker: metrics_dir.worker_exited(worker.pid))
 
         def load(self):
             # Imported here: each worker loads TensorFlow and the model after the fork.
@@ -61,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return create_app()
 
-    _App().run()
+    created = metrics_dir.prepare(args.workers)  # before any worker imports prometheus_client
+    try:
+        _App().run()
+    finally:
+        metrics_dir.remove(created)
     return 0
 
 

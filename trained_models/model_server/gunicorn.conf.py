@@ -7,11 +7,22 @@ threads is the default; raise WEB_CONCURRENCY only on machines with many cores.
 
 import os
 
+from model_server import metrics_dir
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"  # nosec B104: in a container
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+_metrics_dir = metrics_dir.prepare(workers)  # shared /metrics across workers (see metrics_dir)
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG") or None
+
+
+def child_exit(_arbiter, worker):
+    metrics_dir.worker_exited(worker.pid)
+
+
+def on_exit(_arbiter):
+    metrics_dir.remove(_metrics_dir)
