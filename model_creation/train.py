@@ -142,7 +142,7 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
     trainer.compile(optimizer=optimizer,
                     loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
                     metrics=["accuracy"])
-    history = trainer.fit(ds, epochs=epochs, verbose=verbose).history
+    history = trainer.fit(ds, epochs=epochs, verbose=verbose, shuffle=False).history  # ds shuffles itself
 
     # Export without optimizer state: a fresh, uncompiled copy carrying the trained weights.
     export = make_model(arch, (spec.height, spec.width, 3), len(labels))
