@@ -1,8 +1,9 @@
 """gunicorn settings for containers: `gunicorn -c gunicorn.conf.py "model_server.app:create_app()"`.
 
-One model copy per worker (a 96x96 compact model is ~1 MB of weights plus ~400 MB of
-TensorFlow runtime). TensorFlow already uses every core for one batch, so 1 worker with a few
-threads is the default; raise WEB_CONCURRENCY only on machines with many cores.
+One model copy per worker (a 96x96 compact model is ~1 MB of weights; with the TensorFlow
+runtime a worker holds ~640 MB resident, see bench/bench_scale.py). TensorFlow already uses
+every core for one batch, so 1 worker with a few threads is the default; raise
+WEB_CONCURRENCY only on machines with many cores.
 """
 
 import os
