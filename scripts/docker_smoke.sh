@@ -37,6 +37,9 @@ for _ in $(seq 1 90); do
 done
 docker ps --filter "name=pct_smoke" --format '{{.Names}}: {{.Status}}'
 
+# The exec line of the README, with the host-network port of each model service.
+MODEL_URLS=(http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083)
+
 echo "== ./setup_db.sh"
 ./setup_db.sh
 echo "== deploy hook (data_collector service): evaluates ml_original, writes its report"
@@ -52,16 +55,14 @@ assert body.get("status") == "completed" and body.get("images_sent", 0) > 0 and 
 PY
 compose exec -T data_collector ls -l /app/reports </dev/null
 echo "== collector exec line (ml_original is already evaluated: skipped)"
-compose exec -T data_collector python data_collector.py \
-  http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083
+compose exec -T data_collector python data_collector.py "${MODEL_URLS[@]}"
 echo "== predictions in Postgres"
 n=$(./connect_to_db.sh -tAc "SELECT COUNT(*) FROM predictions" </dev/null | tr -d '[:space:]')
 echo "predictions: $n"
 [ "$n" -gt 0 ] || { echo "docker-smoke: no predictions stored" >&2; exit 1; }
 ./connect_to_db.sh -c "SELECT model, label, n, accuracy FROM v_class_accuracy ORDER BY model, label" </dev/null
 echo "== exec line again: nothing new is evaluated"
-compose exec -T data_collector python data_collector.py \
-  http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083 </dev/null
+compose exec -T data_collector python data_collector.py "${MODEL_URLS[@]}" </dev/null
 n2=$(./connect_to_db.sh -tAc "SELECT COUNT(*) FROM predictions" </dev/null | tr -d '[:space:]')
 [ "$n2" = "$n" ] || { echo "docker-smoke: rerun changed the predictions ($n -> $n2)" >&2; exit 1; }
 echo "== least privilege: the collector role cannot DELETE"

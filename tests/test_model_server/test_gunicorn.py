@@ -120,15 +120,18 @@ def test_metrics_are_summed_over_workers(color_model, tmp_path, monkeypatch, giv
                     for line in Path(f"/proc/{w}/maps").read_text().splitlines()
                     if "/counter_" in line and line.rstrip().endswith(".db")}
 
+        def served_by(files: set[Path]) -> set[int]:  # counter_<pid>.db
+            return {int(f.stem.split("_")[-1]) for f in files}
+
         sent = 0
         with ThreadPoolExecutor(8) as pool:
             for _ in range(20):  # until both workers have served some (bounded)
                 list(pool.map(post, range(16)))
                 sent += 16
                 files = counter_files()
-                if {f.stem.split("_")[-1] for f in files} == {str(w) for w in workers}:
+                if served_by(files) == set(workers):
                     break
-        assert {f.stem.split("_")[-1] for f in files} == {str(w) for w in workers}
+        assert served_by(files) == set(workers)
         (shared,) = {f.parent for f in files}
         assert (shared == tmp_path) is given_dir
         for _ in range(6):
