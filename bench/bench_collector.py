@@ -109,7 +109,7 @@ def storage(n_rows: int) -> dict:
         t = time.perf_counter()
         for i in range(0, n_rows, 32):  # the collector's path: one transaction per 32-image batch
             with engine.begin() as c:
-                store.insert_predictions(c, rows[i:i + 32])
+                store.insert_predictions(c, rows=rows[i:i + 32])
         return n_rows / (time.perf_counter() - t)
 
     # PostgreSQL: our path vs COPY.

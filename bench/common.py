@@ -7,12 +7,12 @@ import os
 import random
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import requests
+
+from collector.health import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["ml_original", "ml_ditto", "ml_ditto_and_mimikyu"]
@@ -39,18 +39,7 @@ def servers(names: list[str], *, threads: int = 4):
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             urls.append(f"http://127.0.0.1:{port}")
         for url, p in zip(urls, procs, strict=True):
-            deadline = time.time() + 180
-            while True:
-                if p.poll() is not None:
-                    raise RuntimeError(f"server for {url} exited")
-                try:
-                    if requests.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if time.time() > deadline:
-                    raise RuntimeError(f"{url} not healthy")
-                time.sleep(0.2)
+            wait_healthy(url, deadline_s=300, proc=p)
         yield urls
     finally:
         for p in procs:

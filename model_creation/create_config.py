@@ -12,6 +12,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
+from collector.formatting import num
 from model_server.model import CONFIG_FILE
 from model_server.preprocessing import Preprocessing
 
@@ -48,10 +49,6 @@ def create_config(out_dir: Path, *, name: str, version: str, labels: list[str], 
     return config
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
 def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: str, n_params: int,
                      model_bytes: int) -> None:
     lines = [
@@ -81,11 +78,11 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
     for subset, m in config["metrics"].items():
         if not m.get("n"):
             continue
-        lines += [f"## Test {subset}: accuracy {_fmt(m['accuracy'])} on {m['n']} images", "",
+        lines += [f"## Test {subset}: accuracy {num(m['accuracy'])} on {m['n']} images", "",
                   "| class | support | recall | precision | F1 |", "|---|---|---|---|---|"]
         for lab, c in m["classes"].items():
-            lines.append(f"| {lab} | {c['support']} | {_fmt(c['recall'])} | {_fmt(c['precision'])} | "
-                         f"{_fmt(c['f1'])} |")
+            lines.append(f"| {lab} | {c['support']} | {num(c['recall'])} | {num(c['precision'])} | "
+                         f"{num(c['f1'])} |")
         lines.append("")
     lines += ["## Limits", "",
               "Trained from scratch on a few hundred images per class; classes outside the label list",

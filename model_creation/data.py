@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collector.metrics import class_metrics, confusion_matrix
 from model_server.preprocessing import Preprocessing, preprocess_file
 
 from .split_data import read_manifest
@@ -32,15 +33,7 @@ def data_hash(rows: list[dict]) -> str:
 
 
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
-    out: dict = {"n": int(len(y_true)),
-                 "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else None, "classes": {}}
-    for i, lab in enumerate(labels):
-        support = int(np.sum(y_true == i))
-        tp = int(np.sum((y_true == i) & (y_pred == i)))
-        predicted = int(np.sum(y_pred == i))
-        recall = tp / support if support else None
-        precision = tp / predicted if predicted else None
-        f1 = (2 * precision * recall / (precision + recall)
-              if precision is not None and recall is not None and precision + recall > 0 else None)
-        out["classes"][lab] = {"support": support, "recall": recall, "precision": precision, "f1": f1}
-    return out
+    """Accuracy and per-class metrics, computed by the collector's one implementation."""
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    return {"n": int(len(y_true)), "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else None,
+            "classes": class_metrics(cm, labels)}

@@ -26,17 +26,20 @@ done
 
 echo "waiting for the model servers (${urls[*]}) ..."
 for i in "${!urls[@]}"; do
-  for _ in $(seq 1 240); do
-    if curl -fsS "${urls[$i]}/health" >/dev/null 2>&1; then break; fi
-    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-      echo "error: ${models[$i]} server exited; see $LOGS/${models[$i]}.log" >&2; exit 1
-    fi
-    sleep 0.5
-  done
-  curl -fsS "${urls[$i]}/health" >/dev/null || { echo "error: ${urls[$i]} not healthy after 120 s" >&2; exit 1; }
+  python -c "import sys; from collector.health import wait_healthy, NotHealthy
+try: wait_healthy(sys.argv[1], deadline_s=300)
+except NotHealthy as e: sys.exit(f'error: {e}; see $LOGS/${models[$i]}.log')" "${urls[$i]}"
 done
 
+before=$(data-collector models --json 2>/dev/null | python -c "import json,sys; print(sum(m['predictions'] for m in json.load(sys.stdin)))" 2>/dev/null || echo 0)
 data-collector collect "${urls[@]}"
 data-collector report
+after=$(data-collector models --json | python -c "import json,sys; print(sum(m['predictions'] for m in json.load(sys.stdin)))")
 echo
-echo "Predictions are in ${DATABASE_URL#sqlite:///}; run 'make demo' again: nothing new is evaluated."
+if [ "$before" = "$after" ]; then
+  echo "Nothing new was sent: every model was already evaluated (models are known by fingerprint)."
+  echo "Predictions are in ${DATABASE_URL#sqlite:///}; 'make clean' or 'data-collector db destroy' starts over."
+else
+  echo "Stored $((after - before)) predictions in ${DATABASE_URL#sqlite:///}."
+  echo "Run 'make demo' again: nothing new is evaluated, the models are known by fingerprint."
+fi

@@ -30,7 +30,7 @@ def test_data(tmp_path) -> Path:
 def _pg_available() -> bool:
     try:
         import psycopg2
-        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3)
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=30)
         conn.close()
         return True
     except Exception:

@@ -13,9 +13,9 @@ REQUIRED_METADATA = ("name", "version", "fingerprint", "labels")
 
 
 class ModelServerError(RuntimeError):
-    def __init__(self, url: str, message: str, *, status: int | None = None, index: int | None = None):
+    def __init__(self, url: str, message: str, *, status: int | None = None):
         super().__init__(f"{url}: {message}")
-        self.url, self.status, self.index = url, status, index
+        self.url, self.status = url, status
 
 
 def check_url(url: str) -> str:
@@ -78,10 +78,8 @@ class ModelClient:
         files = [("images", (name.rsplit("/", 1)[-1], data, "application/octet-stream")) for name, data in images]
         resp = self._request("POST", "/predict", files=files)
         if resp.status_code != 200:
-            body = _json(resp)
             raise ModelServerError(self.url, f"POST /predict answered {resp.status_code}: {_error_text(resp)}",
-                                   status=resp.status_code,
-                                   index=body.get("index") if isinstance(body, dict) else None)
+                                   status=resp.status_code)
         body = _json(resp)
         if not isinstance(body, dict) or not isinstance(body.get("predictions"), list) \
                 or len(body["predictions"]) != len(images):

@@ -6,7 +6,6 @@ from the database at every start, so skip, incremental and resume are one mechan
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,15 +13,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__, store
 from .client import ModelClient, ModelServerError
-from .schema import images, predictions
 from .testset import TestImage, eligible, scan, test_set_hash
-
-log = logging.getLogger("collector")
+from .vocab import RunStatus
 
 
 @dataclass
@@ -40,8 +37,7 @@ class ModelResult:
     name: str = "?"
     version: str = "?"
     fingerprint: str = ""
-    status: str = "error"  # skipped | completed | incomplete | error
-    n_planned: int = 0
+    status: RunStatus = RunStatus.ERROR
     n_sent: int = 0
     n_failed: int = 0
     accuracy: float | None = None
@@ -69,12 +65,8 @@ ProgressHook = Callable[[str, int, int], None]  # (model key, advance, total)
 
 
 def _accuracy(engine: Engine, model_id: int) -> tuple[float | None, int]:
-    correct = func.sum(case((predictions.c.predicted_label == images.c.label, 1), else_=0))
-    q = (select(func.count(), correct).select_from(predictions.join(images, images.c.id == predictions.c.image_id))
-         .where(and_(predictions.c.model_id == model_id, images.c.kind != "lookalike")))
     with engine.connect() as conn:
-        n, c = conn.execute(q).one()
-    return ((c or 0) / n if n else None), n
+        return store.model_accuracy(conn, model_id=model_id)
 
 
 def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOptions | None = None,
@@ -84,7 +76,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
     ts_hash = test_set_hash(items)
     by_sha = {i.sha256: i for i in items}
     with engine.begin() as conn:
-        image_ids = store.upsert_images(conn, [vars(i) for i in items])
+        image_ids = store.upsert_images(conn, rows=[vars(i) for i in items])
 
     results: list[ModelResult] = []
     jobs: list[_Job] = []
@@ -101,7 +93,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
             continue
         res.name, res.version, res.fingerprint = meta["name"], str(meta["version"]), meta["fingerprint"]
         if res.fingerprint in seen_fp:
-            res.status, res.error = "skipped", f"same model as {seen_fp[res.fingerprint]}"
+            res.status, res.error = RunStatus.SKIPPED, f"same model as {seen_fp[res.fingerprint]}"
             say(f"{url}: same fingerprint as {seen_fp[res.fingerprint]}; evaluated once")
             continue
         seen_fp[res.fingerprint] = url
@@ -109,9 +101,8 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
             model_id = store.upsert_model(conn, meta=meta, url=client.url)
             done = store.done_image_ids(conn, model_id=model_id)
             todo = [i for i in eligible(items, meta["labels"]) if image_ids[i.sha256] not in done]
-            res.n_planned = len(todo)
             if not todo:
-                res.status = "skipped"
+                res.status = RunStatus.SKIPPED
                 res.accuracy, res.n_scored = _accuracy(engine, model_id)
                 say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {url}: already fully evaluated, "
                     "nothing to send")
@@ -148,7 +139,7 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
         if rows:
             try:
                 with write_lock, engine.begin() as conn:
-                    store.insert_predictions(conn, rows)
+                    store.insert_predictions(conn, rows=rows)
             except DBAPIError as e:
                 db_error.append(e)
                 return
@@ -219,7 +210,8 @@ def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False) -> N
     for job in jobs:
         res = job.result
         res.n_failed = len(job.failures)
-        res.status = "interrupted" if interrupted else "incomplete" if job.aborted else "completed"
+        res.status = (RunStatus.INTERRUPTED if interrupted else RunStatus.INCOMPLETE if job.aborted
+                      else RunStatus.COMPLETED)
         with engine.begin() as conn:
             store.record_failures(conn, run_id=job.run_id, items=job.failures)
             store.finish_run(conn, run_id=job.run_id, status=res.status, n_sent=res.n_sent,
@@ -228,9 +220,5 @@ def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False) -> N
 
 def mark_interrupted(engine: Engine) -> None:
     """After Ctrl-C: runs still 'running' become 'interrupted' (what they stored stays valid)."""
-    from sqlalchemy import update
-
-    from .schema import runs
     with engine.begin() as conn:
-        conn.execute(update(runs).where(runs.c.status == "running").values(status="interrupted",
-                                                                           finished_at=store.now()))
+        store.mark_interrupted(conn)

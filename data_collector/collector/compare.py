@@ -2,7 +2,9 @@
 
 A class counts as regressed when its accuracy drop exceeds `max_drop` AND the exact McNemar
 test (binomial on the discordant pairs) gives p < `alpha`: a big drop on a handful of images
-is noise, a tiny but significant drop is not worth a page.
+is noise, a tiny but significant drop is not worth a page. A class whose drop exceeds
+`max_drop` without being significant is marked `dropped-not-significant`: the test set is too
+small to tell, not a pass.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binomtest
 
-from .reports import ModelInfo
+from .store import ModelInfo
+from .vocab import is_probe
 
 EASY_RECALL = 0.9
+COMPARE_LEGEND = ("b/c: images right in the baseline only / right in the candidate only (the pairs "
+                  "McNemar's test weighs); change and 95% CI: candidate minus baseline accuracy.")
 BOOTSTRAP_SAMPLES = 2000
 
 
@@ -54,17 +59,19 @@ def _cell(base_right: np.ndarray, cand_right: np.ndarray, th: Thresholds, rng) -
     delta = (acc_c - acc_b) if n else None
     p = mcnemar_exact(b, c)
     lo, hi = bootstrap_ci(base_right, cand_right, rng)
-    regressed = bool(n and -delta > th.max_drop and p < th.alpha)
+    dropped = bool(n and -delta > th.max_drop)
+    regressed = dropped and p < th.alpha
+    status = "regressed" if regressed else "dropped-not-significant" if dropped else "ok"
     return {"n": n, "baseline": acc_b, "candidate": acc_c, "delta": delta, "ci95": [lo, hi],
-            "b_baseline_only": b, "c_candidate_only": c, "p_value": p, "regressed": regressed}
+            "b_baseline_only": b, "c_candidate_only": c, "p_value": p, "regressed": regressed, "status": status}
 
 
 def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, cand_rows: list[dict],
             th: Thresholds = Thresholds()) -> dict:
     rng = np.random.default_rng(th.seed)
     shared_labels = [lab for lab in baseline.labels if lab in set(candidate.labels)]
-    base = {r["sha256"]: r for r in base_rows if r["kind"] != "lookalike"}
-    cand = {r["sha256"]: r for r in cand_rows if r["kind"] != "lookalike"}
+    base = {r["sha256"]: r for r in base_rows if not is_probe(r["kind"])}
+    cand = {r["sha256"]: r for r in cand_rows if not is_probe(r["kind"])}
     common = sorted(sha for sha in base.keys() & cand.keys() if base[sha]["label"] in shared_labels)
     labels = np.array([base[s]["label"] for s in common])
     br = np.array([base[s]["predicted_label"] == base[s]["label"] for s in common], dtype=bool)
@@ -82,7 +89,7 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
     for lab in candidate.labels:
         if lab in baseline.labels:
             continue
-        rows = [r for r in cand_rows if r["label"] == lab and r["kind"] != "lookalike"]
+        rows = [r for r in cand_rows if r["label"] == lab and not is_probe(r["kind"])]
         right = sum(r["predicted_label"] == lab for r in rows)
         new_labels[lab] = {"n": len(rows), "recall": right / len(rows) if rows else None}
     regressed = [lab for lab, c in classes.items() if c["regressed"]]
@@ -95,9 +102,19 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         "dropped_labels": [lab for lab in baseline.labels if lab not in candidate.labels],
         "regressed_classes": regressed,
         "previously_easy_regressed": [lab for lab in regressed if classes[lab]["previously_easy"]],
+        "dropped_not_significant": [lab for lab, c in classes.items() if c["status"] == "dropped-not-significant"],
         "verdict": "regression" if regressed or overall["regressed"] else "pass",
     }
 
 
 def _ident(m: ModelInfo) -> dict:
     return {"name": m.name, "version": m.version, "fingerprint": m.fingerprint, "labels": list(m.labels)}
+
+
+def class_verdict(cell: dict) -> str:
+    """The per-class verdict as people read it (terminal and HTML)."""
+    if cell.get("status") == "regressed":
+        return "REGRESSED (previously easy)" if cell.get("previously_easy") else "REGRESSED"
+    if cell.get("status") == "dropped-not-significant":
+        return "dropped, not significant: needs more images"
+    return ""

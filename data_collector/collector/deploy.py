@@ -15,10 +15,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from . import store
 from .collect import CollectOptions, collect
 from .compare import Thresholds, compare
 from .html_report import recall_history, render_html
-from .reports import SelectorError, load_rows, model_report, resolve
+from .reports import model_report
+from .selectors import SelectorError, resolve
+from .vocab import FAILED_STATUSES
 
 log = logging.getLogger("collector.deploy")
 
@@ -38,15 +41,15 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
     with _lock:
         (res,) = collect([url], engine=engine, test_dir=settings.test_dir, opts=settings.opts,
                          say=lambda m: log.info("%s", m))
-        out = {"url": url, "status": res.status, "name": res.name, "version": res.version,
+        out = {"url": url, "status": res.status.value, "name": res.name, "version": res.version,
                "fingerprint": res.fingerprint, "images_sent": res.n_sent, "evaluated": res.n_sent > 0}
-        if res.status in ("error", "incomplete"):
+        if res.status in FAILED_STATUSES:
             out["error"] = res.error
             out["verdict"] = "error"
             return out
         with engine.connect() as conn:
             cand = resolve(conn, res.fingerprint)
-            cand_rows = load_rows(conn, cand.id)
+            cand_rows = store.load_rows(conn, model_id=cand.id)
             reports = [model_report(cand, cand_rows)]
             try:
                 base = resolve(conn, f"{cand.name}@previous", relative_to=cand)
@@ -54,7 +57,7 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
                 base = None
             comparison = None
             if base is not None:
-                base_rows = load_rows(conn, base.id)
+                base_rows = store.load_rows(conn, model_id=base.id)
                 comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
                 reports.append(model_report(base, base_rows))
             history = recall_history(conn)

@@ -9,14 +9,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from .reports import all_models, load_rows, model_report
+from . import store
+from .compare import COMPARE_LEGEND, class_verdict
+from .formatting import interval, num
+from .reports import model_report
 
 
 def recall_history(conn: Connection) -> dict[str, list[dict]]:
     """Per model name: its versions in order of first appearance, with per-class recall."""
     out: dict[str, list[dict]] = {}
-    for m in all_models(conn):
-        rep = model_report(m, load_rows(conn, m.id))
+    for m in store.list_models(conn):
+        rep = model_report(m, store.load_rows(conn, model_id=m.id))
         out.setdefault(m.name, []).append({"version": m.version, "fingerprint": m.fingerprint,
                                            "recall": {k: v["recall"] for k, v in rep["classes"].items()}})
     return out
@@ -82,17 +85,13 @@ def history_png(name: str, versions: list[dict]) -> str:
     return _png(fig)
 
 
-def _f(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
 def render_html(reports: list[dict], history: dict[str, list[dict]] | None = None,
                 comparison: dict | None = None) -> str:
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Pokemon classifier report</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
              "margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "th:first-child,td:first-child{text-align:left}.bad{background:#fadbd8}.model{margin-top:2em}"
+             "th:first-child,td:first-child{text-align:left}.bad{background:#fadbd8}.unsure{background:#fdebd0}.model{margin-top:2em}"
              "img{margin:.3em}</style></head><body>",
              "<h1>Pokemon classifier report</h1>",
              f"<p>Generated {e(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}, {len(reports)} model(s).</p>"]
@@ -107,14 +106,14 @@ def render_html(reports: list[dict], history: dict[str, list[dict]] | None = Non
         m = rep["model"]
         parts.append(f"<div class='model'><h2>{e(m['name'])} v{e(m['version'])} "
                      f"<small><code>{e(m['fingerprint'][:16])}</code></small></h2>")
-        parts.append(f"<p>Accuracy {_f(rep['accuracy'])} on {rep['n']} labelled images; mean confidence "
-                     f"when right {_f(rep['confidence']['mean_when_right'])}, when wrong "
-                     f"{_f(rep['confidence']['mean_when_wrong'])}.</p>")
+        parts.append(f"<p>Accuracy {num(rep['accuracy'])} on {rep['n']} labelled images; mean confidence "
+                     f"when right {num(rep['confidence']['mean_when_right'])}, when wrong "
+                     f"{num(rep['confidence']['mean_when_wrong'])}.</p>")
         parts.append("<table><tr><th>class</th><th>support</th><th>precision</th><th>recall</th><th>F1</th></tr>")
         for lab, c in rep["classes"].items():
             cls = " class='bad'" if c["recall"] is not None and c["recall"] < 0.85 else ""
-            parts.append(f"<tr{cls}><td>{e(lab)}</td><td>{c['support']}</td><td>{_f(c['precision'])}</td>"
-                         f"<td>{_f(c['recall'])}</td><td>{_f(c['f1'])}</td></tr>")
+            parts.append(f"<tr{cls}><td>{e(lab)}</td><td>{c['support']}</td><td>{num(c['precision'])}</td>"
+                         f"<td>{num(c['recall'])}</td><td>{num(c['f1'])}</td></tr>")
         parts.append("</table>")
         parts.append(f"<img alt='confusion {e(m['name'])}' src='{confusion_png(rep)}'>"
                      f"<img alt='recall {e(m['name'])}' src='{recall_bars_png(rep)}'>")
@@ -122,7 +121,7 @@ def render_html(reports: list[dict], history: dict[str, list[dict]] | None = Non
         if p["n"]:
             hist = ", ".join(f"{e(k)}: {v}" for k, v in p["histogram"].items())
             parts.append(f"<p>Lookalike probes (n={p['n']}): mean max confidence "
-                         f"{_f(p['mean_max_confidence'])}, share &ge; 0.9: {_f(p['share_over_0_9'])} ({hist}).</p>")
+                         f"{num(p['mean_max_confidence'])}, share &ge; 0.9: {num(p['share_over_0_9'])} ({hist}).</p>")
         parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -134,12 +133,13 @@ def _comparison_html(c: dict) -> str:
     rows = [f"<h2>Comparison: {e(b['name'])} v{e(b['version'])} &rarr; {e(k['name'])} v{e(k['version'])}: "
             f"<b>{e(c['verdict'].upper())}</b></h2>",
             "<table><tr><th>class</th><th>n</th><th>baseline</th><th>candidate</th><th>change</th>"
-            "<th>95% CI</th><th>p (McNemar)</th><th>regressed</th></tr>"]
+            "<th>95% CI</th><th>b/c</th><th>p (McNemar)</th><th>verdict</th></tr>"]
     for lab, x in list(c["classes"].items()) + [("overall", c["overall"])]:
-        cls = " class='bad'" if x["regressed"] else ""
-        rows.append(f"<tr{cls}><td>{e(lab)}</td><td>{x['n']}</td><td>{_f(x['baseline'])}</td>"
-                    f"<td>{_f(x['candidate'])}</td><td>{_f(x['delta'])}</td>"
-                    f"<td>[{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]</td><td>{x['p_value']:.4f}</td>"
-                    f"<td>{'yes' if x['regressed'] else ''}</td></tr>")
+        cls = " class='bad'" if x["regressed"] else " class='unsure'" if x["status"] != "ok" else ""
+        rows.append(f"<tr{cls}><td>{e(lab)}</td><td>{x['n']}</td><td>{num(x['baseline'])}</td>"
+                    f"<td>{num(x['candidate'])}</td><td>{num(x['delta'], signed=True)}</td>"
+                    f"<td>{interval(*x['ci95'])}</td><td>{x['b_baseline_only']}/{x['c_candidate_only']}</td>"
+                    f"<td>{x['p_value']:.4f}</td><td>{e(class_verdict(x))}</td></tr>")
     rows.append("</table>")
+    rows.append(f"<p>{e(COMPARE_LEGEND)}</p>")
     return "\n".join(rows)

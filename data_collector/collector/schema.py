@@ -61,7 +61,7 @@ runs = Table(
     Column("url", String(2000), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    # running | completed | incomplete (stopped by an error) | interrupted (killed)
+    # a stored vocab.RunStatus: running | completed | incomplete | interrupted
     Column("status", String(20), nullable=False),
     Column("n_planned", Integer, nullable=False, default=0),
     Column("n_sent", Integer, nullable=False, default=0),
@@ -92,7 +92,3 @@ failures = Table(
     Column("sha256", String(64)),
     Column("error", Text, nullable=False),
 )
-
-TABLES = [models, model_urls, images, runs, predictions, failures]
-
-VIEW_NAMES = ("v_class_accuracy", "v_confusion")  # created by the migrations

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text, update
+from sqlalchemy import Connection, Engine, case, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from .schema import failures, images, model_urls, models, predictions, runs
+from .vocab import ImageKind, RunStatus
 
 DEFAULT_DB_URL = "sqlite:///pokemon_tester.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -150,8 +152,26 @@ def dialect_insert(conn: Connection, table):
     return insert(table)
 
 
-# ---- data access ---------------------------------------------------------------------------
-def upsert_images(conn: Connection, rows: list[dict]) -> dict[str, int]:
+# ---- data access (every query of the collector lives below) ---------------------------------
+@dataclass
+class ModelInfo:
+    """One evaluated model, as stored."""
+
+    id: int
+    name: str
+    version: str
+    fingerprint: str
+    labels: list[str]
+    first_seen: datetime | None
+    predictions: int = 0
+    urls: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} v{self.version} ({self.fingerprint[:12]})"
+
+
+def upsert_images(conn: Connection, *, rows: list[dict]) -> dict[str, int]:
     """Insert unseen images (sha256 unique); return sha256 -> id for all of `rows`."""
     if not rows:
         return {}
@@ -188,20 +208,27 @@ def done_image_ids(conn: Connection, *, model_id: int) -> set[int]:
 def start_run(conn: Connection, *, model_id: int, url: str, n_planned: int, collector_version: str,
               test_set_hash: str) -> int:
     # A run still 'running' for this model was killed (SIGKILL, power loss): say so.
-    conn.execute(update(runs).where(runs.c.model_id == model_id, runs.c.status == "running")
-                 .values(status="interrupted"))
+    conn.execute(update(runs).where(runs.c.model_id == model_id, runs.c.status == RunStatus.RUNNING.value)
+                 .values(status=RunStatus.INTERRUPTED.value))
     return conn.execute(runs.insert().values(
-        model_id=model_id, url=url, started_at=now(), status="running", n_planned=n_planned, n_sent=0,
-        n_failed=0, collector_version=collector_version, test_set_hash=test_set_hash)).inserted_primary_key[0]
+        model_id=model_id, url=url, started_at=now(), status=RunStatus.RUNNING.value, n_planned=n_planned,
+        n_sent=0, n_failed=0, collector_version=collector_version,
+        test_set_hash=test_set_hash)).inserted_primary_key[0]
 
 
-def finish_run(conn: Connection, *, run_id: int, status: str, n_sent: int, n_failed: int,
+def finish_run(conn: Connection, *, run_id: int, status: RunStatus, n_sent: int, n_failed: int,
                error: str | None = None) -> None:
     conn.execute(update(runs).where(runs.c.id == run_id).values(
-        status=status, finished_at=now(), n_sent=n_sent, n_failed=n_failed, error=error))
+        status=RunStatus(status).value, finished_at=now(), n_sent=n_sent, n_failed=n_failed, error=error))
 
 
-def insert_predictions(conn: Connection, rows: list[dict]) -> int:
+def mark_interrupted(conn: Connection) -> None:
+    """After Ctrl-C: runs still 'running' become 'interrupted' (what they stored stays valid)."""
+    conn.execute(update(runs).where(runs.c.status == RunStatus.RUNNING.value)
+                 .values(status=RunStatus.INTERRUPTED.value, finished_at=now()))
+
+
+def insert_predictions(conn: Connection, *, rows: list[dict]) -> int:
     """Bulk insert, idempotent on (model_id, image_id); returns the rows actually inserted.
 
     RETURNING makes SQLAlchemy batch the rows into multi-row INSERTs ("insertmanyvalues") even
@@ -220,16 +247,36 @@ def record_failures(conn: Connection, *, run_id: int, items: Iterable[tuple[str,
         conn.execute(failures.insert(), rows)
 
 
-def list_models(conn: Connection) -> list[dict]:
+def list_models(conn: Connection) -> list[ModelInfo]:
+    """Every stored model, oldest first, with its prediction count and URLs (two queries in all)."""
     n_pred = (select(predictions.c.model_id, func.count().label("n"))
               .group_by(predictions.c.model_id).subquery())
     q = (select(models.c.id, models.c.name, models.c.version, models.c.fingerprint, models.c.labels,
-                models.c.first_seen, models.c.last_seen, func.coalesce(n_pred.c.n, 0).label("predictions"))
+                models.c.first_seen, func.coalesce(n_pred.c.n, 0))
          .outerjoin(n_pred, n_pred.c.model_id == models.c.id).order_by(models.c.first_seen, models.c.id))
-    out = []
-    for r in conn.execute(q).mappings():
-        d = dict(r)
-        d["urls"] = list(conn.execute(select(model_urls.c.url).where(model_urls.c.model_id == r["id"])
-                                      .order_by(model_urls.c.first_seen)).scalars())
-        out.append(d)
+    out = [ModelInfo(*r) for r in conn.execute(q)]
+    urls: dict[int, list[str]] = {}
+    for model_id, url in conn.execute(select(model_urls.c.model_id, model_urls.c.url)
+                                      .order_by(model_urls.c.first_seen, model_urls.c.id)):
+        urls.setdefault(model_id, []).append(url)
+    for m in out:
+        m.urls = urls.get(m.id, [])
     return out
+
+
+def load_rows(conn: Connection, *, model_id: int) -> list[dict]:
+    """One dict per stored prediction of a model, with the image's label and kind."""
+    q = (select(images.c.sha256, images.c.label, images.c.kind, predictions.c.predicted_label,
+                predictions.c.confidence)
+         .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
+         .where(predictions.c.model_id == model_id).order_by(images.c.sha256))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def model_accuracy(conn: Connection, *, model_id: int) -> tuple[float | None, int]:
+    """(accuracy, n) over the model's labelled (non-probe) predictions."""
+    correct = func.sum(case((predictions.c.predicted_label == images.c.label, 1), else_=0))
+    q = (select(func.count(), correct).select_from(predictions.join(images, images.c.id == predictions.c.image_id))
+         .where(predictions.c.model_id == model_id, images.c.kind != ImageKind.LOOKALIKE.value))
+    n, c = conn.execute(q).one()
+    return ((c or 0) / n if n else None), n

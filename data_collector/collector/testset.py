@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .vocab import ImageKind, is_probe
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
 LOOKALIKES = "lookalikes"
 
@@ -24,7 +26,7 @@ class TestImage:
 
     @property
     def is_probe(self) -> bool:
-        return self.kind == "lookalike"
+        return is_probe(self.kind)
 
 
 def _manifest_kinds(root: Path) -> dict[str, str]:
@@ -49,9 +51,9 @@ def scan(root: Path) -> list[TestImage]:
         rel = p.relative_to(root).as_posix()
         parts = rel.split("/")
         if parts[0] == LOOKALIKES and len(parts) == 3:
-            label, kind = parts[1], "lookalike"
+            label, kind = parts[1], ImageKind.LOOKALIKE.value
         elif len(parts) == 2 and parts[0] != LOOKALIKES:
-            label, kind = parts[0], kinds.get(rel, "photo")
+            label, kind = parts[0], kinds.get(rel, ImageKind.PHOTO.value)
         else:
             continue  # not in a labelled folder
         sha = hashlib.sha256(p.read_bytes()).hexdigest()

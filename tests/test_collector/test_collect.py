@@ -126,7 +126,7 @@ def test_bad_url_and_unreachable_server(db_url, color_model, test_data):
     msgs = []
     with serve_model(color_model) as srv:
         bad, down, ok = collect(["ftp://x", "http://127.0.0.1:9", srv.url], engine=engine, test_dir=test_data,
-                                opts=CollectOptions(retries=1, backoff=0.01, timeout=2), say=msgs.append)
+                                opts=CollectOptions(retries=1, backoff=0.01, timeout=60), say=msgs.append)
     assert bad.status == "error" and "not an http(s) URL" in bad.error
     assert down.status == "error" and "cannot connect" in down.error
     assert ok.status == "completed"  # one bad URL does not stop the others

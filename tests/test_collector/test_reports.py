@@ -18,8 +18,8 @@ from collector.collect import CollectOptions, collect
 from collector.compare import Thresholds, compare
 from collector.deploy import DeploySettings
 from collector.hook import create_hook_app
-from collector.reports import ModelInfo
 from collector.schema import runs
+from collector.store import ModelInfo
 from helpers import LiveServer, make_test_data, serve_model, write_color_model
 
 

@@ -20,7 +20,8 @@ def _positive(v: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    ap = argparse.ArgumentParser(prog="ml-server", description="Serve one model folder over HTTP.")
+    ap = argparse.ArgumentParser(prog="ml-server", description="Serve one model folder over HTTP.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--model-dir", default=env("MODEL_DIR"), help="model folder (env MODEL_DIR)")
     ap.add_argument("--host", default=env("HOST", "127.0.0.1"), help="bind address (env HOST)")
     ap.add_argument("--port", type=_positive, default=int(env("PORT", "8080")), help="port (env PORT)")

@@ -98,7 +98,10 @@ def load_model_folder(model_dir: str | os.PathLike) -> LoadedModel:
     n_out = keras_model.output_shape[-1]
     if n_out != len(labels):
         raise ModelFolderError(f"{model_path} has {n_out} outputs but config lists {len(labels)} labels")
-    spec = Preprocessing.from_dict(config["preprocessing"])
+    try:
+        spec = Preprocessing.from_dict(config["preprocessing"])
+    except (TypeError, ValueError) as e:
+        raise ModelFolderError(f"{model_dir / CONFIG_FILE}: preprocessing: {e}") from None
     fp = fingerprint(keras_model.get_weights(), labels, spec)
     model = LoadedModel(
         name=config["name"],

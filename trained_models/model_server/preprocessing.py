@@ -29,8 +29,14 @@ class Preprocessing:
     resize: str = "pad_to_square"  # keep aspect ratio: pad with background, then resize
     background: str = "white"  # transparent pixels are composited on this
     scale: str = "0_1"  # uint8 / 255 -> float32 in [0, 1]
-    color: str = "RGB"
+    color: str = "RGB"  # the only channel order served; part of the fingerprint, so it stays a field
     resample: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.color != "RGB":
+            raise ValueError(f"unsupported color {self.color!r}: images are always converted to RGB")
+        if self.resample not in _RESAMPLE:
+            raise ValueError(f"unknown resample {self.resample!r}: use one of {sorted(_RESAMPLE)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

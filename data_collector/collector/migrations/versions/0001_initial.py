@@ -15,7 +15,7 @@ depends_on = None
 
 TZ = sa.DateTime(timezone=True)
 
-# Frozen copy of the views as of this revision (collector.schema.VIEWS may move on).
+# The views as of this revision, frozen here: a later revision that changes them restates them.
 VIEWS = {
     "v_class_accuracy": """
         SELECT m.name AS model, m.version AS version, m.fingerprint AS fingerprint, i.label AS label,

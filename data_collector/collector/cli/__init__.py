@@ -1,0 +1,34 @@
+"""`data-collector`: collect predictions, manage the database, report and compare models.
+
+The group lives here; each command group is a module of its own, registered below.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import __version__, store
+from . import collecting, database, deploying, reporting
+from .common import option
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@option("--db", env="DATABASE_URL", default=store.DEFAULT_DB_URL,
+        help="SQLAlchemy database URL, e.g. postgresql://user:password@host:5432/db")
+@option("--db-attempts", env="DB_ATTEMPTS", type=click.IntRange(1, 600), default=1,
+        help="connection attempts, 1 s apart, before giving up")
+@click.option("-v", "--verbose", is_flag=True, help="log debug details to stderr")
+@click.version_option(__version__, prog_name="data-collector")
+@click.pass_context
+def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
+    """Evaluate model servers on the labelled test set and store every prediction."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    ctx.obj = {"db": db, "db_attempts": db_attempts}
+
+
+for _cmd in (collecting.collect_cmd, collecting.models_cmd, database.db_group, reporting.report_cmd,
+             reporting.compare_cmd, deploying.watch_cmd, deploying.hook_cmd):
+    main.add_command(_cmd)
+

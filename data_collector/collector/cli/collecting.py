@@ -1,0 +1,118 @@
+"""`data-collector collect` and `data-collector models`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .. import store
+from ..client import ModelServerError
+from ..collect import DatabaseFailure, ModelResult, collect, mark_interrupted
+from ..formatting import num
+from ..testset import TestSetError
+from ..vocab import FAILED_STATUSES
+from .common import collect_options, collect_options_from, err, fail, open_store, out, split_urls, table
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:6.1f} img/s" if task.speed else "     - img/s")
+
+
+@click.command("collect")
+@click.argument("urls", nargs=-1, required=True, envvar="MODEL_URLS")
+@collect_options
+@click.pass_context
+def collect_cmd(ctx, urls, **kw):
+    """Evaluate each model URL on the test images it has not seen yet.
+
+    URLS: model server addresses (or env MODEL_URLS, space-separated).
+    """
+    engine = open_store(ctx, migrate=not kw["no_migrate"])
+    results: list[ModelResult] = []
+
+    def _on_sigterm(_sig, _frame):  # `docker stop`, Kubernetes: stop like Ctrl-C, keep what is stored
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(key: str, advance: int, total: int) -> None:
+            if key not in tasks:
+                tasks[key] = bar.add_task(key, total=total)
+            bar.advance(tasks[key], advance)
+
+        try:
+            results = collect(list(split_urls(urls)), engine=engine, test_dir=kw["test_data"],
+                              opts=collect_options_from(kw), progress=on_progress,
+                              say=lambda m: err.print(m, markup=False))
+        except TestSetError as e:
+            fail(str(e), 2)
+        except (ModelServerError, DatabaseFailure, store.StoreError) as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            mark_interrupted(engine)
+            fail("interrupted; what was stored is kept, run again to resume", 130)
+    print_summary(results)
+    bad = [r for r in results if r.status in FAILED_STATUSES]
+    failed_images = sum(r.n_failed for r in results)
+    if failed_images:
+        err.print(f"warning: {failed_images} image(s) could not be classified and were skipped; "
+                  "see the failures table", markup=False)
+    if bad:
+        for r in bad:
+            err.print(f"error: {r.url}: {r.status}: {r.error}", markup=False)
+        sys.exit(1)
+
+
+def print_summary(results: list[ModelResult]) -> None:
+    t = table("Collection summary")
+    # The name never wraps (it tells the rows apart); the URL under it may fold.
+    t.add_column("model / url", overflow="fold", min_width=max((len(r.name) for r in results), default=5))
+    t.add_column("ver", no_wrap=True)
+    t.add_column("fingerprint", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    for col in ("sent", "failed", "accuracy", "n"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in results:
+        t.add_row(f"{r.name}\n{r.url}", r.version, r.fingerprint[:12], r.status, str(r.n_sent), str(r.n_failed),
+                  num(r.accuracy), str(r.n_scored) if r.accuracy is not None else "-")
+    out.print(t)
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.pass_context
+def models_cmd(ctx, as_json):
+    """List the evaluated models and the URLs they were seen at."""
+    engine = open_store(ctx, migrate=False)
+    with engine.connect() as conn:
+        rows = store.list_models(conn)
+    if as_json:
+        click.echo(json.dumps([{"name": m.name, "version": m.version, "fingerprint": m.fingerprint,
+                                "labels": m.labels, "predictions": m.predictions, "urls": m.urls,
+                                "first_seen": m.first_seen.isoformat() if m.first_seen else None}
+                               for m in rows], indent=2))
+        return
+    if not rows:
+        out.print("no models evaluated yet")
+        return
+    t = table("Evaluated models")
+    # The name never wraps (it tells the rows apart); the URLs under it may fold.
+    t.add_column("model / urls", overflow="fold", min_width=max(len(m.name) for m in rows))
+    t.add_column("version", no_wrap=True)
+    t.add_column("fingerprint", no_wrap=True)
+    t.add_column("labels", justify="right", no_wrap=True)
+    t.add_column("predictions", justify="right", no_wrap=True)
+    t.add_column("first seen", no_wrap=True)
+    for m in rows:
+        t.add_row("\n".join([m.name, *m.urls]), m.version, m.fingerprint[:12], str(len(m.labels)),
+                  str(m.predictions), m.first_seen.strftime("%Y-%m-%d") if m.first_seen else "")
+    out.print(t)

@@ -1,0 +1,109 @@
+"""Pieces every `data-collector` command shares: output, errors, the store, option decorators."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .. import store
+from ..collect import CollectOptions
+from ..compare import Thresholds
+
+# The terminal's width on a terminal; otherwise COLUMNS or 80, never a fixed wide layout.
+out = Console(highlight=False, soft_wrap=True)  # messages are lines: the terminal wraps them
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(msg: str, code: int = 1):
+    err.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+def table(title: str | None = None) -> Table:
+    """A light table: a header rule, no outer frame (fits 80 columns, reads well in logs)."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+
+
+def option(*decls: str, env: str | None = None, **kw):
+    """click.option whose help line names its default and its environment variable."""
+    kw.setdefault("show_default", True)
+    if env:
+        kw.update(envvar=env, show_envvar=True)
+    return click.option(*decls, **kw)
+
+
+def split_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
+    """URL arguments, or one space-separated list from MODEL_URLS="http://a:8080 http://b:8080"."""
+    return tuple(u for arg in urls for u in arg.split())
+
+
+def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool = True):
+    url = ctx.obj["db"]
+    try:
+        engine = store.make_engine(url)
+        store.connect_check(engine, attempts=ctx.obj["db_attempts"])
+        if check_schema:
+            store.ensure_schema(engine, migrate=migrate)
+    except store.StoreError as e:
+        fail(str(e))
+    return engine
+
+
+def default_test_data() -> str:
+    for cand in ("test_data", "../test_data"):
+        if Path(cand).is_dir():
+            return cand
+    return "test_data"
+
+
+def _stack(f, opts):
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def collect_options(f):
+    """Options of every command that collects (collect, watch, hook)."""
+    return _stack(f, [
+        option("--test-data", env="TEST_DATA_DIR", default=default_test_data, show_default="test_data",
+               type=click.Path(path_type=Path), help="folder of labelled test images"),
+        option("--batch-size", env="BATCH_SIZE", type=click.IntRange(1, 256), default=32,
+               help="images per request"),
+        option("--max-in-flight", env="MAX_IN_FLIGHT", type=click.IntRange(1, 64), default=None,
+               show_default="2 per model, at most 8", help="requests in flight over all models"),
+        option("--timeout", env="REQUEST_TIMEOUT", type=click.FloatRange(0.1), default=60.0,
+               help="seconds to wait for one response"),
+        option("--retries", env="REQUEST_RETRIES", type=click.IntRange(0, 20), default=3,
+               help="retries on connection errors and 5xx, with exponential backoff"),
+        option("--no-migrate", env="NO_MIGRATE", is_flag=True, show_default=False,
+               help="never create or migrate tables; fail if the schema is not current"),
+    ])
+
+
+def collect_options_from(kw: dict) -> CollectOptions:
+    return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
+                          retries=kw["retries"])
+
+
+def threshold_options(f):
+    """The regression rule of compare, watch and hook."""
+    return _stack(f, [
+        option("--max-drop", env="MAX_DROP", type=click.FloatRange(0, 1), default=0.05,
+               help="accuracy drop a class may have before it can count as regressed"),
+        option("--alpha", env="ALPHA", type=click.FloatRange(0, 1, min_open=True), default=0.05,
+               help="significance level of the paired exact McNemar test"),
+    ])
+
+
+def thresholds_from(kw: dict) -> Thresholds:
+    return Thresholds(max_drop=kw["max_drop"], alpha=kw["alpha"])
+
+
+def report_dir_option(f):
+    return option("--report-dir", env="REPORT_DIR", type=click.Path(file_okay=False, path_type=Path),
+                  default=Path("reports"), help="where the HTML and JSON reports of new versions are written")(f)

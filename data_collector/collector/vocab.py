@@ -1,0 +1,30 @@
+"""The collector's vocabulary: run statuses and image kinds, named once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """What happened to one model in one collection; the first four are stored in `runs.status`."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"  # stopped by an error (server failure, model changed mid-run)
+    INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, or a process that died while running
+    SKIPPED = "skipped"  # nothing to send: already evaluated, or the same model at another URL
+    ERROR = "error"  # never started: the server could not be reached or described itself badly
+
+
+FAILED_STATUSES = frozenset({RunStatus.INCOMPLETE, RunStatus.ERROR})
+
+
+class ImageKind(StrEnum):
+    PHOTO = "photo"
+    SPRITE = "sprite"
+    LOOKALIKE = "lookalike"  # an unknown-class probe: no right answer, only a confidence
+
+
+def is_probe(kind: str) -> bool:
+    """A lookalike probe: sent to every model, never scored as right or wrong."""
+    return kind == ImageKind.LOOKALIKE
