@@ -192,3 +192,52 @@ class MlServerProcess:
     def __exit__(self, *exc):
         self.proc.terminate()
         self.proc.wait(20)
+
+
+def run_cli(*args, env: dict | None = None):
+    """`data-collector ARGS` in this process (click's runner); exceptions propagate."""
+    from click.testing import CliRunner
+
+    from collector.cli import main
+
+    return CliRunner().invoke(main, list(args), env=env or {}, catch_exceptions=False)
+
+
+def engine_for(url: str):
+    """An engine on `url` with the schema at head."""
+    from collector import store
+
+    engine = store.make_engine(url)
+    store.ensure_schema(engine)
+    return engine
+
+
+def collect_models(db_url: str, data: Path, *folders: Path):
+    """Serve each model folder in turn and collect it into `db_url`; returns the engine."""
+    from collector.collect import collect
+
+    engine = engine_for(db_url)
+    for f in folders:
+        with serve_model(f) as srv:
+            (r,) = collect([srv.url], engine=engine, test_dir=data, say=lambda m: None)
+            assert r.status == "completed", r.error
+    return engine
+
+
+def store_model(engine, *, name: str, version: str, fingerprint: str, labels: list[str],
+                answers: list[tuple[str, str, str, str]], url: str = "http://model:8080") -> int:
+    """Store a model and its answers directly: (image sha256, true label, kind, predicted label)."""
+    from collector import store
+
+    with engine.begin() as conn:
+        ids = store.upsert_images(conn, rows=[{"sha256": sha, "path": f"{label}/{sha[:8]}.png", "label": label,
+                                               "kind": kind} for sha, label, kind, _ in answers])
+        model_id = store.upsert_model(conn, meta={"name": name, "version": version, "fingerprint": fingerprint,
+                                                  "labels": labels}, url=url)
+        run_id = store.start_run(conn, model_id=model_id, url=url, n_planned=len(answers), collector_version="t",
+                                 test_set_hash="0" * 64)
+        store.insert_predictions(conn, rows=[
+            {"run_id": run_id, "model_id": model_id, "image_id": ids[sha], "predicted_label": pred,
+             "confidence": 0.9, "scores": {pred: 0.9}, "latency_ms": 1.0} for sha, _, _, pred in answers])
+        store.finish_run(conn, run_id=run_id, status="completed", n_sent=len(answers), n_failed=0)
+    return model_id

@@ -9,22 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from collector import store
-from collector.cli import main as cli
 from collector.collect import CollectOptions, collect
 from collector.schema import failures, images, models, predictions, runs
-from helpers import COLORS, LiveServer, color_png, serve_model, start_server_process, write_color_model
+from helpers import COLORS, LiveServer, color_png, engine_for, serve_model, start_server_process, write_color_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def engine_for(url):
-    engine = store.make_engine(url)
-    store.ensure_schema(engine)
-    return engine
 
 
 def pred_rows(engine, fingerprint=None):
@@ -161,68 +152,6 @@ def test_server_that_dies_mid_run_then_resume(db_url, color_model, test_data):
         assert sorted(c.execute(select(runs.c.status)).scalars()) == ["completed", "incomplete"]
 
 
-def _cli(*args, env=None):
-    return CliRunner().invoke(cli, list(args), env=env or {}, catch_exceptions=False)
-
-
-def test_cli_collect_models_and_unreachable_database(tmp_path, color_model, test_data):
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    with serve_model(color_model) as srv:
-        r = _cli("--db", url, "collect", "--test-data", str(test_data), srv.url)
-        assert r.exit_code == 0, r.output
-        assert "completed" in r.output and "1.000" in r.output
-        r = _cli("--db", url, "collect", "--test-data", str(test_data), srv.url)
-        assert r.exit_code == 0 and "skipped" in r.output
-    r = _cli("--db", url, "models")
-    assert "colors" in r.output and "21" in r.output
-    r = _cli("--db", "postgresql://nobody@127.0.0.1:1/x", "collect", "--test-data", str(test_data), "http://h:1")
-    assert r.exit_code == 1 and "cannot reach the database" in r.output
-    r = _cli("--db", "not a url", "models")
-    assert r.exit_code == 1 and "not a database URL" in r.output
-    r = _cli("--db", url, "collect", "--test-data", str(tmp_path / "nope"), "http://h:1")
-    assert r.exit_code == 2 and "does not exist" in r.output
-    r = _cli("--db", url, "collect", "--test-data", str(test_data), "--retries", "0", "http://127.0.0.1:9")
-    assert r.exit_code == 1 and "cannot connect" in r.output
-
-
-def test_db_destroy_asks_and_upgrade_is_idempotent(tmp_path):
-    url = f"sqlite:///{tmp_path / 'd.db'}"
-    assert _cli("--db", url, "db", "upgrade").exit_code == 0
-    assert _cli("--db", url, "db", "upgrade").exit_code == 0
-    r = _cli("--db", url, "db", "destroy")
-    assert r.exit_code != 0 and "--yes" in r.output
-    engine = store.make_engine(url)
-    assert store.current_revision(engine) == store.head_revision()
-    r = _cli("--db", url, "db", "destroy", "--yes")
-    assert r.exit_code == 0 and store.current_revision(engine) is None
-
-
-def test_views_answer_for_psql_users(db_url, color_model, test_data):
-    from sqlalchemy import text
-
-    engine = engine_for(db_url)
-    with serve_model(color_model) as srv:
-        collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
-    with engine.connect() as c:
-        rows = c.execute(text("SELECT label, n, correct, accuracy FROM v_class_accuracy ORDER BY label")).all()
-        conf = c.execute(text("SELECT SUM(n) FROM v_confusion")).scalar_one()
-    assert [(r[0], r[1], r[2], float(r[3])) for r in rows] == [
-        ("blue", 6, 6, 1.0), ("green", 6, 6, 1.0), ("red", 6, 6, 1.0)]
-    assert conf == 21
-
-
-def test_migrations_match_schema_metadata(db_url):
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    from collector.schema import metadata
-
-    engine = engine_for(db_url)
-    with engine.connect() as c:
-        diff = compare_metadata(MigrationContext.configure(c), metadata)
-    assert diff == []
-
-
 def test_sigterm_marks_the_run_interrupted_and_a_rerun_completes(tmp_path, color_model, test_data):
     for i in range(40):
         (test_data / "red" / f"extra-{i}.png").write_bytes(color_png(COLORS["red"], seed=8000 + i))
@@ -283,3 +212,30 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(db_url, tmp_path, colo
         server.wait()
     assert len(resumed) == len(set(resumed)) == 61
     assert resumed == reference
+
+
+def test_model_swapped_mid_run_stops_that_run_as_incomplete(db_url, color_model, test_data, tmp_path):
+    """The server is redeployed after the first batch: its answers now name another fingerprint."""
+    from model_server.app import create_app
+
+    v2 = write_color_model(tmp_path / "v2", ["red", "green", "blue"], version="2", scale=14.0)
+    apps = [create_app({"model_dir": str(f), "load_async": False}) for f in (color_model, v2)]
+    predicts = []
+
+    def redeploying(environ, start_response):
+        if environ["PATH_INFO"] == "/predict":
+            predicts.append(1)
+        return apps[0 if len(predicts) <= 1 else 1](environ, start_response)
+
+    engine = engine_for(db_url)
+    with LiveServer(redeploying) as srv:
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet,
+                         opts=CollectOptions(batch_size=4, max_in_flight=1))
+        assert res.status == "incomplete" and "the model changed during the run" in res.error
+        assert res.n_sent == 4  # the first batch, answered by the model the run started with
+        with engine.connect() as c:
+            assert c.execute(select(runs.c.status)).scalars().all() == ["incomplete"]
+        assert {fp for fp, _, _ in pred_rows(engine)} == {res.fingerprint}
+        (again,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
+    assert again.status == "completed" and again.fingerprint != res.fingerprint  # the new model, in full
+    assert len(pred_rows(engine, again.fingerprint)) == 21

@@ -1,0 +1,144 @@
+"""The `data-collector` command line as a person meets it: exit codes, messages, help, width."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import click
+
+from collector import store
+from collector.cli import main
+from helpers import engine_for, run_cli, serve_model, store_model
+
+
+def test_cli_collect_models_and_unreachable_database(tmp_path, color_model, test_data):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with serve_model(color_model) as srv:
+        r = run_cli("--db", url, "collect", "--test-data", str(test_data), srv.url)
+        assert r.exit_code == 0, r.output
+        assert "completed" in r.output and "1.000" in r.output
+        r = run_cli("--db", url, "collect", "--test-data", str(test_data), srv.url)
+        assert r.exit_code == 0 and "skipped" in r.output
+    r = run_cli("--db", url, "models")
+    assert "colors" in r.output and "21" in r.output
+    r = run_cli("--db", "postgresql://nobody@127.0.0.1:1/x", "collect", "--test-data", str(test_data), "http://h:1")
+    assert r.exit_code == 1 and "cannot reach the database" in r.output
+    r = run_cli("--db", "not a url", "models")
+    assert r.exit_code == 1 and "not a database URL" in r.output
+    r = run_cli("--db", url, "collect", "--test-data", str(tmp_path / "nope"), "http://h:1")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = run_cli("--db", url, "collect", "--test-data", str(test_data), "--retries", "0", "http://127.0.0.1:9")
+    assert r.exit_code == 1 and "cannot connect" in r.output
+
+
+def test_db_destroy_asks_and_upgrade_is_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    assert run_cli("--db", url, "db", "upgrade").exit_code == 0
+    assert run_cli("--db", url, "db", "upgrade").exit_code == 0
+    r = run_cli("--db", url, "db", "destroy")
+    assert r.exit_code != 0 and "--yes" in r.output
+    engine = store.make_engine(url)
+    assert store.current_revision(engine) == store.head_revision()
+    r = run_cli("--db", url, "db", "destroy", "--yes")
+    assert r.exit_code == 0 and store.current_revision(engine) is None
+
+
+POKEMON = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle", "ditto", "mimikyu"]
+
+
+def _answers(labels, wrong: dict[str, int], n=12):
+    """n photos per label; the first wrong[label] of them answered as the next label."""
+    out = []
+    for li, lab in enumerate(labels):
+        for i in range(n):
+            pred = labels[(li + 1) % len(labels)] if i < wrong.get(lab, 0) else lab
+            out.append((f"{lab}{i:03d}".ljust(64, "0"), lab, "photo", pred))
+    return out
+
+
+def _cli_at_80_columns(db: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "80"}
+    return subprocess.run([sys.executable, "-m", "collector.cli", "--db", db, *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_tables_fit_80_columns_without_cutting_what_tells_rows_apart(tmp_path):
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    engine = engine_for(db)
+    store_model(engine, name="ml_ditto", version="1", fingerprint="1" * 64, labels=POKEMON[:6],
+                answers=_answers(POKEMON[:6], {}), url="http://ml_ditto:8080")
+    store_model(engine, name="ml_ditto_and_mimikyu", version="1", fingerprint="2" * 64, labels=POKEMON,
+                answers=_answers(POKEMON, {"pikachu": 12, "charmander": 2}),
+                url="http://a-rather-long-host-name.example.internal:8080/v2/models/ml_ditto_and_mimikyu")
+    outputs = {}
+    for args in (("models",), ("report",), ("compare", "ml_ditto", "ml_ditto_and_mimikyu")):
+        r = _cli_at_80_columns(db, *args)
+        assert r.returncode in (0, 1), r.stderr
+        outputs[args[0]] = r.stdout
+        tables = [line for line in r.stdout.splitlines() if "  " in line]  # table rows, not message lines
+        assert tables and max(map(len, tables)) <= 80, (args, max(map(len, tables)))
+        assert "…" not in r.stdout and "..." not in r.stdout, r.stdout
+    models = outputs["models"].splitlines()
+    assert any(line.startswith("ml_ditto ") for line in models)
+    assert any(line.startswith("ml_ditto_and_mimikyu ") for line in models)
+    assert all(f" {lab} " in outputs["report"] for lab in POKEMON)  # full class names in the confusion
+    ci = re.findall(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", outputs["compare"])
+    assert len(ci) == 6 + 1  # one unbroken CI per shared class, plus overall
+    assert re.search(r"^pikachu .*REGRESSED", outputs["compare"], re.M)
+    assert re.search(r"^charmander .*n\.s\. drop", outputs["compare"], re.M)
+    assert "charmander: dropped, not significant: needs more images" in outputs["compare"]
+    assert "b/c: images right in the baseline only" in outputs["compare"]
+
+
+def test_top_level_help_is_not_cut_at_80_columns(tmp_path):
+    r = _cli_at_80_columns(f"sqlite:///{tmp_path / 'h.db'}", "--help")
+    assert r.returncode == 0 and "Commands:" in r.stdout
+    commands = r.stdout.split("Commands:")[1].splitlines()[1:]
+    assert len(commands) == 7 and all(line.rstrip().endswith(".") and not line.rstrip().endswith("...")
+                                      for line in commands), commands  # whole first sentences, not cut
+    assert max(map(len, r.stdout.splitlines())) <= 80
+
+
+def _all_commands(group, ctx):
+    for name, cmd in group.commands.items():
+        sub = click.Context(cmd, info_name=name, parent=ctx)
+        yield cmd, sub
+        if isinstance(cmd, click.Group):
+            yield from _all_commands(cmd, sub)
+
+
+def test_every_option_says_what_it_does_its_default_and_its_variable():
+    ctx = click.Context(main, info_name="data-collector")
+    checked = 0
+    for cmd, sub in [(main, ctx), *_all_commands(main, ctx)]:
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.name in ("help", "version"):
+                continue
+            _, text = p.get_help_record(sub)
+            assert p.help, f"{cmd.name} {p.opts} has no help"
+            if p.envvar:
+                assert f"env var: {p.envvar}" in text, f"{cmd.name} {p.opts}: {text}"
+            default = p.get_default(sub, call=False)
+            if default is not None and type(default).__name__ != "Sentinel" and not p.is_flag and not p.multiple:
+                assert "default:" in text, f"{cmd.name} {p.opts}: {text}"
+            checked += 1
+    assert checked > 30
+
+
+def test_no_environment_variable_skips_the_destroy_question(tmp_path):
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    assert run_cli("--db", db, "db", "upgrade").exit_code == 0
+    for var in ("COLLECTOR_DB_DESTROY_YES", "COLLECTOR_YES", "YES"):
+        r = run_cli("--db", db, "db", "destroy", env={var: "1"})
+        assert r.exit_code == 2 and "without --yes" in r.output
+    assert store.current_revision(store.make_engine(db)) == store.head_revision()
+
+
+def test_ml_server_help_shows_defaults():
+    r = subprocess.run([sys.executable, "-m", "model_server.cli", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0
+    assert "(default: 8080)" in r.stdout and "(default: 127.0.0.1)" in r.stdout

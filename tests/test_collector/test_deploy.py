@@ -1,0 +1,98 @@
+"""Automatic evaluation of deployments: `watch` polling and the deploy hook."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import func, select
+
+from collector import store
+from collector.collect import CollectOptions
+from collector.deploy import DeploySettings
+from collector.hook import create_hook_app
+from collector.schema import runs
+from helpers import LiveServer, run_cli, write_color_model
+
+
+class Switch:
+    """A WSGI app whose model can be replaced behind the same URL (a redeploy)."""
+
+    def __init__(self, folder):
+        self.set(folder)
+
+    def set(self, folder):
+        from model_server.app import create_app
+        self.app = create_app({"model_dir": str(folder), "load_async": False})
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def n_runs(db, status: str | None = None):
+    engine = store.make_engine(db)
+    q = select(func.count()).select_from(runs)
+    if status:
+        q = q.where(runs.c.status == status)
+    try:
+        with engine.connect() as c:
+            return c.execute(q).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_watch_evaluates_each_new_fingerprint_once(tmp_path, big_data):
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    v1 = write_color_model(tmp_path / "v1", ["red", "green", "blue"], version="1")
+    v2 = write_color_model(tmp_path / "v2", ["red", "green", "blue"], version="2", swap=("green", "blue"))
+    switch = Switch(v1)
+    reports = tmp_path / "reports"
+    with LiveServer(switch) as srv:
+        def redeploy():
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    if n_runs(db, "completed") >= 1:  # redeploy between evaluations, not during one
+                        break
+                except Exception:  # table not there yet
+                    pass
+                time.sleep(0.05)
+            switch.set(v2)
+        t = threading.Thread(target=redeploy)
+        t.start()
+        r = run_cli("--db", db, "watch", srv.url, "--interval", "0.3", "--cycles", "8",
+                    "--test-data", str(big_data), "--report-dir", str(reports))
+        t.join()
+    assert r.exit_code == 0, r.output
+    assert n_runs(db) == 2
+    assert "verdict no-baseline" in r.output and "verdict regression regressed: green" in r.output
+    assert r.output.count("evaluated on") == 2
+    assert len(list(reports.glob("*.html"))) == 2
+
+
+def test_deploy_hook(tmp_path, big_data):
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    engine = store.make_engine(db)
+    store.ensure_schema(engine)
+    v1 = write_color_model(tmp_path / "v1", ["red", "green", "blue"], version="1")
+    v2 = write_color_model(tmp_path / "v2", ["red", "green", "blue"], version="2", swap=("green", "blue"))
+    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "rep", opts=CollectOptions())
+    hook = create_hook_app(engine=engine, settings=settings, token="s3cret-token").test_client()
+    auth = {"Authorization": "Bearer s3cret-token"}
+    switch = Switch(v1)
+    with LiveServer(switch) as srv:
+        assert hook.post("/hooks/deployed", json={"url": srv.url}).status_code == 401
+        assert hook.post("/hooks/deployed", json={"u": 1}, headers=auth).status_code == 400
+        assert hook.post("/hooks/deployed", data="x", headers=auth).status_code == 400
+        r = hook.post("/hooks/deployed", json={"url": "file:///etc/passwd"}, headers=auth)
+        assert r.status_code == 400 and "http" in r.get_json()["error"]
+        r = hook.post("/hooks/deployed", json={"url": srv.url}, headers=auth)
+        assert r.status_code == 200 and r.get_json()["verdict"] == "no-baseline" and r.get_json()["evaluated"]
+        r = hook.post("/hooks/deployed", json={"url": srv.url}, headers=auth)
+        assert r.get_json()["evaluated"] is False and n_runs(db) == 1
+        switch.set(v2)
+        r = hook.post("/hooks/deployed", json={"url": srv.url}, headers=auth).get_json()
+        assert r["verdict"] == "regression" and r["regressed_classes"] == ["green"] and r["evaluated"]
+        assert r["report"].endswith(".html") and n_runs(db) == 2
+    r = hook.post("/hooks/deployed", json={"url": "http://127.0.0.1:9"}, headers=auth)
+    assert r.status_code == 502 and r.get_json()["verdict"] == "error"

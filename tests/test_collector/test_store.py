@@ -1,0 +1,111 @@
+"""Storage: schema, migrations, views and the data-access functions, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from collector import store
+from collector.collect import collect
+from collector.schema import images, runs
+from collector.vocab import RunStatus
+from helpers import engine_for, serve_model, store_model
+
+
+def test_views_answer_for_psql_users(db_url, color_model, test_data):
+    from sqlalchemy import text
+
+    engine = engine_for(db_url)
+    with serve_model(color_model) as srv:
+        collect([srv.url], engine=engine, test_dir=test_data, say=lambda m: None)
+    with engine.connect() as c:
+        rows = c.execute(text("SELECT label, n, correct, accuracy FROM v_class_accuracy ORDER BY label")).all()
+        conf = c.execute(text("SELECT SUM(n) FROM v_confusion")).scalar_one()
+    assert [(r[0], r[1], r[2], float(r[3])) for r in rows] == [
+        ("blue", 6, 6, 1.0), ("green", 6, 6, 1.0), ("red", 6, 6, 1.0)]
+    assert conf == 21
+
+
+def test_migrations_match_schema_metadata(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from collector.schema import metadata
+
+    engine = engine_for(db_url)
+    with engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), metadata)
+    assert diff == []
+
+
+def _answers(labels, n_per_class, wrong=0, probes=0):
+    """n_per_class images per label, the first `wrong` of each answered with the next label."""
+    out = []
+    for li, lab in enumerate(labels):
+        for i in range(n_per_class):
+            pred = labels[(li + 1) % len(labels)] if i < wrong else lab
+            out.append((f"{lab}-{i:04d}".ljust(64, "0"), lab, "photo", pred))
+    out += [(f"probe-{i:04d}".ljust(64, "0"), "purple", "lookalike", labels[0]) for i in range(probes)]
+    return out
+
+
+def test_list_models_in_two_queries_with_counts_and_urls(db_url):
+    from sqlalchemy import event
+
+    engine = engine_for(db_url)
+    store_model(engine, name="a", version="1", fingerprint="a" * 64, labels=["x", "y"],
+                answers=_answers(["x", "y"], 3), url="http://a:1")
+    store_model(engine, name="a", version="2", fingerprint="b" * 64, labels=["x", "y"],
+                answers=_answers(["x", "y"], 2, probes=1), url="http://a:1")
+    with engine.begin() as conn:  # the same model seen at a second URL
+        store.upsert_model(conn, meta={"name": "a", "version": "1", "fingerprint": "a" * 64, "labels": ["x", "y"]},
+                           url="http://a:2")
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with engine.connect() as conn:
+        ms = store.list_models(conn)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 2
+    assert [(m.name, m.version, m.predictions, m.urls) for m in ms] == [
+        ("a", "1", 6, ["http://a:1", "http://a:2"]), ("a", "2", 5, ["http://a:1"])]
+    assert ms[0].title == f"a v1 ({'a' * 12})"
+
+
+def test_model_accuracy_counts_labelled_images_only(db_url):
+    engine = engine_for(db_url)
+    model_id = store_model(engine, name="m", version="1", fingerprint="c" * 64, labels=["x", "y"],
+                           answers=_answers(["x", "y"], 4, wrong=1, probes=3))
+    with engine.connect() as conn:
+        acc, n = store.model_accuracy(conn, model_id=model_id)
+        rows = store.load_rows(conn, model_id=model_id)
+    assert n == 8 and acc == 0.75  # 6 of 8 right; the 3 probes are neither right nor wrong
+    assert len(rows) == 11 and sum(r["kind"] == "lookalike" for r in rows) == 3
+
+
+def test_insert_predictions_is_idempotent(db_url):
+    engine = engine_for(db_url)
+    model_id = store_model(engine, name="m", version="1", fingerprint="d" * 64, labels=["x"],
+                           answers=_answers(["x"], 2))
+    with engine.begin() as conn:
+        image_id = conn.execute(select(images.c.id)).scalars().first()
+        run_id = store.start_run(conn, model_id=model_id, url="u", n_planned=1, collector_version="t",
+                                 test_set_hash="0" * 64)
+        row = {"run_id": run_id, "model_id": model_id, "image_id": image_id, "predicted_label": "x",
+               "confidence": 0.5, "scores": {}, "latency_ms": 1.0}
+        assert store.insert_predictions(conn, rows=[row]) == 0  # already stored by the first run
+        assert store.insert_predictions(conn, rows=[]) == 0
+
+
+def test_run_statuses_running_interrupted(db_url):
+    engine = engine_for(db_url)
+    model_id = store_model(engine, name="m", version="1", fingerprint="e" * 64, labels=["x"],
+                           answers=_answers(["x"], 1))
+    with engine.begin() as conn:
+        first = store.start_run(conn, model_id=model_id, url="u", n_planned=1, collector_version="t",
+                                test_set_hash="0" * 64)
+        second = store.start_run(conn, model_id=model_id, url="u", n_planned=1, collector_version="t",
+                                 test_set_hash="0" * 64)  # a new run of the same model: the old one was killed
+    status = {r.id: r.status for r in engine.connect().execute(select(runs.c.id, runs.c.status))}
+    assert status[first] == RunStatus.INTERRUPTED and status[second] == RunStatus.RUNNING
+    with engine.begin() as conn:
+        store.mark_interrupted(conn)
+    with engine.connect() as conn:
+        assert set(conn.execute(select(runs.c.status)).scalars()) == {"completed", "interrupted"}
