@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from collector.formatting import num  # noqa: E402
 from model_server.model import MODEL_FILE, fingerprint  # noqa: E402
 from model_server.preprocessing import Preprocessing  # noqa: E402
 
@@ -184,8 +185,8 @@ def main(argv: list[str] | None = None) -> None:
                    weight_decay=args.weight_decay)
     for subset, m in config["metrics"].items():
         if m["n"]:
-            recalls = ", ".join(f"{k} {v['recall']:.2f}" for k, v in m["classes"].items() if v["support"])
-            print(f"test {subset}: accuracy {m['accuracy']:.3f} (n={m['n']}); recall: {recalls}")
+            recalls = ", ".join(f"{k} {num(v['recall'], 2)}" for k, v in m["classes"].items() if v["support"])
+            print(f"test {subset}: accuracy {num(m['accuracy'])} (n={m['n']}); recall: {recalls}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ burners=()
 cleanup() { for p in "${burners[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
-make venv >/dev/null
+make venv >"$LOGS/install.log" 2>&1 || { tail -n 20 "$LOGS/install.log"; exit 1; }
 for _ in $(seq "$BURNERS"); do
   python3 -c "while True: pass" &
   burners+=($!)

@@ -91,6 +91,10 @@ def test_tables_fit_80_columns_without_cutting_what_tells_rows_apart(tmp_path):
     assert re.search(r"^charmander .*n\.s\. drop", outputs["compare"], re.M)
     assert "charmander: dropped, not significant: needs more images" in outputs["compare"]
     assert "b/c: images right in the baseline only" in outputs["compare"]
+    html = tmp_path / "c.html"  # the HTML comparison says the same, from the same verdict function
+    assert _cli_at_80_columns(db, "compare", "ml_ditto", "ml_ditto_and_mimikyu", "--html", str(html)).returncode == 1
+    page = html.read_text()
+    assert "dropped, not significant: needs more images" in page and "REGRESSED" in page and "<th>b/c</th>" in page
 
 
 def test_top_level_help_is_not_cut_at_80_columns(tmp_path):

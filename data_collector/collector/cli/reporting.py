@@ -103,7 +103,7 @@ def print_comparison(c: dict) -> None:
     for lab, x in list(c["classes"].items()) + [("(overall)", c["overall"])]:
         verdict = VERDICT_SHORT[x["status"]]
         t.add_row(lab, str(x["n"]), num(x["baseline"]), num(x["candidate"]), num(x["delta"], signed=True),
-                  interval(*x["ci95"]), f"{x['b_baseline_only']}/{x['c_candidate_only']}", f"{x['p_value']:.3f}",
+                  interval(*x["ci95"]), f"{x['b_baseline_only']}/{x['c_candidate_only']}", num(x["p_value"]),
                   verdict)
     out.print(t)
     out.print(COMPARE_LEGEND, markup=False)
@@ -118,7 +118,7 @@ def print_comparison(c: dict) -> None:
         out.print(f"{lab}: {class_verdict(c['classes'][lab])}", markup=False)
     for lab in c["dropped_not_significant"]:
         out.print(f"{lab}: {class_verdict(c['classes'][lab])} (dropped by more than {th['max_drop']}, "
-                  f"p = {c['classes'][lab]['p_value']:.3f} is not below {th['alpha']})", markup=False)
+                  f"p = {num(c['classes'][lab]['p_value'])} is not below {th['alpha']})", markup=False)
     if c["verdict"] == "regression":
         names = ", ".join(c["regressed_classes"]) or "overall accuracy"
         out.print(f"[bold red]REGRESSION[/]: {names}")

@@ -1,0 +1,59 @@
+"""The HTTP client of one model server: metadata, batched predict, retries, errors."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask, jsonify
+
+from collector.client import ModelClient, ModelServerError, check_url
+from helpers import COLORS, LiveServer, color_png, serve_model
+
+
+def test_metadata_and_predict_against_a_real_server(color_model):
+    with serve_model(color_model) as srv:
+        client = ModelClient(srv.url + "/")  # a trailing slash is dropped
+        assert client.url == srv.url
+        meta = client.metadata()
+        assert meta["name"] == "colors" and meta["labels"] == ["red", "green", "blue"]
+        assert len(meta["fingerprint"]) == 64
+        body = client.predict([("a/r.png", color_png(COLORS["red"])), ("b/g.png", color_png(COLORS["green"]))])
+        assert [p["label"] for p in body["predictions"]] == ["red", "green"]
+        assert body["model"]["fingerprint"] == meta["fingerprint"]
+        with pytest.raises(ModelServerError) as e:
+            client.predict([("x.png", b"not an image")])
+        assert e.value.status == 400 and "POST /predict answered 400" in str(e.value)
+        client.close()
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "host:8080", "http://", "file:///etc/passwd"])
+def test_check_url_refuses_what_is_not_http(url):
+    with pytest.raises(ModelServerError, match="not an http"):
+        check_url(url)
+
+
+def test_5xx_is_retried_then_reported_with_the_attempts():
+    app = Flask(__name__)
+    calls = []
+
+    @app.get("/metadata")
+    def metadata():
+        calls.append(1)
+        return jsonify({"error": "model exploded"}), 500
+
+    with LiveServer(app) as srv:
+        with pytest.raises(ModelServerError) as e:
+            ModelClient(srv.url, retries=2, backoff=0.01).metadata()
+    assert len(calls) == 3
+    assert "failed after 3 attempts" in str(e.value) and "HTTP 500: model exploded" in str(e.value)
+
+
+def test_metadata_that_is_not_a_model_server():
+    app = Flask(__name__)
+
+    @app.get("/metadata")
+    def metadata():
+        return jsonify({"name": "x"})
+
+    with LiveServer(app) as srv:
+        with pytest.raises(ModelServerError, match=r"metadata lacks \['version', 'fingerprint', 'labels'\]"):
+            ModelClient(srv.url).metadata()
