@@ -29,9 +29,9 @@ def wait_healthy(url: str, *, deadline_s: float = 180.0, path: str = "/health", 
                 except (OSError, ValueError):
                     tail = ""
             raise NotHealthy(f"server for {url} exited with {proc.returncode}: {tail}")
-        left = deadline - time.monotonic()
+        wait_s = max(0.5, min(request_timeout, deadline - time.monotonic()))
         try:
-            r = requests.get(url + path, timeout=max(0.5, min(request_timeout, left)))
+            r = requests.get(url + path, timeout=wait_s)
             if r.status_code == 200:
                 return
             last = f"HTTP {r.status_code}"
