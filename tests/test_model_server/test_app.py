@@ -261,3 +261,31 @@ def test_fingerprint_changes_with_weights_labels_and_preprocessing(tmp_path, col
     cfg["created_at"] = "2000-01-01T00:00:00+00:00"
     (other / "config.json").write_text(json.dumps(cfg))
     assert load_model_folder(other).fingerprint == base
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(client):
+    deep = b"[" * 50_000 + b"]" * 50_000
+    for path in ("/predict", "/v2/models/colors/infer"):
+        r = client.post(path, data=b'{"instances": ' + deep + b"}" if path == "/predict" else b'{"inputs": ' + deep
+                        + b"}", content_type="application/json")
+        assert r.status_code == 400, (path, r.status_code, r.get_json())
+        assert "nested too deeply" in r.get_json()["error"]
+
+
+def test_413_names_the_limit_that_was_hit(color_model):
+    app = create_app({"model_dir": str(color_model), "load_async": False, "max_batch": 2,
+                      "max_content_length": 4096})
+    c = app.test_client()
+    r = c.post("/predict", data=b"x" * 5000, content_type="application/json")
+    assert r.status_code == 413 and "over the limit of 4096 bytes (MAX_CONTENT_LENGTH): it has 5000" in \
+        r.get_json()["error"]
+    parts = {f"f{i}": "v" for i in range(20)}  # small, but more parts than a batch of 2 may have
+    r = c.post("/predict", data=parts, content_type="multipart/form-data")
+    assert r.status_code == 413 and "too many multipart parts: at most 18" in r.get_json()["error"]
+
+
+def test_error_messages_carry_no_python_reprs(client):
+    for junk in (b"hello, I am not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, b"GIF89a" + b"\0" * 20):
+        r = client.post("/predict", data=multipart(junk))
+        assert r.status_code == 400
+        assert " object at 0x" not in r.get_json()["error"], r.get_json()

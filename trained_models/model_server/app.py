@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
 import threading
@@ -107,7 +108,12 @@ def _predict_payload_images() -> list[tuple[str, bytes]]:
             raise ApiError(400, f"multipart field must be named 'images', got {sorted(request.files)}")
         return [(f.filename or f"images[{i}]", f.read()) for i, f in enumerate(files)]
     if request.mimetype == "application/json":
-        body = request.get_json(silent=True)
+        try:
+            body = json.loads(request.get_data(cache=False))
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        except RecursionError:
+            raise ApiError(400, "JSON body is nested too deeply") from None
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise ApiError(400, 'JSON body must be {"instances": [{"b64": "<base64 image>"}, ...]}')
         out = []
@@ -170,7 +176,14 @@ def create_app(test_config: dict | None = None, *, loader=load_model_folder) -> 
     def _http_error(e: HTTPException):
         msg = e.description
         if e.code == 413:
-            msg = f"request body over the limit of {settings.max_content_length} bytes"
+            if (request.content_length or 0) > settings.max_content_length:
+                msg = (f"request body over the limit of {settings.max_content_length} bytes "
+                       f"(MAX_CONTENT_LENGTH): it has {request.content_length}")
+            elif request.mimetype == "multipart/form-data":
+                msg = (f"too many multipart parts: at most {app.config['MAX_FORM_PARTS']} "
+                       f"(a batch is at most {settings.max_batch} images, MAX_BATCH)")
+            else:
+                msg = f"request body over the limit of {settings.max_content_length} bytes (MAX_CONTENT_LENGTH)"
         return json_http_error(e, msg)
 
     @app.errorhandler(Exception)

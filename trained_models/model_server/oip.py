@@ -38,6 +38,8 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         req = json.loads(head)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise OIPError(f"request is not valid JSON: {e}") from None
+    except RecursionError:
+        raise OIPError("request JSON is nested too deeply") from None
     if not isinstance(req, dict):
         raise OIPError("request must be a JSON object")
     inputs = req.get("inputs")

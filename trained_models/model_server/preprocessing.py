@@ -6,6 +6,7 @@ Training imports this module, so a served model sees exactly the pixels it was t
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -47,6 +48,14 @@ class Preprocessing:
         return cls(**known)
 
 
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _clean(e: BaseException) -> str:
+    """A decoder's message without Python object reprs (`<_io.BytesIO object at 0x...>`)."""
+    return _REPR.sub("the image", str(e)).strip() or type(e).__name__
+
+
 def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode encoded bytes into a PIL image (first frame), refusing oversize or unknown input."""
     if not data:
@@ -64,10 +73,12 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
             img.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"not a decodable image: {e}") from None
+    except UnidentifiedImageError:
+        raise ImageError("not a decodable image: unknown or unsupported format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"not a decodable image: {_clean(e)}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"corrupt or truncated image: {e}") from None
+        raise ImageError(f"corrupt or truncated image: {_clean(e)}") from None
     return img
 
 
