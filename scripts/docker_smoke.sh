@@ -21,6 +21,8 @@ export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=55432 POSTGRES_DB=pokemon_smoke POS
 export COLLECTOR_DB_USER=smoke_collector
 POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export POSTGRES_PASSWORD
 COLLECTOR_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export COLLECTOR_DB_PASSWORD
+HOOK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); export HOOK_TOKEN
+export HOOK_ALLOWED_HOSTS=127.0.0.1  # host networking: the model services are on loopback
 export ENV_FILE=/nonexistent  # the scripts below must not read a developer's .env
 
 cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; }
@@ -44,10 +46,11 @@ echo "== ./setup_db.sh"
 ./setup_db.sh
 echo "== deploy hook (data_collector service): evaluates ml_original, writes its report"
 python3 - <<'PY'
-import json, urllib.request
+import json, os, urllib.request
 req = urllib.request.Request("http://127.0.0.1:18090/hooks/deployed", method="POST",
                              data=json.dumps({"url": "http://127.0.0.1:18081"}).encode(),
-                             headers={"Content-Type": "application/json"})
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": f"Bearer {os.environ['HOOK_TOKEN']}"})
 with urllib.request.urlopen(req, timeout=300) as r:
     body = json.load(r)
 print({k: body.get(k) for k in ("name", "status", "images_sent", "verdict", "report")})

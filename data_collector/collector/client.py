@@ -1,101 +1,305 @@
-"""HTTP client for one model server: metadata and batched predict, with timeouts and retries."""
+"""HTTP client for one model server: metadata and batched predict, bounded in time and size.
+
+A model server is untrusted: every request has a total deadline (connect + whole response,
+enforced by a watchdog that shuts the socket, so a server dripping one byte a second cannot
+hold it), responses are capped in size before and after decompression, redirects are not
+followed, and every failure becomes one ModelServerError naming the URL and the reason.
+"""
 
 from __future__ import annotations
 
+import http.client
+import json
 import random
+import socket
+import threading
 import time
-from urllib.parse import urlparse
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-REQUIRED_METADATA = ("name", "version", "fingerprint", "labels")
+from .redact import redact_url
+from .validate import InvalidAnswer
+from .validate import metadata as check_metadata
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one model server may cost the collector."""
+
+    deadline: float = 60.0  # seconds for one request: connect, send, the whole response
+    connect_timeout: float = 10.0
+    max_response_bytes: int = 16 * MiB  # a predict answer, compressed or decompressed
+    max_metadata_bytes: int = 1 * MiB
 
 
 class ModelServerError(RuntimeError):
-    def __init__(self, url: str, message: str, *, status: int | None = None):
-        super().__init__(f"{url}: {message}")
-        self.url, self.status = url, status
+    """One line for the user: `URL: reason`. `reason` alone is what a run records."""
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None):
+        super().__init__(f"{url}: {reason}")
+        self.url, self.reason, self.status = url, reason, status
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def display_url(url: str) -> str:
+    """The URL as shown and stored: any user:password@ replaced by ***@."""
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return redact_url(url)
+    if "@" not in p.netloc:
+        return url
+    return urlunsplit(p._replace(netloc="***@" + p.netloc.rsplit("@", 1)[1]))
 
 
 def check_url(url: str) -> str:
-    p = urlparse(url)
-    if p.scheme not in ("http", "https") or not p.netloc:
-        raise ModelServerError(url, "not an http(s) URL (e.g. http://ml_original:8080)")
+    if not isinstance(url, str) or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise ModelServerError(display_url(str(url))[:200].encode("unicode_escape").decode(),
+                               "not a valid URL: it contains spaces or control characters")
+    try:
+        p = urlsplit(url)
+        p.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ModelServerError(display_url(url), "not a valid URL (bad host or port)") from None
+    if p.scheme not in ("http", "https") or not p.hostname:
+        raise ModelServerError(display_url(url), "not an http(s) URL (e.g. http://ml_original:8080)")
     return url.rstrip("/")
 
 
+# ---- sockets the watchdog can shut ---------------------------------------------------------
+_current = threading.local()
+
+
+class _Tracked:
+    """Registers the socket of each connection used by the request running in this thread."""
+
+    def _track(self) -> None:
+        socks = getattr(_current, "socks", None)
+        if socks is not None and getattr(self, "sock", None) is not None:
+            socks.append(self.sock)
+
+    def connect(self):
+        super().connect()
+        self._track()
+
+    def getresponse(self, *args, **kwargs):
+        self._track()
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPConnection(_Tracked, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Tracked, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class ModelClient:
-    def __init__(self, url: str, *, timeout: float = 60.0, connect_timeout: float = 5.0, retries: int = 3,
-                 backoff: float = 0.5, pool_size: int = 4):
-        self.url = check_url(url)
-        self.timeout = (connect_timeout, timeout)
+    def __init__(self, url: str, *, limits: Limits | None = None, retries: int = 3, backoff: float = 0.5,
+                 pool_size: int = 4, echo_errors: bool = True):
+        self._target = check_url(url)
+        self.url = display_url(self._target)  # what messages and the database see
+        self.limits = limits or Limits()
         self.retries = retries
         self.backoff = backoff
+        self.echo_errors = echo_errors  # False: never repeat what the server said (the deploy hook)
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self.session.trust_env = False  # no proxies or netrc credentials from the environment
+        adapter = _Adapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
     def close(self) -> None:
         self.session.close()
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        """Retry with exponential backoff and jitter on connection errors, timeouts and 5xx."""
-        last: str = ""
+    # ---- one bounded exchange -----------------------------------------------------------
+    def _exchange(self, method: str, path: str, *, max_bytes: int, **kwargs) -> tuple[int, dict, bytes]:
+        lim = self.limits
+        socks: list[socket.socket] = []
+        fired = threading.Event()
+
+        def _shut() -> None:
+            fired.set()
+            for s in list(socks):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(lim.deadline, _shut)
+        watchdog.daemon = True
+        _current.socks = socks
+        resp = None
+        watchdog.start()
+        try:
+            resp = self.session.request(method, self._target + path, stream=True, allow_redirects=False,
+                                        timeout=(min(lim.connect_timeout, lim.deadline), lim.deadline), **kwargs)
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _TooLarge(f"declares {int(declared)} bytes")
+            chunks, n = [], 0
+            for chunk in resp.raw.stream(64 * 1024, decode_content=True):
+                n += len(chunk)
+                if n > max_bytes or resp.raw.tell() > max_bytes:
+                    raise _TooLarge("is larger")
+                chunks.append(chunk)
+            if fired.is_set():
+                raise _DeadlineExceeded
+            return resp.status_code, dict(resp.headers), b"".join(chunks)
+        except _TooLarge as e:
+            raise ModelServerError(self.url, f"{method} {path}: the response {e} than the limit of {max_bytes} "
+                                             "bytes (--max-response-bytes / --max-metadata-bytes)") from None
+        except (_DeadlineExceeded, requests.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException, OSError, ValueError) as e:
+            if fired.is_set():
+                raise ModelServerError(self.url, f"{method} {path}: no complete answer within the deadline of "
+                                                 f"{lim.deadline:g} s (--timeout)") from None
+            raise ModelServerError(self.url, f"{method} {path}: {_transport_reason(e, lim)}") from None
+        finally:
+            watchdog.cancel()
+            _current.socks = None
+            if resp is not None:
+                resp.close()
+
+    def _request(self, method: str, path: str, *, max_bytes: int, **kwargs) -> tuple[int, dict, bytes]:
+        """Retries with exponential backoff and jitter on refused/reset connections and 5xx only:
+        a server that hangs or answers garbage is not asked again."""
+        last: ModelServerError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 2))  # nosec B311
             try:
-                resp = self.session.request(method, self.url + path, timeout=self.timeout, **kwargs)
-            except requests.Timeout:
-                last = f"timed out after {self.timeout[1]:g}s"
+                status, headers, body = self._exchange(method, path, max_bytes=max_bytes, **kwargs)
+            except ModelServerError as e:
+                if "cannot connect" not in e.reason and "connection reset" not in e.reason:
+                    raise
+                last = e
                 continue
-            except requests.ConnectionError as e:
-                last = f"cannot connect ({type(e).__name__})"
+            if status >= 500:
+                last = ModelServerError(self.url, f"{method} {path} answered {self._describe(status, headers, body)}",
+                                        status=status)
                 continue
-            if resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}: {_error_text(resp)}"
-                continue
-            return resp
-        raise ModelServerError(self.url, f"{method} {path} failed after {self.retries + 1} attempts: {last}")
+            return status, headers, body
+        assert last is not None
+        raise ModelServerError(self.url, f"{last.reason} (after {self.retries + 1} attempts)", status=last.status)
 
+    def _describe(self, status: int, headers: dict, body: bytes) -> str:
+        """`HTTP 404: <the server's JSON error>` or a summary; never a dump of the body."""
+        what = f"HTTP {status}"
+        if 300 <= status < 400:
+            return f"{what} (a redirect; redirects are not followed)"
+        if not self.echo_errors:
+            return what
+        data = _json(body)
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return f"{what}: {_one_line(data['error'])}"
+        ctype = headers.get("Content-Type", "no content type").split(";")[0]
+        return f"{what} ({ctype}, {len(body)} bytes)"
+
+    # ---- the protocol --------------------------------------------------------------------
     def metadata(self) -> dict:
-        resp = self._request("GET", "/metadata")
-        if resp.status_code != 200:
-            raise ModelServerError(self.url, f"GET /metadata answered {resp.status_code}: {_error_text(resp)}",
-                                   status=resp.status_code)
+        """The model's checked identity (name, version, fingerprint, labels, ...)."""
+        status, headers, body = self._request("GET", "/metadata", max_bytes=self.limits.max_metadata_bytes)
+        if status != 200:
+            raise ModelServerError(self.url, f"GET /metadata answered {self._describe(status, headers, body)}",
+                                   status=status)
+        meta = _json(body)
+        if meta is _NOT_JSON:
+            raise ModelServerError(self.url, "GET /metadata did not return JSON: is this a model server?")
         try:
-            meta = resp.json()
-        except ValueError:
-            raise ModelServerError(self.url, "GET /metadata did not return JSON: is this a model server?") from None
-        missing = [k for k in REQUIRED_METADATA if not isinstance(meta, dict) or k not in meta]
-        if missing:
-            raise ModelServerError(self.url, f"metadata lacks {missing}: is this a model server?")
-        return meta
+            return check_metadata(meta)
+        except InvalidAnswer as e:
+            raise ModelServerError(self.url, f"invalid metadata: {e}") from None
 
     def predict(self, images: list[tuple[str, bytes]]) -> dict:
+        """The raw JSON answer to one batch (checked by validate.predictions)."""
         files = [("images", (name.rsplit("/", 1)[-1], data, "application/octet-stream")) for name, data in images]
-        resp = self._request("POST", "/predict", files=files)
-        if resp.status_code != 200:
-            raise ModelServerError(self.url, f"POST /predict answered {resp.status_code}: {_error_text(resp)}",
-                                   status=resp.status_code)
-        body = _json(resp)
-        if not isinstance(body, dict) or not isinstance(body.get("predictions"), list) \
-                or len(body["predictions"]) != len(images):
-            raise ModelServerError(self.url, "POST /predict returned a malformed response")
-        return body
+        status, headers, body = self._request("POST", "/predict", max_bytes=self.limits.max_response_bytes,
+                                              files=files)
+        if status != 200:
+            raise ModelServerError(self.url, f"POST /predict answered {self._describe(status, headers, body)}",
+                                   status=status)
+        data = _json(body)
+        if data is _NOT_JSON:
+            raise ModelServerError(self.url, "POST /predict did not return JSON")
+        return data
 
 
-def _json(resp: requests.Response):
+_NOT_JSON = object()
+
+
+def _json(body: bytes):
     try:
-        return resp.json()
-    except ValueError:
-        return None
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return _NOT_JSON
 
 
-def _error_text(resp: requests.Response) -> str:
-    body = _json(resp)
-    if isinstance(body, dict) and "error" in body:
-        return str(body["error"])
-    return resp.text[:200].strip() or resp.reason or ""
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    flat = "".join(c if c.isprintable() else "?" for c in flat)
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def _transport_reason(e: BaseException, lim: Limits) -> str:
+    """Every exception the HTTP stack can raise, as a short reason."""
+    chain = [e]
+    while chain[-1].__cause__ or chain[-1].__context__:
+        nxt = chain[-1].__cause__ or chain[-1].__context__
+        if nxt in chain or len(chain) > 8:
+            break
+        chain.append(nxt)
+    names = " ".join(type(x).__name__ for x in chain)
+    text = " ".join(str(x) for x in chain).lower()
+    if isinstance(e, requests.ConnectTimeout) or "connecttimeout" in names.lower():
+        return f"cannot connect: no answer within {lim.connect_timeout:g} s"
+    if "refused" in text:
+        return "cannot connect (connection refused)"
+    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+        return "cannot connect (unknown host)"
+    if isinstance(e, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError):
+        return f"no answer within {lim.deadline:g} s (--timeout)"
+    if isinstance(e, requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError):
+        return "the response body does not decode as its Content-Encoding says (invalid gzip or deflate)"
+    if "reset" in text:
+        return "connection reset by the server"
+    if isinstance(e, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError
+                  | http.client.IncompleteRead):
+        return "the connection broke in the middle of the response"
+    if isinstance(e, http.client.HTTPException) or "lineto" in names.lower() or "header" in text:
+        return f"not a valid HTTP response ({type(chain[-1]).__name__})"
+    if isinstance(e, requests.ConnectionError):
+        return f"cannot connect ({type(chain[-1]).__name__})"
+    if isinstance(e, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema | ValueError):
+        return "not a valid URL or HTTP exchange"
+    return f"request failed ({type(e).__name__})"

@@ -2,6 +2,9 @@
 
 Done = a row in `predictions` for (model fingerprint, image sha256). What is missing is computed
 from the database at every start, so skip, incremental and resume are one mechanism.
+
+Every answer is checked (validate.py) before anything of it is stored; a server that breaks the
+rules fails alone, the other models of the run go on.
 """
 
 from __future__ import annotations
@@ -17,18 +20,29 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__, store
-from .client import ModelClient, ModelServerError
+from .client import Limits, ModelClient, ModelServerError, display_url
 from .testset import TestImage, eligible, scan, test_set_hash
+from .validate import InvalidAnswer, ModelChanged
+from .validate import predictions as check_predictions
 from .vocab import RunStatus
+
+REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything
 
 
 @dataclass
 class CollectOptions:
     batch_size: int = 32
     max_in_flight: int | None = None  # default: 2 per model, at most 8
-    timeout: float = 60.0
+    timeout: float = 60.0  # total deadline of one request (connect + whole response)
     retries: int = 3
     backoff: float = 0.5
+    max_response_bytes: int = Limits.max_response_bytes
+    max_metadata_bytes: int = Limits.max_metadata_bytes
+    echo_errors: bool = True  # repeat a server's own error text in messages (off in the deploy hook)
+
+    def limits(self) -> Limits:
+        return Limits(deadline=self.timeout, connect_timeout=min(10.0, self.timeout),
+                      max_response_bytes=self.max_response_bytes, max_metadata_bytes=self.max_metadata_bytes)
 
 
 @dataclass
@@ -42,7 +56,7 @@ class ModelResult:
     n_failed: int = 0
     accuracy: float | None = None
     n_scored: int = 0
-    error: str | None = None
+    error: str | None = None  # the reason, without the URL
 
 
 @dataclass
@@ -52,9 +66,15 @@ class _Job:
     model_id: int
     run_id: int
     todo: list[TestImage]
+    labels: list[str]
     failures: list[tuple[str, str | None, str]] = field(default_factory=list)
     aborted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def abort(self, reason: str) -> None:
+        with self.lock:
+            if not self.aborted:
+                self.aborted, self.result.error = True, reason
 
 
 class DatabaseFailure(RuntimeError):
@@ -74,55 +94,95 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
     opts = opts or CollectOptions()
     items = scan(test_dir)
     ts_hash = test_set_hash(items)
-    by_sha = {i.sha256: i for i in items}
     with engine.begin() as conn:
+        reaped = store.reap_dead_runs(conn)
         image_ids = store.upsert_images(conn, rows=[vars(i) for i in items])
+    if reaped:
+        say(f"{len(reaped)} run(s) left 'running' by a collector that died are now marked interrupted")
 
     results: list[ModelResult] = []
     jobs: list[_Job] = []
     seen_fp: dict[str, str] = {}
-    for url in urls:
-        res = ModelResult(url=url)
-        results.append(res)
-        try:
-            client = ModelClient(url, timeout=opts.timeout, retries=opts.retries, backoff=opts.backoff)
-            meta = client.metadata()
-        except ModelServerError as e:
-            res.error = str(e)
-            say(f"error: {e}")
-            continue
-        res.name, res.version, res.fingerprint = meta["name"], str(meta["version"]), meta["fingerprint"]
-        if res.fingerprint in seen_fp:
-            res.status, res.error = RunStatus.SKIPPED, f"same model as {seen_fp[res.fingerprint]}"
-            say(f"{url}: same fingerprint as {seen_fp[res.fingerprint]}; evaluated once")
-            continue
-        seen_fp[res.fingerprint] = url
-        with engine.begin() as conn:
-            model_id = store.upsert_model(conn, meta=meta, url=client.url)
-            done = store.done_image_ids(conn, model_id=model_id)
-            todo = [i for i in eligible(items, meta["labels"]) if image_ids[i.sha256] not in done]
-            if not todo:
-                res.status = RunStatus.SKIPPED
-                res.accuracy, res.n_scored = _accuracy(engine, model_id)
-                say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {url}: already fully evaluated, "
-                    "nothing to send")
-                continue
-            run_id = store.start_run(conn, model_id=model_id, url=client.url, n_planned=len(todo),
-                                     collector_version=__version__, test_set_hash=ts_hash)
-        jobs.append(_Job(res, client, model_id, run_id, todo))
-
-    if jobs:
-        _run_jobs(jobs, engine=engine, test_dir=Path(test_dir), image_ids=image_ids, by_sha=by_sha,
-                  opts=opts, progress=progress)
+    try:
+        for url in urls:
+            res = ModelResult(url=display_url(url) if isinstance(url, str) else str(url))
+            results.append(res)
+            job = _plan(res, url, engine=engine, opts=opts, items=items, image_ids=image_ids, ts_hash=ts_hash,
+                        seen_fp=seen_fp, say=say)
+            if job:
+                jobs.append(job)
+        if jobs:
+            _run_jobs(jobs, engine=engine, test_dir=Path(test_dir), image_ids=image_ids, opts=opts,
+                      progress=progress)
+    except (DatabaseFailure, DBAPIError) as e:
+        for job in jobs:  # where the database still answers, the runs end incomplete, not 'running'
+            job.abort("stopped by a database error")
+        _finish(jobs, engine, quiet=True)
+        if isinstance(e, DatabaseFailure):
+            raise
+        raise DatabaseFailure(f"database error: {_first_line(e)}") from None
+    except BaseException:
+        # Ctrl-C, SIGTERM or a bug: this process's runs must not stay 'running'.
+        _finish(jobs, engine, interrupted=True, quiet=True)
+        raise
     for job in jobs:
         job.result.accuracy, job.result.n_scored = _accuracy(engine, job.model_id)
     return results
 
 
+def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, items: list[TestImage],
+          image_ids: dict[str, int], ts_hash: str, seen_fp: dict[str, str], say) -> _Job | None:
+    """Ask one server who it is; start a run if it has anything to evaluate."""
+    try:
+        client = ModelClient(url, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
+                             echo_errors=opts.echo_errors)
+        res.url = client.url
+        meta = client.metadata()
+    except ModelServerError as e:
+        res.error = e.reason
+        return None
+    res.name, res.version, res.fingerprint = meta["name"], meta["version"], meta["fingerprint"]
+    if res.fingerprint in seen_fp:
+        res.status, res.error = RunStatus.SKIPPED, f"same model as {seen_fp[res.fingerprint]}"
+        say(f"{res.url}: same fingerprint as {seen_fp[res.fingerprint]}; evaluated once")
+        client.close()
+        return None
+    seen_fp[res.fingerprint] = res.url
+    with engine.begin() as conn:
+        known = store.find_model(conn, fingerprint=res.fingerprint)
+        if known is not None and list(known.labels) != meta["labels"]:
+            res.error = (f"announces fingerprint {res.fingerprint[:12]} of the stored model {known.title} but "
+                         f"other labels: refused, nothing stored (a fingerprint names one model)")
+            client.close()
+            return None
+        model_id = store.upsert_model(conn, meta=meta, url=client.url)
+        done = store.done_image_ids(conn, model_id=model_id)
+        todo = [i for i in eligible(items, meta["labels"]) if image_ids[i.sha256] not in done]
+        if not todo:
+            res.status = RunStatus.SKIPPED
+            client.close()
+            res.accuracy, res.n_scored = store.model_accuracy(conn, model_id=model_id)
+            say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated, "
+                "nothing to send")
+            return None
+        run_id = store.start_run(conn, model_id=model_id, url=client.url, n_planned=len(todo),
+                                 collector_version=__version__, test_set_hash=ts_hash)
+    return _Job(res, client, model_id, run_id, todo, list(meta["labels"]))
+
+
 def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: dict[str, int],
-              by_sha: dict[str, TestImage], opts: CollectOptions, progress: ProgressHook | None) -> None:
+              opts: CollectOptions, progress: ProgressHook | None) -> None:
     write_lock = threading.Lock()
     db_error: list[BaseException] = []
+    stop_beating = threading.Event()
+
+    def beat() -> None:  # tells other collectors that these runs are alive
+        while not stop_beating.wait(store.HEARTBEAT_S):
+            try:
+                with write_lock, engine.begin() as conn:
+                    store.heartbeat(conn, run_ids=[j.run_id for j in jobs if not j.aborted])
+            except DBAPIError:
+                pass  # the batch writes will report a database that is gone
 
     def send(job: _Job, batch: list[TestImage]) -> None:
         if job.aborted or db_error:
@@ -140,6 +200,7 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
             try:
                 with write_lock, engine.begin() as conn:
                     store.insert_predictions(conn, rows=rows)
+                    store.heartbeat(conn, run_ids=[job.run_id])
             except DBAPIError as e:
                 db_error.append(e)
                 return
@@ -155,70 +216,85 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
         try:
             body = job.client.predict([(it.path, data) for it, data in payload])
         except ModelServerError as e:
-            if e.status is not None and 400 <= e.status < 500 and e.status != 404:
+            if e.status is not None and 400 <= e.status < 500 and e.status not in (404, 405):
                 if len(payload) == 1:  # this image is the problem: report it, go on
-                    job.failures.append((payload[0][0].path, payload[0][0].sha256, str(e)))
+                    job.failures.append((payload[0][0].path, payload[0][0].sha256, e.reason))
+                    if len(job.failures) >= REJECTED_BEFORE_GIVING_UP and job.result.n_sent == 0:
+                        job.abort(f"every image was rejected ({len(job.failures)} so far): {e.reason}")
                     return []
                 mid = len(payload) // 2  # isolate the bad image(s) by halving
                 return _predict(job, payload[:mid]) + _predict(job, payload[mid:])
-            job.aborted = True
-            job.result.error = str(e)
+            job.abort(e.reason)
             return []
-        got = body.get("model", {}).get("fingerprint")
-        if got != job.result.fingerprint:
-            job.aborted = True
-            job.result.error = (f"{job.client.url}: the model changed during the run (fingerprint {str(got)[:12]}, "
-                                f"expected {job.result.fingerprint[:12]}); run again to evaluate the new one")
+        try:
+            preds = check_predictions(body, n_sent=len(payload), labels=job.labels,
+                                      fingerprint=job.result.fingerprint, version=job.result.version)
+        except ModelChanged as e:
+            job.abort(f"the model changed during the run (fingerprint {e.fingerprint}, version {e.version}; "
+                      f"expected {job.result.fingerprint[:12]} v{job.result.version}); run again to evaluate "
+                      "the new one")
+            return []
+        except InvalidAnswer as e:
+            job.abort(f"invalid answer to POST /predict: {e}; nothing of it was stored")
             return []
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(payload)
-        rows = []
-        for (item, _), pred in zip(payload, body["predictions"], strict=True):
-            rows.append({"run_id": job.run_id, "model_id": job.model_id, "image_id": image_ids[item.sha256],
-                         "predicted_label": str(pred["label"]), "confidence": float(pred["confidence"]),
-                         "scores": pred.get("scores", {}), "latency_ms": per_image_ms})
-        return rows
+        return [{"run_id": job.run_id, "model_id": job.model_id, "image_id": image_ids[item.sha256],
+                 "predicted_label": p["label"], "confidence": p["confidence"], "scores": p["scores"],
+                 "latency_ms": per_image_ms} for (item, _), p in zip(payload, preds, strict=True)]
 
     # Interleave the models' batches so that every server is busy at once.
     queues = [[job.todo[i:i + opts.batch_size] for i in range(0, len(job.todo), opts.batch_size)] for job in jobs]
     order = [(jobs[j], q[k]) for k in range(max(map(len, queues))) for j, q in enumerate(queues) if k < len(q)]
     in_flight = opts.max_in_flight or min(8, 2 * len(jobs))
     pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="collect")
-    interrupted = False
+    beater = threading.Thread(target=beat, name="collect-heartbeat", daemon=True)
+    beater.start()
     try:
         futures = [pool.submit(send, job, batch) for job, batch in order]
         wait(futures)
         for f in futures:
             f.result()  # re-raise programming errors instead of hiding them
     except BaseException:  # Ctrl-C, SIGTERM or a bug: stop sending, keep what is stored
-        interrupted = True
         for job in jobs:
             job.aborted = True
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        stop_beating.set()
+        beater.join()
         for job in jobs:
             job.client.close()
-        if not db_error:
-            _finish(jobs, engine, interrupted=interrupted)
     if db_error:
-        err = db_error[0]
         raise DatabaseFailure(f"database error during the run (the failed batch was rolled back; "
-                              f"rerun to complete): {str(getattr(err, 'orig', err)).strip().splitlines()[0]}")
+                              f"rerun to complete): {_first_line(db_error[0])}")
+    _finish(jobs, engine)
 
 
-def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False) -> None:
+def _first_line(e: BaseException) -> str:
+    lines = str(getattr(e, "orig", e)).strip().splitlines()
+    return store.redact_url(lines[0]) if lines else type(e).__name__
+
+
+def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False, quiet: bool = False) -> None:
+    """Record each run's end. With quiet=True (already failing), a database error is swallowed:
+    runs it cannot mark stay 'running' until the next start finds their process dead."""
     for job in jobs:
         res = job.result
         res.n_failed = len(job.failures)
-        res.status = (RunStatus.INTERRUPTED if interrupted else RunStatus.INCOMPLETE if job.aborted
-                      else RunStatus.COMPLETED)
-        with engine.begin() as conn:
-            store.record_failures(conn, run_id=job.run_id, items=job.failures)
-            store.finish_run(conn, run_id=job.run_id, status=res.status, n_sent=res.n_sent,
-                             n_failed=res.n_failed, error=res.error)
-
-
-def mark_interrupted(engine: Engine) -> None:
-    """After Ctrl-C: runs still 'running' become 'interrupted' (what they stored stays valid)."""
-    with engine.begin() as conn:
-        store.mark_interrupted(conn)
+        if interrupted:
+            res.status = RunStatus.INTERRUPTED
+        elif job.aborted:
+            res.status = RunStatus.INCOMPLETE if res.n_sent else RunStatus.FAILED
+        elif res.n_sent == 0 and res.n_failed:
+            res.status, res.error = RunStatus.FAILED, res.error or f"every image was rejected ({res.n_failed})"
+        else:
+            res.status = RunStatus.COMPLETED
+        try:
+            with engine.begin() as conn:
+                store.record_failures(conn, run_id=job.run_id, items=job.failures)
+                job.failures = []  # recorded once, even if _finish runs again
+                store.finish_run(conn, run_id=job.run_id, status=res.status, n_sent=res.n_sent,
+                                 n_failed=res.n_failed, error=res.error)
+        except DBAPIError:
+            if not quiet:
+                raise

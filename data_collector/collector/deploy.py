@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,39 +33,39 @@ class DeploySettings:
     thresholds: Thresholds = Thresholds()
 
 
-_lock = threading.Lock()  # one evaluation at a time per process: the servers are the bottleneck
-
-
 def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -> dict:
-    with _lock:
-        (res,) = collect([url], engine=engine, test_dir=settings.test_dir, opts=settings.opts,
-                         say=lambda m: log.info("%s", m))
-        out = {"url": url, "status": res.status.value, "name": res.name, "version": res.version,
-               "fingerprint": res.fingerprint, "images_sent": res.n_sent, "evaluated": res.n_sent > 0}
-        if res.status in FAILED_STATUSES:
-            out["error"] = res.error
-            out["verdict"] = "error"
-            return out
-        with engine.connect() as conn:
-            cand = resolve(conn, res.fingerprint)
-            cand_rows = store.load_rows(conn, model_id=cand.id)
-            reports = [model_report(cand, cand_rows)]
-            try:
-                base = resolve(conn, f"{cand.name}@previous", relative_to=cand)
-            except SelectorError:
-                base = None
-            comparison = None
-            if base is not None:
-                base_rows = store.load_rows(conn, model_id=base.id)
-                comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
-                reports.append(model_report(base, base_rows))
-            history = recall_history(conn)
-        out["baseline"] = base.fingerprint if base else None
-        out["verdict"] = comparison["verdict"] if comparison else "no-baseline"
-        out["regressed_classes"] = comparison["regressed_classes"] if comparison else []
-        if out["evaluated"]:
-            out["report"] = str(_write(settings.report_dir, cand, reports, history, comparison))
+    """Collect what the model behind `url` lacks, compare it with its previous version, report.
+
+    Callers serialise per URL (the hook's queue, watch's loop); different URLs may run at once.
+    """
+    (res,) = collect([url], engine=engine, test_dir=settings.test_dir, opts=settings.opts,
+                     say=lambda m: log.info("%s", m))
+    out = {"url": res.url, "status": res.status.value, "name": res.name, "version": res.version,
+           "fingerprint": res.fingerprint, "images_sent": res.n_sent, "evaluated": res.n_sent > 0}
+    if res.status in FAILED_STATUSES:
+        out["error"] = res.error
+        out["verdict"] = "error"
         return out
+    with engine.connect() as conn:
+        cand = resolve(conn, res.fingerprint)
+        cand_rows = store.load_rows(conn, model_id=cand.id)
+        reports = [model_report(cand, cand_rows)]
+        try:
+            base = resolve(conn, f"{cand.name}@previous", relative_to=cand)
+        except SelectorError:
+            base = None
+        comparison = None
+        if base is not None:
+            base_rows = store.load_rows(conn, model_id=base.id)
+            comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
+            reports.append(model_report(base, base_rows))
+        history = recall_history(conn)
+    out["baseline"] = base.fingerprint if base else None
+    out["verdict"] = comparison["verdict"] if comparison else "no-baseline"
+    out["regressed_classes"] = comparison["regressed_classes"] if comparison else []
+    if out["evaluated"]:
+        out["report"] = str(_write(settings.report_dir, cand, reports, history, comparison))
+    return out
 
 
 def _write(report_dir: Path, cand, reports, history, comparison) -> Path:

@@ -61,7 +61,7 @@ runs = Table(
     Column("url", String(2000), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    # a stored vocab.RunStatus: running | completed | incomplete | interrupted
+    # a stored vocab.RunStatus: running | completed | incomplete | failed | interrupted
     Column("status", String(20), nullable=False),
     Column("n_planned", Integer, nullable=False, default=0),
     Column("n_sent", Integer, nullable=False, default=0),
@@ -69,6 +69,8 @@ runs = Table(
     Column("error", Text),
     Column("collector_version", String(50), nullable=False),
     Column("test_set_hash", String(64), nullable=False),
+    Column("owner", String(300)),  # host:pid:token of the collector process running it
+    Column("heartbeat_at", DateTime(timezone=True)),  # refreshed while that process is alive
 )
 
 predictions = Table(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, case, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
+from .redact import redact_url
 from .schema import failures, images, model_urls, models, predictions, runs
 from .vocab import ImageKind, RunStatus
 
@@ -28,17 +31,14 @@ def now() -> datetime:
 
 
 def safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+    return redact_url(url)
 
 
 def make_engine(url: str) -> Engine:
     try:
         u = make_url(url)
     except ArgumentError:
-        raise StoreError(f"not a database URL: {url!r} (e.g. sqlite:///pokemon_tester.db or "
+        raise StoreError(f"not a database URL: {redact_url(url)!r} (e.g. sqlite:///pokemon_tester.db or "
                          "postgresql://user:password@host:5432/db)") from None
     if u.drivername == "postgresql":
         u = u.set(drivername="postgresql+psycopg2")  # the driver this project ships
@@ -201,31 +201,87 @@ def upsert_model(conn: Connection, *, meta: dict, url: str) -> int:
     return model_id
 
 
+def find_model(conn: Connection, *, fingerprint: str) -> ModelInfo | None:
+    r = conn.execute(select(models.c.id, models.c.name, models.c.version, models.c.fingerprint, models.c.labels,
+                            models.c.first_seen).where(models.c.fingerprint == fingerprint)).first()
+    return ModelInfo(*r) if r else None
+
+
 def done_image_ids(conn: Connection, *, model_id: int) -> set[int]:
     return set(conn.execute(select(predictions.c.image_id).where(predictions.c.model_id == model_id)).scalars())
 
 
+HEARTBEAT_S = 15.0  # a running collector refreshes its runs' heartbeat this often
+STALE_AFTER_S = 180.0  # a run whose heartbeat is this old belongs to a dead process
+
+
+def process_owner() -> str:
+    """host:pid:token of this process (the token tells a reused pid apart)."""
+    return f"{socket.gethostname()[:200]}:{os.getpid()}:{_TOKEN}"
+
+
+_TOKEN = os.urandom(6).hex()
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    """True when `owner` ran on this host and its pid is gone (or is another process now)."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid, _, token = rest.partition(":")
+    if host != socket.gethostname()[:200] or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return token != _TOKEN
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def start_run(conn: Connection, *, model_id: int, url: str, n_planned: int, collector_version: str,
               test_set_hash: str) -> int:
-    # A run still 'running' for this model was killed (SIGKILL, power loss): say so.
-    conn.execute(update(runs).where(runs.c.model_id == model_id, runs.c.status == RunStatus.RUNNING.value)
-                 .values(status=RunStatus.INTERRUPTED.value))
+    t = now()
     return conn.execute(runs.insert().values(
-        model_id=model_id, url=url, started_at=now(), status=RunStatus.RUNNING.value, n_planned=n_planned,
-        n_sent=0, n_failed=0, collector_version=collector_version,
-        test_set_hash=test_set_hash)).inserted_primary_key[0]
+        model_id=model_id, url=url, started_at=t, status=RunStatus.RUNNING.value, n_planned=n_planned,
+        n_sent=0, n_failed=0, collector_version=collector_version, test_set_hash=test_set_hash,
+        owner=process_owner(), heartbeat_at=t)).inserted_primary_key[0]
+
+
+def heartbeat(conn: Connection, *, run_ids: list[int]) -> None:
+    if run_ids:
+        conn.execute(update(runs).where(runs.c.id.in_(run_ids), runs.c.status == RunStatus.RUNNING.value)
+                     .values(heartbeat_at=now()))
+
+
+def reap_dead_runs(conn: Connection, *, stale_after_s: float = STALE_AFTER_S) -> list[int]:
+    """Runs left 'running' by a dead process become 'interrupted'; live processes' runs stay.
+
+    Dead: its owner ran on this host and its pid is gone, or its heartbeat is older than
+    `stale_after_s` (a process on another host, or one killed with the machine).
+    """
+    cutoff = now() - timedelta(seconds=stale_after_s)
+    dead = []
+    for run_id, owner, beat in conn.execute(select(runs.c.id, runs.c.owner, runs.c.heartbeat_at)
+                                            .where(runs.c.status == RunStatus.RUNNING.value)):
+        if beat is not None and beat.tzinfo is None:
+            beat = beat.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
+        if _owner_is_dead(owner) or beat is None or beat < cutoff:
+            dead.append(run_id)
+    if dead:
+        conn.execute(update(runs).where(runs.c.id.in_(dead), runs.c.status == RunStatus.RUNNING.value)
+                     .values(status=RunStatus.INTERRUPTED.value, finished_at=now(),
+                             error="the collector process running it died"))
+    return dead
 
 
 def finish_run(conn: Connection, *, run_id: int, status: RunStatus, n_sent: int, n_failed: int,
                error: str | None = None) -> None:
     conn.execute(update(runs).where(runs.c.id == run_id).values(
         status=RunStatus(status).value, finished_at=now(), n_sent=n_sent, n_failed=n_failed, error=error))
-
-
-def mark_interrupted(conn: Connection) -> None:
-    """After Ctrl-C: runs still 'running' become 'interrupted' (what they stored stays valid)."""
-    conn.execute(update(runs).where(runs.c.status == RunStatus.RUNNING.value)
-                 .values(status=RunStatus.INTERRUPTED.value, finished_at=now()))
 
 
 def insert_predictions(conn: Connection, *, rows: list[dict]) -> int:

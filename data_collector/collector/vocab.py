@@ -10,13 +10,14 @@ class RunStatus(StrEnum):
 
     RUNNING = "running"
     COMPLETED = "completed"
-    INCOMPLETE = "incomplete"  # stopped by an error (server failure, model changed mid-run)
+    INCOMPLETE = "incomplete"  # stopped by an error after some answers were stored
+    FAILED = "failed"  # stopped with nothing stored: every image rejected, or invalid answers
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, or a process that died while running
     SKIPPED = "skipped"  # nothing to send: already evaluated, or the same model at another URL
     ERROR = "error"  # never started: the server could not be reached or described itself badly
 
 
-FAILED_STATUSES = frozenset({RunStatus.INCOMPLETE, RunStatus.ERROR})
+FAILED_STATUSES = frozenset({RunStatus.INCOMPLETE, RunStatus.FAILED, RunStatus.ERROR})
 
 
 class ImageKind(StrEnum):

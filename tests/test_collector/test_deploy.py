@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from collector import store
 from collector.collect import CollectOptions
 from collector.deploy import DeploySettings
-from collector.hook import create_hook_app
+from collector.hook import HostPolicy, create_hook_app
 from collector.schema import runs
 from helpers import LiveServer, run_cli, write_color_model
 
@@ -77,7 +77,8 @@ def test_deploy_hook(tmp_path, big_data):
     v1 = write_color_model(tmp_path / "v1", ["red", "green", "blue"], version="1")
     v2 = write_color_model(tmp_path / "v2", ["red", "green", "blue"], version="2", swap=("green", "blue"))
     settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "rep", opts=CollectOptions())
-    hook = create_hook_app(engine=engine, settings=settings, token="s3cret-token").test_client()
+    hook = create_hook_app(engine=engine, settings=settings, token="s3cret-token",
+                           allowed=HostPolicy(["127.0.0.1"])).test_client()
     auth = {"Authorization": "Bearer s3cret-token"}
     switch = Switch(v1)
     with LiveServer(switch) as srv:

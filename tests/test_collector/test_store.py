@@ -94,18 +94,41 @@ def test_insert_predictions_is_idempotent(db_url):
         assert store.insert_predictions(conn, rows=[]) == 0
 
 
-def test_run_statuses_running_interrupted(db_url):
+def test_only_a_dead_process_runs_are_marked_interrupted(db_url):
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
     engine = engine_for(db_url)
     model_id = store_model(engine, name="m", version="1", fingerprint="e" * 64, labels=["x"],
                            answers=_answers(["x"], 1))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is gone
+    host = store.process_owner().split(":")[0]
+    runs_by_case = {}
     with engine.begin() as conn:
-        first = store.start_run(conn, model_id=model_id, url="u", n_planned=1, collector_version="t",
-                                test_set_hash="0" * 64)
-        second = store.start_run(conn, model_id=model_id, url="u", n_planned=1, collector_version="t",
-                                 test_set_hash="0" * 64)  # a new run of the same model: the old one was killed
-    status = {r.id: r.status for r in engine.connect().execute(select(runs.c.id, runs.c.status))}
-    assert status[first] == RunStatus.INTERRUPTED and status[second] == RunStatus.RUNNING
+        for case in ("mine", "dead pid", "stale heartbeat", "other host, fresh", "other host, no heartbeat"):
+            runs_by_case[case] = store.start_run(conn, model_id=model_id, url="u", n_planned=1,
+                                                 collector_version="t", test_set_hash="0" * 64)
+        owners = {"dead pid": f"{host}:{dead.pid}:abc", "stale heartbeat": "elsewhere:1:abc",
+                  "other host, fresh": "elsewhere:2:abc", "other host, no heartbeat": "elsewhere:3:abc"}
+        for case, owner in owners.items():
+            conn.execute(update(runs).where(runs.c.id == runs_by_case[case]).values(owner=owner))
+        conn.execute(update(runs).where(runs.c.id == runs_by_case["stale heartbeat"])
+                     .values(heartbeat_at=store.now() - timedelta(seconds=store.STALE_AFTER_S + 60)))
+        conn.execute(update(runs).where(runs.c.id == runs_by_case["other host, no heartbeat"])
+                     .values(heartbeat_at=None))
     with engine.begin() as conn:
-        store.mark_interrupted(conn)
+        reaped = store.reap_dead_runs(conn)
+    assert sorted(reaped) == sorted(runs_by_case[c] for c in ("dead pid", "stale heartbeat",
+                                                             "other host, no heartbeat"))
     with engine.connect() as conn:
-        assert set(conn.execute(select(runs.c.status)).scalars()) == {"completed", "interrupted"}
+        status = dict(conn.execute(select(runs.c.id, runs.c.status)).all())
+    assert status[runs_by_case["mine"]] == RunStatus.RUNNING  # this process is alive
+    assert status[runs_by_case["other host, fresh"]] == RunStatus.RUNNING
+    assert status[runs_by_case["dead pid"]] == RunStatus.INTERRUPTED
+    with engine.begin() as conn:
+        store.heartbeat(conn, run_ids=[runs_by_case["other host, fresh"]])
+        assert store.reap_dead_runs(conn) == []

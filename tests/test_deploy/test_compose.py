@@ -145,7 +145,8 @@ def test_compose_services_as_local_processes(tmp_path):
         db = f"sqlite:///{tmp_path / 'compose.db'}"
         hook_port = free_port()
         col_env = dict(base_env, DATABASE_URL=db, TEST_DATA_DIR=str(ROOT / "test_data"), HOOK_PORT=str(hook_port),
-                       HOOK_HOST="127.0.0.1", REPORT_DIR=str(tmp_path / "reports"), MPLCONFIGDIR=str(tmp_path))
+                       HOOK_HOST="127.0.0.1", REPORT_DIR=str(tmp_path / "reports"), MPLCONFIGDIR=str(tmp_path),
+                       HOOK_TOKEN="a-test-token-of-32-characters-xx", HOOK_ALLOWED_HOSTS="127.0.0.1")
         hook = subprocess.Popen([str(VENV_BIN / "data-collector"), "hook"], env=col_env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(hook)
@@ -164,7 +165,8 @@ def test_compose_services_as_local_processes(tmp_path):
             n = c.execute(text("SELECT COUNT(DISTINCT model_id) FROM predictions")).scalar_one()
         assert n == 3
         # The deploy hook in that same environment: the model is known, nothing new to send.
-        resp = requests.post(f"http://127.0.0.1:{hook_port}/hooks/deployed", json={"url": urls[1]}, timeout=120)
+        resp = requests.post(f"http://127.0.0.1:{hook_port}/hooks/deployed", json={"url": urls[1]}, timeout=300,
+                             headers={"Authorization": f"Bearer {col_env['HOOK_TOKEN']}"})
         assert resp.status_code == 200 and resp.json()["evaluated"] is False
         assert resp.json()["verdict"] in ("pass", "regression", "no-baseline")
     finally:

@@ -10,11 +10,28 @@ import logging
 import click
 
 from .. import __version__, store
+from ..redact import redact_url
 from . import collecting, database, deploying, reporting
-from .common import option
+from .common import fail, option
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """No traceback without -v: an unexpected error is one line and exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001
+            if (ctx.obj or {}).get("verbose"):
+                raise
+            fail(f"unexpected {type(e).__name__}: {redact_url(str(e)).splitlines()[0] if str(e) else ''} "
+                 "(run with -v for the traceback)")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @option("--db", env="DATABASE_URL", default=store.DEFAULT_DB_URL,
         help="SQLAlchemy database URL, e.g. postgresql://user:password@host:5432/db")
 @option("--db-attempts", env="DB_ATTEMPTS", type=click.IntRange(1, 600), default=1,
@@ -25,7 +42,7 @@ from .common import option
 def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
     """Evaluate model servers on the labelled test set and store every prediction."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    ctx.obj = {"db": db, "db_attempts": db_attempts}
+    ctx.obj = {"db": db, "db_attempts": db_attempts, "verbose": verbose}
 
 
 for _cmd in (collecting.collect_cmd, collecting.models_cmd, database.db_group, reporting.report_cmd,

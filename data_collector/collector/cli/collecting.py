@@ -12,7 +12,7 @@ from rich.text import Text
 
 from .. import store
 from ..client import ModelServerError
-from ..collect import DatabaseFailure, ModelResult, collect, mark_interrupted
+from ..collect import DatabaseFailure, ModelResult, collect
 from ..formatting import num
 from ..testset import TestSetError
 from ..vocab import FAILED_STATUSES
@@ -57,8 +57,7 @@ def collect_cmd(ctx, urls, **kw):
             fail(str(e), 2)
         except (ModelServerError, DatabaseFailure, store.StoreError) as e:
             fail(str(e))
-        except KeyboardInterrupt:
-            mark_interrupted(engine)
+        except KeyboardInterrupt:  # collect() has marked this process's runs interrupted
             fail("interrupted; what was stored is kept, run again to resume", 130)
     print_summary(results)
     bad = [r for r in results if r.status in FAILED_STATUSES]

@@ -77,9 +77,13 @@ def collect_options(f):
         option("--max-in-flight", env="MAX_IN_FLIGHT", type=click.IntRange(1, 64), default=None,
                show_default="2 per model, at most 8", help="requests in flight over all models"),
         option("--timeout", env="REQUEST_TIMEOUT", type=click.FloatRange(0.1), default=60.0,
-               help="seconds to wait for one response"),
+               help="seconds one request may take in all: connect, send, the whole response"),
         option("--retries", env="REQUEST_RETRIES", type=click.IntRange(0, 20), default=3,
-               help="retries on connection errors and 5xx, with exponential backoff"),
+               help="retries on refused connections and 5xx, with exponential backoff"),
+        option("--max-response-bytes", env="MAX_RESPONSE_BYTES", type=click.IntRange(1024), default=16 * 2**20,
+               help="largest predict answer accepted, compressed or decompressed"),
+        option("--max-metadata-bytes", env="MAX_METADATA_BYTES", type=click.IntRange(1024), default=2**20,
+               help="largest metadata answer accepted"),
         option("--no-migrate", env="NO_MIGRATE", is_flag=True, show_default=False,
                help="never create or migrate tables; fail if the schema is not current"),
     ])
@@ -87,7 +91,8 @@ def collect_options(f):
 
 def collect_options_from(kw: dict) -> CollectOptions:
     return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
-                          retries=kw["retries"])
+                          retries=kw["retries"], max_response_bytes=kw["max_response_bytes"],
+                          max_metadata_bytes=kw["max_metadata_bytes"])
 
 
 def threshold_options(f):

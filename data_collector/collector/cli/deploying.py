@@ -11,6 +11,7 @@ import click
 from .. import store
 from ..client import ModelClient, ModelServerError
 from ..deploy import DeploySettings, evaluate_deployment
+from ..hook import DEFAULT_ALLOWED_HOSTS, DEFAULT_MAX_JOBS
 from .common import (
     collect_options,
     collect_options_from,
@@ -64,7 +65,7 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
             n += 1
             for url in urls:
                 try:
-                    client = ModelClient(url, timeout=kw["timeout"], retries=0)
+                    client = ModelClient(url, limits=collect_options_from(kw).limits(), retries=0)
                     fp = client.metadata()["fingerprint"]
                     client.close()
                 except ModelServerError as e:
@@ -84,31 +85,56 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
         err.print("watch: stopped", markup=False)
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MIN_TOKEN_CHARS = 16
+
+
 @click.command("hook")
 @option("--host", env="HOOK_HOST", default="127.0.0.1", help="address to listen on")
 @option("--port", env="HOOK_PORT", type=click.IntRange(1, 65535), default=8090, help="port to listen on")
+@option("--allowed-hosts", env="HOOK_ALLOWED_HOSTS", default=",".join(DEFAULT_ALLOWED_HOSTS),
+        help="comma-separated names, addresses or CIDR networks the hook may contact")
+@option("--max-jobs", env="HOOK_MAX_JOBS", type=click.IntRange(1, 256), default=DEFAULT_MAX_JOBS,
+        help="evaluations queued or running at once; more are answered 429")
+@click.option("--no-auth", is_flag=True,
+              help="accept requests without a token (only on a loopback --host; HOOK_TOKEN unset)")
 @report_dir_option
 @threshold_options
 @collect_options
 @click.pass_context
-def hook_cmd(ctx, host, port, report_dir, **kw):
+def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw):
     """Serve POST /hooks/deployed {"url": ...} for CI/CD.
 
-    Requests need `Authorization: Bearer <HOOK_TOKEN>` when the environment sets HOOK_TOKEN.
+    Requests need `Authorization: Bearer <HOOK_TOKEN>`: the hook does not start without a
+    token of 16+ characters in the environment, unless started with --no-auth on loopback.
     """
     from werkzeug.serving import make_server
 
-    from ..hook import create_hook_app
+    from ..hook import HostPolicy, create_hook_app
 
+    token = os.environ.get("HOOK_TOKEN") or None
+    if no_auth:
+        if token:
+            fail("--no-auth with HOOK_TOKEN set: choose one", 2)
+        if host not in LOOPBACK:
+            fail(f"--no-auth only on a loopback address (127.0.0.1, ::1), not {host}", 2)
+    elif not token:
+        fail("set HOOK_TOKEN (16+ random characters) for the deploy hook, or start it with --no-auth on "
+             "127.0.0.1 for local use", 2)
+    elif len(token) < MIN_TOKEN_CHARS or token.lower().startswith("change-me"):
+        fail(f"HOOK_TOKEN is too weak: use {MIN_TOKEN_CHARS}+ random characters, not the example value", 2)
     try:  # no connection yet: the stack may start before ./setup_db.sh creates the role
         engine = store.make_engine(ctx.obj["db"])
     except store.StoreError as e:
         fail(str(e))
-    app = create_hook_app(engine=engine, settings=_deploy_settings(kw, report_dir),
-                          token=os.environ.get("HOOK_TOKEN") or None, migrate=not kw["no_migrate"])
-    # Evaluations are serialised anyway (one lock): a small threaded server is enough.
+    settings = _deploy_settings(kw, report_dir)
+    settings.opts.echo_errors = False  # never repeat a target's answer to the hook's caller
+    policy = HostPolicy(allowed_hosts.split(","))
+    app = create_hook_app(engine=engine, settings=settings, token=token, allowed=policy, max_jobs=max_jobs,
+                          migrate=not kw["no_migrate"])
     server = make_server(host, port, app, threaded=True)
-    err.print(f"deploy hook listening on http://{host}:{port}/hooks/deployed", markup=False)
+    err.print(f"deploy hook listening on http://{host}:{port}/hooks/deployed; may contact "
+              f"{policy.describe()}" + ("; NO AUTHENTICATION" if no_auth else ""), markup=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
