@@ -102,7 +102,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
 
     results: list[ModelResult] = []
     jobs: list[_Job] = []
-    seen_fp: dict[str, str] = {}
+    seen_fp: dict[str, tuple[str, list[str]]] = {}
     try:
         for url in urls:
             res = ModelResult(url=display_url(url) if isinstance(url, str) else str(url))
@@ -131,7 +131,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
 
 
 def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, items: list[TestImage],
-          image_ids: dict[str, int], ts_hash: str, seen_fp: dict[str, str], say) -> _Job | None:
+          image_ids: dict[str, int], ts_hash: str, seen_fp: dict[str, tuple[str, list[str]]], say) -> _Job | None:
     """Ask one server who it is; start a run if it has anything to evaluate."""
     try:
         client = ModelClient(url, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
@@ -143,11 +143,16 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, i
         return None
     res.name, res.version, res.fingerprint = meta["name"], meta["version"], meta["fingerprint"]
     if res.fingerprint in seen_fp:
-        res.status, res.error = RunStatus.SKIPPED, f"same model as {seen_fp[res.fingerprint]}"
-        say(f"{res.url}: same fingerprint as {seen_fp[res.fingerprint]}; evaluated once")
+        first_url, first_labels = seen_fp[res.fingerprint]
         client.close()
+        if first_labels != meta["labels"]:
+            res.error = (f"announces fingerprint {res.fingerprint[:12]} of {first_url} but other labels: refused, "
+                         "nothing stored (a fingerprint names one model)")
+            return None
+        res.status, res.error = RunStatus.SKIPPED, f"same model as {first_url}"
+        say(f"{res.url}: same fingerprint as {first_url}; evaluated once")
         return None
-    seen_fp[res.fingerprint] = res.url
+    seen_fp[res.fingerprint] = (res.url, list(meta["labels"]))
     with engine.begin() as conn:
         known = store.find_model(conn, fingerprint=res.fingerprint)
         if known is not None and list(known.labels) != meta["labels"]:

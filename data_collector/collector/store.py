@@ -38,8 +38,8 @@ def make_engine(url: str) -> Engine:
     try:
         u = make_url(url)
     except ArgumentError:
-        raise StoreError(f"not a database URL: {redact_url(url)!r} (e.g. sqlite:///pokemon_tester.db or "
-                         "postgresql://user:password@host:5432/db)") from None
+        raise StoreError("not a database URL (not shown: it may hold a password); expected e.g. "
+                         "sqlite:///pokemon_tester.db or postgresql://user:password@host:5432/db") from None
     if u.drivername == "postgresql":
         u = u.set(drivername="postgresql+psycopg2")  # the driver this project ships
     kwargs: dict = {}

@@ -146,3 +146,17 @@ def test_ml_server_help_shows_defaults():
                        timeout=120)
     assert r.returncode == 0
     assert "(default: 8080)" in r.stdout and "(default: 127.0.0.1)" in r.stdout
+
+
+def test_no_secret_is_ever_shown(tmp_path, color_model, test_data):
+    for db in ("postgresql://someone:s3cr3t-pw@127.0.0.1:1/x", "postgresql://someone:s3cr3t@pw@127.0.0.1:1/x",
+               "postgresql+nodriver://someone:s3cr3t-pw@h/x", "posgres:/someone:s3cr3t-pw@@h"):
+        r = run_cli("--db", db, "models")
+        assert r.exit_code != 0 and "s3cr3t" not in r.output, r.output
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    with serve_model(color_model) as srv:
+        with_userinfo = srv.url.replace("http://", "http://user:s3cr3t-pw@")
+        r = run_cli("--db", db, "collect", "--test-data", str(test_data), with_userinfo)
+        assert r.exit_code == 0 and "s3cr3t" not in r.output
+    r = run_cli("--db", db, "models", "--json")
+    assert "s3cr3t" not in r.output and "http://***@127.0.0.1:" in r.output
