@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import make_test_data, write_color_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from helpers import PG_ADMIN_URL  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +25,12 @@ def color_model(tmp_path_factory) -> Path:
 @pytest.fixture
 def test_data(tmp_path) -> Path:
     return make_test_data(tmp_path / "test_data")
+
+
+@pytest.fixture
+def big_data(tmp_path) -> Path:
+    """30 images per colour: enough for the paired tests to see a broken class."""
+    return make_test_data(tmp_path / "td", per_class=30)
 
 
 def _pg_available() -> bool:

@@ -210,7 +210,8 @@ class ModelClient:
                                         status=status)
                 continue
             return status, headers, body
-        assert last is not None
+        if last is None:  # retries < 0 cannot happen (click bounds it); say so rather than loop
+            raise ModelServerError(self.url, f"{method} {path}: no attempt made")
         raise ModelServerError(self.url, f"{last.reason} (after {self.retries + 1} attempts)", status=last.status)
 
     def _describe(self, status: int, headers: dict, body: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -64,7 +65,10 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode")
             if cur.fetchone()[0].lower() != "wal":  # switching needs an exclusive lock: only once
-                cur.execute("PRAGMA journal_mode=WAL")
+                try:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                except sqlite3.OperationalError:
+                    pass  # another connection holds the file: a later connection switches it
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
     return engine

@@ -19,13 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import PG_ADMIN_URL
 from hostile_server import BEHAVIOURS, FP, HostileServer
 from sqlalchemy import func, select
 
 from collector import store
 from collector.schema import models, predictions, runs
-from helpers import make_test_data, serve_model
+from helpers import PG_ADMIN_URL, make_test_data, serve_model
 
 DEADLINE_S = 3.0  # --timeout of every case
 RETRIES = 1
