@@ -84,6 +84,17 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
             lines.append(f"| {lab} | {c['support']} | {num(c['recall'])} | {num(c['precision'])} | "
                          f"{num(c['f1'])} |")
         lines.append("")
+    plat = config["training"].get("platform")
+    if plat:
+        lines += ["## Reproducing these weights", "",
+                  "The command above gives these exact weights (this fingerprint) with the same data, seed and",
+                  "library versions on an x86-64 CPU with the same instruction-set features:",
+                  f"`{' '.join(plat['isa_flags']) or 'unknown'}` ({plat['cpu']}). The core count and thread",
+                  "settings do not matter: training pins TensorFlow to "
+                  f"{plat['threads']['intra_op']} intra-op and {plat['threads']['inter_op']} inter-op threads.",
+                  "On a CPU with other features (another generation: AVX-512 or AMX present or absent)",
+                  "oneDNN runs other kernels, floats add up in another order, and the retrained model has",
+                  "other weights: a new fingerprint, which the collector evaluates as a new model.", ""]
     lines += ["## Limits", "",
               "Trained from scratch on a few hundred images per class; classes outside the label list",
               "(e.g. the lookalike probes in `test_data/lookalikes/`) are still forced onto one of the",

@@ -37,6 +37,45 @@ WARMUP_EPOCHS = 3
 LABEL_SMOOTHING = 0.05
 MIN_CLASS_SHARE = 0.6  # oversample every class to >= 60% of the largest one
 WEIGHT_DECAY = 0.005  # decoupled (AdamW); BatchNorm and biases excluded
+# TensorFlow's default is one thread per core, and the summation order of its kernels follows
+# the thread count: pinned, the weights do not depend on how many cores the machine has.
+TRAIN_THREADS = 2
+# CPU features that decide which kernels oneDNN runs (and so the float summation order).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+             "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+KERNEL_ENV = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+              "OMP_NUM_THREADS")
+
+
+def pin_threads(n: int = TRAIN_THREADS) -> bool:
+    """Fix TensorFlow's thread pools; False when the runtime was already started (then unpinned)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+        return True
+    except RuntimeError:  # TensorFlow already ran an op in this process (e.g. inside a test session)
+        return False
+
+
+def platform_facts(*, threads: int, pinned: bool) -> dict:
+    """What decides whether another machine reproduces these weights bit for bit."""
+    import platform
+
+    cpu, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu == "unknown":
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "cpu": cpu, "isa_flags": [f for f in ISA_FLAGS if f in flags],
+            "threads": {"intra_op": threads if pinned else "default (one per core)",
+                        "inter_op": threads if pinned else "default (one per core)"},
+            "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
 
 
 def balanced_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -116,6 +155,7 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
           arch: str = "compact", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, seed: int = SEED,
           train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR, command: str = "", verbose: int = 2,
           weight_decay: float = WEIGHT_DECAY) -> dict:
+    pinned = pin_threads(TRAIN_THREADS)  # before TensorFlow runs anything
     import keras
     import tensorflow as tf
 
@@ -158,7 +198,8 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
                   "schedule": "cosine with warmup", "label_smoothing": LABEL_SMOOTHING,
                   "weight_decay": weight_decay, "deterministic_ops": True,
-                  "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx))})
+                  "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx)),
+                  "platform": platform_facts(threads=TRAIN_THREADS, pinned=pinned)})
     save_plot(history, out / "training.png", f"{name} ({arch})")
     write_model_card(out, config, fingerprint=fingerprint(export.get_weights(), labels, spec),
                      command=command or "python -m model_creation.train " + shlex.join(

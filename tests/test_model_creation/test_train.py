@@ -87,3 +87,61 @@ def test_training_is_reproducible(trained, tmp_path):
     train(labels=["red", "green", "blue"], out=again, arch="tiny", epochs=1, batch_size=4,
           train_dir=base / "train", test_dir=base / "test", verbose=0, version="7")
     assert load_model_folder(again).fingerprint == load_model_folder(out).fingerprint
+
+
+TRAIN_IN_A_FRESH_PROCESS = r"""
+import hashlib, json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from helpers import COLORS, color_png
+from model_creation.split_data import write_manifest
+from model_creation.train import train
+
+def folder(base, counts, seed):
+    rows = []
+    for label, n in counts.items():
+        (base / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            data = color_png(COLORS[label], seed=seed + i + 100 * len(label), size=40)
+            (base / label / f"{{i}}.png").write_bytes(data)
+            rows.append({{"path": f"{{label}}/{{i}}.png", "label": label, "kind": "sprite", "source": f"s{{i}}",
+                          "sha256": hashlib.sha256(data).hexdigest()}})
+    write_manifest(base / "manifest.csv", rows)
+    return base
+
+tmp = Path({tmp!r})
+config = train(labels=["red", "green", "blue"], out=tmp / "m", arch="compact", epochs=1, batch_size=8,
+               train_dir=folder(tmp / "train", {{"red": 16, "green": 16, "blue": 16}}, 0),
+               test_dir=folder(tmp / "test", {{"red": 2, "green": 2, "blue": 2}}, 500), verbose=0)
+from model_server.model import load_model_folder
+print(json.dumps({{"fingerprint": load_model_folder(tmp / "m").fingerprint,
+                  "platform": config["training"]["platform"]}}))
+"""
+
+
+def test_weights_do_not_depend_on_the_thread_environment(tmp_path):
+    """The promise of the model cards: the same weights whatever the core count or thread settings.
+
+    TensorFlow left alone sizes its thread pools from the environment or the core count, and the
+    compact network's weights then differ (measured: 1 vs 2 intra-op threads give two fingerprints);
+    training pins both pools.
+    """
+    import os
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).resolve().parents[1])
+    results = []
+    for i, threads in enumerate(("1", "4")):
+        env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
+               "OMP_NUM_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        (tmp_path / str(i)).mkdir()
+        code = TRAIN_IN_A_FRESH_PROCESS.format(tests=tests, tmp=str(tmp_path / str(i)))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert results[0]["fingerprint"] == results[1]["fingerprint"]
+    platform = results[0]["platform"]
+    assert platform["threads"] == {"intra_op": 2, "inter_op": 2}
+    assert platform["kernel_env"]["TF_NUM_INTRAOP_THREADS"] == "1"  # recorded, and overridden
+    assert platform["machine"] and isinstance(platform["isa_flags"], list)
