@@ -17,8 +17,6 @@ import json
 import os
 import tempfile
 import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -63,22 +61,11 @@ def raw_rate(test_dir: Path, model_name: str) -> tuple[float, float, int]:
     return len(items) / predict, len(items) / (predict + decode), len(items)
 
 
-@contextmanager
 def pg_database():
     """A scratch PostgreSQL database, dropped afterwards."""
-    from sqlalchemy import create_engine, text
+    from collector import store
 
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    return store.scratch_database(PG_ADMIN, prefix="bench")
 
 
 def storage(n_rows: int) -> dict:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Retrain the three shipped models (called by `make models`). About 25 minutes on 2 CPU cores.
+# Retrain the three shipped models (called by `make models`). About 18 minutes on 2 idle CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -56,20 +55,10 @@ def pg_url(pg_available):
     """A fresh PostgreSQL database for one test, dropped afterwards."""
     if not pg_available:
         pytest.skip("PostgreSQL at 127.0.0.1:5432 not reachable")
-    from sqlalchemy import create_engine, text
+    from collector import store
 
-    name = f"pct_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with store.scratch_database(PG_ADMIN_URL, prefix="pct_test") as url:
         yield url
-    finally:
-        with admin.connect() as c:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -228,15 +228,21 @@ class ModelClient:
         return f"{what} ({ctype}, {len(body)} bytes)"
 
     # ---- the protocol --------------------------------------------------------------------
+    def _call_json(self, method: str, path: str, *, max_bytes: int, hint: str = "", **kwargs):
+        """A 200 answer's JSON, or a ModelServerError saying what came instead."""
+        status, headers, body = self._request(method, path, max_bytes=max_bytes, **kwargs)
+        if status != 200:
+            raise ModelServerError(self.url, f"{method} {path} answered {self._describe(status, headers, body)}",
+                                   status=status)
+        data = _json(body)
+        if data is _NOT_JSON:
+            raise ModelServerError(self.url, f"{method} {path} did not return JSON{hint}")
+        return data
+
     def metadata(self) -> dict:
         """The model's checked identity (name, version, fingerprint, labels, ...)."""
-        status, headers, body = self._request("GET", "/metadata", max_bytes=self.limits.max_metadata_bytes)
-        if status != 200:
-            raise ModelServerError(self.url, f"GET /metadata answered {self._describe(status, headers, body)}",
-                                   status=status)
-        meta = _json(body)
-        if meta is _NOT_JSON:
-            raise ModelServerError(self.url, "GET /metadata did not return JSON: is this a model server?")
+        meta = self._call_json("GET", "/metadata", max_bytes=self.limits.max_metadata_bytes,
+                               hint=": is this a model server?")
         try:
             return check_metadata(meta)
         except InvalidAnswer as e:
@@ -245,15 +251,7 @@ class ModelClient:
     def predict(self, images: list[tuple[str, bytes]]) -> dict:
         """The raw JSON answer to one batch (checked by validate.predictions)."""
         files = [("images", (name.rsplit("/", 1)[-1], data, "application/octet-stream")) for name, data in images]
-        status, headers, body = self._request("POST", "/predict", max_bytes=self.limits.max_response_bytes,
-                                              files=files)
-        if status != 200:
-            raise ModelServerError(self.url, f"POST /predict answered {self._describe(status, headers, body)}",
-                                   status=status)
-        data = _json(body)
-        if data is _NOT_JSON:
-            raise ModelServerError(self.url, "POST /predict did not return JSON")
-        return data
+        return self._call_json("POST", "/predict", max_bytes=self.limits.max_response_bytes, files=files)
 
 
 _NOT_JSON = object()

@@ -6,7 +6,9 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,6 +137,32 @@ def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
         upgrade(engine)
     except DBAPIError as e:
         raise StoreError(f"migration failed (does this role own the schema?): {getattr(e, 'orig', e)}") from None
+
+
+@contextmanager
+def scratch_database(admin_url: str, *, prefix: str = "pct_scratch") -> Iterator[str]:
+    """A new, empty PostgreSQL database for a test or a benchmark; dropped afterwards."""
+    import psycopg2
+    from psycopg2 import sql
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    connect_args = make_url(admin_url).translate_connect_args(username="user", database="dbname")
+
+    def run(statement, *args) -> None:
+        raw = psycopg2.connect(**connect_args)
+        try:
+            raw.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+            with raw.cursor() as cur:
+                cur.execute(statement, *args)
+        finally:
+            raw.close()
+
+    run(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        run(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def destroy(engine: Engine) -> None:

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -163,19 +162,8 @@ def fresh_database(backend: str, tmp: Path, name: str):
     if backend == "sqlite":
         yield f"sqlite:///{tmp / (name + '.db')}"
         return
-    from sqlalchemy import create_engine, text
-
-    db = f"pct_hostile_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{db}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{db}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": db})
-            c.execute(text(f'DROP DATABASE IF EXISTS "{db}"'))
-        admin.dispose()
+    with store.scratch_database(PG_ADMIN_URL, prefix="pct_hostile") as url:
+        yield url
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
