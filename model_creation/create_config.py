@@ -88,10 +88,12 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
     if plat:
         lines += ["## Reproducing these weights", "",
                   "The command above gives these exact weights (this fingerprint) with the same data, seed and",
-                  "library versions on an x86-64 CPU with the same instruction-set features:",
-                  f"`{' '.join(plat['isa_flags']) or 'unknown'}` ({plat['cpu']}). The core count and thread",
-                  "settings do not matter: training pins TensorFlow to "
-                  f"{plat['threads']['intra_op']} intra-op and {plat['threads']['inter_op']} inter-op threads.",
+                  f"library versions on an {plat['machine']} CPU with the same instruction-set features as the",
+                  f"one that trained it ({plat['cpu']}):", "",
+                  f"`{' '.join(plat['isa_flags']) or 'unknown'}`", "",
+                  "The core count and thread settings do not matter: training pins TensorFlow to "
+                  f"{plat['threads']['intra_op']} intra-op",
+                  f"and {plat['threads']['inter_op']} inter-op threads.",
                   "On a CPU with other features (another generation: AVX-512 or AMX present or absent)",
                   "oneDNN runs other kernels, floats add up in another order, and the retrained model has",
                   "other weights: a new fingerprint, which the collector evaluates as a new model.", ""]
