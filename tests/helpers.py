@@ -104,10 +104,22 @@ class LiveServer:
         self.stop()
 
 
-def serve_model(model_dir: Path) -> LiveServer:
+def serve_model(model_dir: Path, *, predict_delay: float = 0.0) -> LiveServer:
+    """The real model server on loopback; `predict_delay` seconds added to every POST /predict
+    keep a run going long enough for a test to interrupt it mid-way, however busy the machine."""
     from model_server.app import create_app
 
-    return LiveServer(create_app({"model_dir": str(model_dir), "load_async": False}))
+    app = create_app({"model_dir": str(model_dir), "load_async": False})
+    if predict_delay:
+        import time
+
+        from flask import request
+
+        @app.before_request
+        def _slow():
+            if request.path == "/predict":
+                time.sleep(predict_delay)
+    return LiveServer(app)
 
 
 def read_json(path: Path) -> dict:
@@ -132,7 +144,7 @@ sys.path.insert(0, {tests!r})
 from helpers import serve_model
 urls = []
 for folder in {models!r}:
-    srv = serve_model(Path(folder))
+    srv = serve_model(Path(folder), predict_delay={delay!r})
     srv.__enter__()
     urls.append(srv.url)
 Path({url_file!r}).write_text(" ".join(urls))
@@ -140,7 +152,7 @@ time.sleep(3600)
 """
 
 
-def start_server_process(model_dirs: list[Path], tmp: Path):
+def start_server_process(model_dirs: list[Path], tmp: Path, *, predict_delay: float = 0.0):
     """Model servers in a separate process (so it can be killed or stopped); returns (proc, urls)."""
     import subprocess
     import sys
@@ -148,7 +160,8 @@ def start_server_process(model_dirs: list[Path], tmp: Path):
 
     url_file = tmp / f"urls-{time.monotonic_ns()}"
     proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT.format(
-        tests=str(Path(__file__).resolve().parent), models=[str(m) for m in model_dirs], url_file=str(url_file))])
+        tests=str(Path(__file__).resolve().parent), models=[str(m) for m in model_dirs], url_file=str(url_file),
+        delay=predict_delay)])
     deadline = time.monotonic() + 240  # TensorFlow's import alone can take a minute on a busy machine
     while time.monotonic() < deadline:
         if url_file.exists() and url_file.read_text():

@@ -84,7 +84,7 @@ def test_sigkill_at_random_points_of_a_three_model_run(db_url, tmp_path, three_m
 @pytest.mark.parametrize("fault", ["killed", "hung"])
 def test_server_that_dies_or_hangs_mid_run(fault, tmp_path, color_model):
     data = make_test_data(tmp_path / "td", per_class=30)
-    server, (url,) = start_server_process([color_model], tmp_path)
+    server, (url,) = start_server_process([color_model], tmp_path, predict_delay=0.5)  # still running at the fault
     db_url = f"sqlite:///{tmp_path / 'f.db'}"
     engine = engine_for(db_url)
     try:
@@ -132,7 +132,7 @@ def test_database_that_goes_away_mid_run(pg_url, tmp_path, color_model):
         c.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
     role_url = pg_url.replace("postgres@", f"{role}@")
     engine = engine_for(pg_url)
-    server, (url,) = start_server_process([color_model], tmp_path)
+    server, (url,) = start_server_process([color_model], tmp_path, predict_delay=0.5)  # still running at the fault
     try:
         proc = subprocess.Popen(collector_cmd(role_url, data, [url], "--max-in-flight", "1", "--no-migrate"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

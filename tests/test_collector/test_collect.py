@@ -156,7 +156,7 @@ def test_sigterm_marks_the_run_interrupted_and_a_rerun_completes(tmp_path, color
     for i in range(40):
         (test_data / "red" / f"extra-{i}.png").write_bytes(color_png(COLORS["red"], seed=8000 + i))
     db_url = f"sqlite:///{tmp_path / 't.db'}"
-    server, (url,) = start_server_process([color_model], tmp_path)
+    server, (url,) = start_server_process([color_model], tmp_path, predict_delay=0.2)  # interrupted mid-run
     try:
         cmd = [sys.executable, "-m", "collector.cli", "--db", db_url, "collect", "--test-data", str(test_data),
                "--batch-size", "2", "--max-in-flight", "1", url]
@@ -183,7 +183,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(db_url, tmp_path, colo
     """SIGKILL the collector process mid-run, rerun, compare with an uninterrupted run."""
     for i in range(40):  # more images so the kill lands mid-run
         (test_data / "blue" / f"extra-{i}.png").write_bytes(color_png(COLORS["blue"], seed=7000 + i))
-    server, (url,) = start_server_process([color_model], tmp_path)
+    server, (url,) = start_server_process([color_model], tmp_path, predict_delay=0.2)  # interrupted mid-run
     try:
         cmd = [sys.executable, "-m", "collector.cli", "--db", db_url, "collect", "--test-data", str(test_data),
                "--batch-size", "2", "--max-in-flight", "1", url]
