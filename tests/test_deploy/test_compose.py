@@ -127,32 +127,47 @@ def test_k8s_validator_rejects_a_broken_resource():
         kubernetes_validate.validate(bad, "1.37.0", strict=True)
 
 
+def _start_on_a_free_port(start, attempts: int = 3):
+    """start(port) -> Popen; started again on another port if it exits before it is healthy
+    (a port chosen free can be taken by someone else before the server binds it)."""
+    for attempt in range(attempts):
+        port = free_port()
+        proc = start(port)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
+            return proc, port
+        except AssertionError:
+            if proc.poll() is None or attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_compose_services_as_local_processes(tmp_path):
     """Each service's command and environment, run as a local process on loopback."""
     procs, urls = [], []
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MODEL_"))}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MODEL_", "HOOK_"))}
     try:
         for m in MODELS:
-            port = free_port()
-            env = {**base_env, **SERVICES[m]["environment"], "PORT": str(port), "HOST": "127.0.0.1",
-                   "MODEL_DIR": str(ROOT / "trained_models" / m)}
-            # The image's CMD: `python ml_server.py --host $HOST --port $PORT`, in the model folder.
-            cmd = [sys.executable, "ml_server.py", "--host", env["HOST"], "--port", env["PORT"]]
-            procs.append(subprocess.Popen(cmd,
-                                          cwd=ROOT / "trained_models" / m, env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
+            def start(port, m=m):
+                env = {**base_env, **SERVICES[m]["environment"], "PORT": str(port), "HOST": "127.0.0.1",
+                       "MODEL_DIR": str(ROOT / "trained_models" / m)}
+                # The image's CMD: `python ml_server.py --host $HOST --port $PORT`, in the model folder.
+                return subprocess.Popen([sys.executable, "ml_server.py", "--host", env["HOST"], "--port", env["PORT"]],
+                                        cwd=ROOT / "trained_models" / m, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+            proc, port = _start_on_a_free_port(start)
+            procs.append(proc)
             urls.append(f"http://127.0.0.1:{port}")
         db = f"sqlite:///{tmp_path / 'compose.db'}"
-        hook_port = free_port()
-        col_env = dict(base_env, DATABASE_URL=db, TEST_DATA_DIR=str(ROOT / "test_data"), HOOK_PORT=str(hook_port),
-                       HOOK_HOST="127.0.0.1", REPORT_DIR=str(tmp_path / "reports"), MPLCONFIGDIR=str(tmp_path),
+        col_env = dict(base_env, DATABASE_URL=db, TEST_DATA_DIR=str(ROOT / "test_data"), HOOK_HOST="127.0.0.1",
+                       REPORT_DIR=str(tmp_path / "reports"), MPLCONFIGDIR=str(tmp_path),
                        HOOK_TOKEN="a-test-token-of-32-characters-xx", HOOK_ALLOWED_HOSTS="127.0.0.1")
-        hook = subprocess.Popen([str(VENV_BIN / "data-collector"), "hook"], env=col_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def start_hook(port):
+            return subprocess.Popen([str(VENV_BIN / "data-collector"), "hook"], env={**col_env, "HOOK_PORT": str(port)},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        hook, hook_port = _start_on_a_free_port(start_hook)
         procs.append(hook)
-        for u, p in zip(urls, procs, strict=False):
-            wait_healthy(u, p)
-        wait_healthy(f"http://127.0.0.1:{hook_port}", hook)
         for m, u in zip(MODELS, urls, strict=True):
             assert requests.get(u + "/metadata", timeout=60).json()["name"] == m
         # The README's exec line, from the collector's working directory.
