@@ -79,6 +79,16 @@ BEHAVIOURS: dict[str, str] = {
 }
 
 
+# The misbehaviours of GET /metadata: such a server is refused before anything of it is stored.
+METADATA_BEHAVIOURS = frozenset({
+    "labels null", "labels empty", "labels duplicated", "label of 100k characters", "name is a dict",
+    "NUL in the name", "CRLF in the version", "fingerprint is an int", "fingerprint too short",
+    "metadata is a list", "metadata not JSON", "metadata padded to 100 MB",
+    "reuses a stored fingerprint with other labels",
+})
+assert METADATA_BEHAVIOURS <= set(BEHAVIOURS)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     behaviour = ""

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hostile_server import BEHAVIOURS, FP, HostileServer
+from hostile_server import BEHAVIOURS, FP, METADATA_BEHAVIOURS, HostileServer
 from sqlalchemy import func, select
 
 from collector import store
@@ -37,8 +37,6 @@ MAX_RSS_MB = 300
 MAX_STORED_BYTES = 16 * 1024
 PARALLEL_CASES = 4  # cases run side by side (each with its own database and servers)
 
-METADATA_CASES = {name for name in BEHAVIOURS if name.startswith(("labels", "label of", "name", "NUL", "CRLF",
-                                                                  "fingerprint", "metadata", "reuses"))}
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +141,7 @@ def check_case(behaviour: str, db_url: str, bystander: str, by_fp: str, data: Pa
         expect(running == 0, f"{running} run(s) left running")
         growth = stored_bytes(c, bad_ids)
     engine.dispose()
-    if behaviour in METADATA_CASES:
+    if behaviour in METADATA_BEHAVIOURS:
         expect(bad_ids == [] and bad_runs == [], "a server that describes itself badly was stored")
     else:
         expect(bad_preds == 0, f"{bad_preds} predictions of the bad server were stored")
