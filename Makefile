@@ -4,14 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test demo models data lint bench bench-smoke reliability docker-smoke clean
+.PHONY: help venv test demo models data lint bench bench-smoke gate-study reliability docker-smoke clean
 
 help:
 	@echo "make demo     - start the three model servers, collect into SQLite, print the report"
 	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
 	@echo "make models   - retrain the three shipped models (18 min on 2 cores, measured with 'time make models')"
-	@echo "make data     - re-split ../shared/datasets into model_creation/dataset and test_data"
+	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
 	@echo "make bench    - benchmarks (writes bench/results.json)"
+	@echo "make gate-study - the regression gate on 6 real retrains of ml_original (about an hour on 2 cores)"
 	@echo "make lint     - ruff"
 	@echo "make reliability - fuzzing, hostile inputs, faults, 60 s load, dependency audit"
 	@echo "make docker-smoke - build the images and run the compose stack for real"
@@ -46,6 +47,9 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.run_all --smoke
+
+gate-study: $(STAMP)
+	$(BIN)/python -m bench.gate_study
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache pokemon_tester.db* demo_logs

@@ -27,14 +27,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def servers(names: list[str], *, threads: int = 4):
-    """`ml-server` (gunicorn) processes for the given model folders; yields their URLs."""
+def servers(names: list[str | Path], *, threads: int = 4):
+    """`ml-server` (gunicorn) processes for model folders (a name: trained_models/NAME); yields their URLs."""
     procs, urls = [], []
     exe = str(Path(sys.executable).parent / "ml-server")
     try:
         for name in names:
             port = free_port()
-            procs.append(subprocess.Popen([exe, "--model-dir", str(ROOT / "trained_models" / name), "--port", str(port),
+            folder = ROOT / "trained_models" / name if isinstance(name, str) else name
+            procs.append(subprocess.Popen([exe, "--model-dir", str(folder), "--port", str(port),
                                            "--threads", str(threads)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             urls.append(f"http://127.0.0.1:{port}")

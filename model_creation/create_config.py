@@ -29,7 +29,7 @@ def library_versions() -> dict:
 
 def create_config(out_dir: Path, *, name: str, version: str, labels: list[str], spec: Preprocessing,
                   architecture: str, training_data_hash: str, seed: int, metrics: dict,
-                  training: dict | None = None) -> dict:
+                  training: dict | None = None, validation_metrics: dict | None = None) -> dict:
     config = {
         "name": name,
         "version": version,
@@ -42,6 +42,7 @@ def create_config(out_dir: Path, *, name: str, version: str, labels: list[str], 
         "training": training or {},
         "library_versions": library_versions(),
         "metrics": metrics,
+        "validation_metrics": validation_metrics or {},
         "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,10 +76,16 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
         "test data in `test_data/` (never seen in training; sprite animations kept on one side).",
         "",
     ]
-    for subset, m in config["metrics"].items():
+    sections = [("Test", subset, m) for subset, m in config["metrics"].items()]
+    sections += [("Validation", subset, m) for subset, m in config.get("validation_metrics", {}).items()
+                 if subset == "all"]
+    for where, subset, m in sections:
         if not m.get("n"):
             continue
-        lines += [f"## Test {subset}: accuracy {num(m['accuracy'])} on {m['n']} images", "",
+        if where == "Validation":
+            lines += ["The validation split (`model_creation/validation/`, carved from the training side) is where",
+                      "the recipe was chosen; it is not used for training.", ""]
+        lines += [f"## {where} {subset}: accuracy {num(m['accuracy'])} on {m['n']} images", "",
                   "| class | support | recall | precision | F1 |", "|---|---|---|---|---|"]
         for lab, c in m["classes"].items():
             lines.append(f"| {lab} | {c['support']} | {num(c['recall'])} | {num(c['precision'])} | "

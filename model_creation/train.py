@@ -4,8 +4,14 @@
         --out trained_models/ml_original
 
 Story: load data (serving preprocessing) -> balance scarce classes -> augment with Keras
-preprocessing layers -> train (Adam, cosine schedule) -> evaluate on test_data -> export the
-model without optimizer state -> config.json, training-curve plot, MODEL_CARD.md.
+preprocessing layers -> train (Adam, cosine schedule) -> evaluate on the validation split and on
+test_data -> export the model without optimizer state -> config.json, training-curve plot,
+MODEL_CARD.md.
+
+Recipe choices are made on the validation split (`--no-test` evaluates only there); the test
+numbers are computed once, by the run that produces the shipped model.
+`--remove pikachu:0.75` drops a fixed subset (by content hash, the same for every seed) of one
+class's training images: the deliberately degraded retrains of the gate study.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from model_server.preprocessing import Preprocessing  # noqa: E402
 from .architectures import ARCHITECTURES, make_model  # noqa: E402
 from .create_config import create_config, write_model_card  # noqa: E402
 from .data import data_hash, load_split, per_class_metrics  # noqa: E402
-from .split_data import TEST_DIR, TRAIN_DIR  # noqa: E402
+from .split_data import TEST_DIR, TRAIN_DIR, VALIDATION_DIR  # noqa: E402
 
 SEED = 42
 EPOCHS = 120
@@ -124,6 +130,30 @@ def with_augmentation(model, input_shape: tuple[int, int, int], seed: int):
     return keras.Model(inputs, model(x), name="train_" + model.name)
 
 
+def remove_fraction(rows: list[dict], label: str, fraction: float) -> list[dict]:
+    """`rows` without the first `fraction` of `label`'s images in content-hash order (a fixed subset)."""
+    if not 0.0 < fraction < 1.0:
+        raise SystemExit(f"error: --remove {label}:{fraction}: the fraction must be between 0 and 1 (exclusive)")
+    of_label = sorted((r for r in rows if r["label"] == label), key=lambda r: r["sha256"])
+    if not of_label:
+        raise SystemExit(f"error: --remove {label}: no training images of that label")
+    dropped = {r["sha256"] for r in of_label[:round(len(of_label) * fraction)]}
+    return [r for r in rows if not (r["label"] == label and r["sha256"] in dropped)]
+
+
+def parse_removals(specs: list[str]) -> dict[str, float]:
+    out = {}
+    for spec in specs:
+        label, sep, frac = spec.partition(":")
+        try:
+            out[label] = float(frac) if sep and label else float("nan")
+        except ValueError:
+            out[label] = float("nan")
+        if out[label] != out[label]:
+            raise SystemExit(f"error: --remove {spec!r}: expected LABEL:FRACTION, e.g. pikachu:0.75")
+    return out
+
+
 def evaluate(model, labels: list[str], spec: Preprocessing, test_dir: Path) -> dict:
     metrics = {}
     for subset, kinds in (("photos", ("photo",)), ("sprites", ("sprite",)), ("all", ("photo", "sprite"))):
@@ -153,8 +183,9 @@ def save_plot(history: dict, path: Path, title: str) -> None:
 
 def train(*, labels: list[str], out: Path, name: str | None = None, version: str = "1",
           arch: str = "compact", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, seed: int = SEED,
-          train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR, command: str = "", verbose: int = 2,
-          weight_decay: float = WEIGHT_DECAY) -> dict:
+          train_dir: Path = TRAIN_DIR, test_dir: Path | None = TEST_DIR,
+          validation_dir: Path | None = VALIDATION_DIR, command: str = "", verbose: int = 2,
+          weight_decay: float = WEIGHT_DECAY, remove: dict[str, float] | None = None) -> dict:
     pinned = pin_threads(TRAIN_THREADS)  # before TensorFlow runs anything
     import keras
     import tensorflow as tf
@@ -166,6 +197,10 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
     name = name or out.name
 
     x, y, rows = load_split(train_dir, labels, spec)
+    for label, fraction in (remove or {}).items():
+        kept = {r["sha256"] for r in remove_fraction(rows, label, fraction)}
+        keep = np.array([r["sha256"] in kept for r in rows], dtype=bool)
+        x, y, rows = x[keep], y[keep], [r for r, k in zip(rows, keep, strict=True) if k]
     missing = sorted(set(labels) - {r["label"] for r in rows})
     if missing:
         raise SystemExit(f"error: no training images for {missing} in {train_dir}")
@@ -191,14 +226,17 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
     out.mkdir(parents=True, exist_ok=True)
     export.save(out / MODEL_FILE)
 
-    metrics = evaluate(export, labels, spec, test_dir)
+    metrics = evaluate(export, labels, spec, test_dir) if test_dir else {}
+    validation = (evaluate(export, labels, spec, validation_dir)
+                  if validation_dir and (validation_dir / "manifest.csv").is_file() else {})
     config = create_config(
         out, name=name, version=version, labels=labels, spec=spec, architecture=arch,
-        training_data_hash=data_hash(rows), seed=seed, metrics=metrics,
+        training_data_hash=data_hash(rows), seed=seed, metrics=metrics, validation_metrics=validation,
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
                   "schedule": "cosine with warmup", "label_smoothing": LABEL_SMOOTHING,
                   "weight_decay": weight_decay, "deterministic_ops": True,
                   "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx)),
+                  **({"removed": remove} if remove else {}),
                   "platform": platform_facts(threads=TRAIN_THREADS, pinned=pinned)})
     save_plot(history, out / "training.png", f"{name} ({arch})")
     write_model_card(out, config, fingerprint=fingerprint(export.get_weights(), labels, spec),
@@ -219,15 +257,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
+    ap.add_argument("--remove", action="append", default=[], metavar="LABEL:FRACTION",
+                    help="drop a fixed subset of one class's training images (repeatable)")
+    ap.add_argument("--no-test", action="store_true",
+                    help="evaluate on the validation split only (recipe selection)")
     args = ap.parse_args(argv)
     command = "python -m model_creation.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     config = train(labels=args.labels, out=args.out, name=args.name, version=args.version, arch=args.arch,
                    epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, command=command,
-                   weight_decay=args.weight_decay)
-    for subset, m in config["metrics"].items():
-        if m["n"]:
-            recalls = ", ".join(f"{k} {num(v['recall'], 2)}" for k, v in m["classes"].items() if v["support"])
-            print(f"test {subset}: accuracy {num(m['accuracy'])} (n={m['n']}); recall: {recalls}")
+                   weight_decay=args.weight_decay, remove=parse_removals(args.remove),
+                   test_dir=None if args.no_test else TEST_DIR)
+    for where, metrics in (("validation", config.get("validation_metrics", {})), ("test", config["metrics"])):
+        for subset, m in metrics.items():
+            if m["n"]:
+                recalls = ", ".join(f"{k} {num(v['recall'], 2)}" for k, v in m["classes"].items() if v["support"])
+                print(f"{where} {subset}: accuracy {num(m['accuracy'])} (n={m['n']}); recall: {recalls}")
 
 
 if __name__ == "__main__":

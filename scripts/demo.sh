@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the whole job on SQLite, no Docker. Starts the three model servers on loopback,
-# collects their predictions, prints the per-model, per-class report, stops the servers.
-# Run it again: nothing new is evaluated (models are known by fingerprint).
+# plus version 1 of ml_original (trained_models/archive/), collects their predictions, prints the
+# per-model, per-class report and the version-to-version comparison of ml_original, stops the
+# servers. Run it again: nothing new is evaluated (models are known by fingerprint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,7 @@ export DATABASE_URL=${DATABASE_URL:-sqlite:///pokemon_tester.db}
 LOGS=demo_logs
 mkdir -p "$LOGS"
 
-models=(ml_original ml_ditto ml_ditto_and_mimikyu)
+models=(ml_original ml_ditto ml_ditto_and_mimikyu archive/ml_original_v1)
 pids=()
 urls=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -19,7 +20,7 @@ trap cleanup EXIT INT TERM
 for i in "${!models[@]}"; do
   port=$((BASE_PORT + i))
   ml-server --model-dir "trained_models/${models[$i]}" --host 127.0.0.1 --port "$port" \
-    >"$LOGS/${models[$i]}.log" 2>&1 &
+    >"$LOGS/$(basename "${models[$i]}").log" 2>&1 &
   pids+=($!)
   urls+=("http://127.0.0.1:$port")
 done
@@ -28,12 +29,17 @@ echo "waiting for the model servers (${urls[*]}) ..."
 for i in "${!urls[@]}"; do
   python -c "import sys; from collector.health import wait_healthy, NotHealthy
 try: wait_healthy(sys.argv[1], deadline_s=300)
-except NotHealthy as e: sys.exit(f'error: {e}; see $LOGS/${models[$i]}.log')" "${urls[$i]}"
+except NotHealthy as e: sys.exit(f'error: {e}; see $LOGS/$(basename "${models[$i]}").log')" "${urls[$i]}"
 done
 
 before=$(data-collector models --json 2>/dev/null | python -c "import json,sys; print(sum(m['predictions'] for m in json.load(sys.stdin)))" 2>/dev/null || echo 0)
 data-collector collect "${urls[@]}"
 data-collector report
+echo
+echo "== ml_original, version 1 -> version 2: the regression gate =="
+status=0
+data-collector compare ml_original@1 ml_original@2 || status=$?
+if [ "$status" -ge 2 ]; then exit "$status"; fi  # 1 is the gate's verdict (a regression), not a demo failure
 after=$(data-collector models --json | python -c "import json,sys; print(sum(m['predictions'] for m in json.load(sys.stdin)))")
 echo
 if [ "$before" = "$after" ]; then

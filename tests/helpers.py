@@ -240,19 +240,22 @@ def collect_models(db_url: str, data: Path, *folders: Path):
 
 
 def store_model(engine, *, name: str, version: str, fingerprint: str, labels: list[str],
-                answers: list[tuple[str, str, str, str]], url: str = "http://model:8080") -> int:
-    """Store a model and its answers directly: (image sha256, true label, kind, predicted label)."""
+                answers: list[tuple], url: str = "http://model:8080") -> int:
+    """Store a model and its answers directly: (image sha256, true label, kind, predicted label[, scores])."""
     from collector import store
 
     with engine.begin() as conn:
         ids = store.upsert_images(conn, rows=[{"sha256": sha, "path": f"{label}/{sha[:8]}.png", "label": label,
-                                               "kind": kind} for sha, label, kind, _ in answers])
+                                               "kind": kind} for sha, label, kind, *_ in answers])
         model_id = store.upsert_model(conn, meta={"name": name, "version": version, "fingerprint": fingerprint,
                                                   "labels": labels}, url=url)
         run_id = store.start_run(conn, model_id=model_id, url=url, n_planned=len(answers), collector_version="t",
                                  test_set_hash="0" * 64)
-        store.insert_predictions(conn, rows=[
-            {"run_id": run_id, "model_id": model_id, "image_id": ids[sha], "predicted_label": pred,
-             "confidence": 0.9, "scores": {pred: 0.9}, "latency_ms": 1.0} for sha, _, _, pred in answers])
+        preds = []
+        for sha, _, _, pred, *given in answers:
+            scores = given[0] if given else {pred: 0.9}
+            preds.append({"run_id": run_id, "model_id": model_id, "image_id": ids[sha], "predicted_label": pred,
+                          "confidence": max(scores.values()), "scores": scores, "latency_ms": 1.0})
+        store.insert_predictions(conn, rows=preds)
         store.finish_run(conn, run_id=run_id, status="completed", n_sent=len(answers), n_failed=0)
     return model_id

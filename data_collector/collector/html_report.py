@@ -132,14 +132,18 @@ def _comparison_html(c: dict) -> str:
     b, k = c["baseline"], c["candidate"]
     rows = [f"<h2>Comparison: {e(b['name'])} v{e(b['version'])} &rarr; {e(k['name'])} v{e(k['version'])}: "
             f"<b>{e(c['verdict'].upper())}</b></h2>",
+            f"<p>{e(c['thresholds']['description'])}</p>",
             "<table><tr><th>class</th><th>n</th><th>baseline</th><th>candidate</th><th>change</th>"
-            "<th>95% CI</th><th>b/c</th><th>p (McNemar)</th><th>verdict</th></tr>"]
+            "<th>95% CI</th><th>b/c</th><th>p (McNemar)</th><th>score change</th><th>p (score, Holm)</th>"
+            "<th>MDD</th><th>verdict</th></tr>"]
     for lab, x in list(c["classes"].items()) + [("overall", c["overall"])]:
         cls = " class='bad'" if x["regressed"] else " class='unsure'" if x["status"] != "ok" else ""
         rows.append(f"<tr{cls}><td>{e(lab)}</td><td>{x['n']}</td><td>{num(x['baseline'])}</td>"
                     f"<td>{num(x['candidate'])}</td><td>{num(x['delta'], signed=True)}</td>"
                     f"<td>{interval(*x['ci95'])}</td><td>{x['b_baseline_only']}/{x['c_candidate_only']}</td>"
-                    f"<td>{x['p_value']:.4f}</td><td>{e(class_verdict(x))}</td></tr>")
+                    f"<td>{x['p_value']:.4f}</td><td>{num(x['score_change'], signed=True)}</td>"
+                    f"<td>{x['score_p_adjusted']:.4f}</td><td>{num(x['min_detectable_drop'], 2)}</td>"
+                    f"<td>{e(class_verdict(x))}</td></tr>")
     rows.append("</table>")
     rows.append(f"<p>{e(COMPARE_LEGEND)}</p>")
     return "\n".join(rows)

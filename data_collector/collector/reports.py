@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import class_metrics, ratio
+from .power import images_needed, min_detectable_drop
 from .store import ModelInfo
 from .vocab import is_probe
 
 PROBE_BINS = (0.0, 0.5, 0.7, 0.9, 1.0000001)
+POWER_ALPHA = 0.05  # the gate's default
+POWER_DROP = 0.10  # "how many images to see a 10-point drop"
 
 
 def model_report(model: ModelInfo, rows: list[dict]) -> dict:
@@ -29,13 +32,19 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
         ks = [r for r in known if r["kind"] == kind]
         by_kind[kind] = {"n": len(ks), "accuracy": ratio(sum(r["predicted_label"] == r["label"] for r in ks),
                                                             len(ks))}
+    classes = class_metrics(cm, labels)
+    needed = images_needed(POWER_DROP, POWER_ALPHA)
+    for c in classes.values():
+        c["min_detectable_drop"] = min_detectable_drop(c["support"], POWER_ALPHA)
+        c["images_needed"] = needed
     return {
         "model": {"name": model.name, "version": model.version, "fingerprint": model.fingerprint,
                   "labels": labels},
+        "power": {"alpha": POWER_ALPHA, "drop": POWER_DROP, "images_needed_per_class": needed},
         "n": len(known),
         "accuracy": ratio(len(right), len(known)),
         "by_kind": by_kind,
-        "classes": class_metrics(cm, labels),
+        "classes": classes,
         "confusion": {"labels": labels, "matrix": cm.tolist()},
         "confidence": {"mean_when_right": float(np.mean(right)) if right else None,
                        "mean_when_wrong": float(np.mean(wrong)) if wrong else None},

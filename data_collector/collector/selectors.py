@@ -1,4 +1,5 @@
-"""Naming a stored model on the command line: NAME, NAME@latest, NAME@previous, fingerprint prefix."""
+"""Naming a stored model on the command line: NAME, NAME@latest, NAME@previous, NAME@VERSION,
+fingerprint prefix."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class SelectorError(ValueError):
 
 
 def resolve(conn: Connection, selector: str, *, relative_to: ModelInfo | None = None) -> ModelInfo:
-    """A name (its newest version), a fingerprint prefix, NAME@previous or NAME@latest."""
+    """A name (its newest version), a fingerprint prefix, NAME@previous, NAME@latest or NAME@VERSION."""
     return pick(store.list_models(conn), selector, relative_to=relative_to)
 
 
@@ -34,7 +35,11 @@ def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = 
             if not earlier:
                 raise SelectorError(f"{name!r} has no version before {anchor.title}")
             return earlier[-1]
-        raise SelectorError(f"unknown tag @{tag}: use @latest or @previous")
+        versions = [m for m in same_name if m.version == tag]
+        if versions:
+            return versions[-1]  # the same version evaluated twice (other weights): the newest
+        raise SelectorError(f"{name!r} has no version {tag!r} (evaluated: "
+                            f"{', '.join(sorted({m.version for m in same_name}))}); or use @latest, @previous")
     if same_name:
         return same_name[-1]
     hits = [m for m in ms if m.fingerprint.startswith(selector.lower())] if len(selector) >= MIN_PREFIX else []
@@ -43,4 +48,4 @@ def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = 
     if len(hits) > 1:
         raise SelectorError(f"fingerprint prefix {selector!r} is ambiguous ({len(hits)} models)")
     raise SelectorError(f"no evaluated model matches {selector!r} (a name, a fingerprint prefix of "
-                        f"{MIN_PREFIX}+ characters, NAME@latest or NAME@previous)")
+                        f"{MIN_PREFIX}+ characters, NAME@latest, NAME@previous or NAME@VERSION)")

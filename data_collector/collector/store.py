@@ -353,9 +353,9 @@ def list_models(conn: Connection) -> list[ModelInfo]:
 
 
 def load_rows(conn: Connection, *, model_id: int) -> list[dict]:
-    """One dict per stored prediction of a model, with the image's label and kind."""
+    """One dict per stored prediction of a model, with the image's label and kind, and its scores."""
     q = (select(images.c.sha256, images.c.label, images.c.kind, predictions.c.predicted_label,
-                predictions.c.confidence)
+                predictions.c.confidence, predictions.c.scores)
          .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
          .where(predictions.c.model_id == model_id).order_by(images.c.sha256))
     return [dict(r) for r in conn.execute(q).mappings()]

@@ -85,16 +85,17 @@ def test_tables_fit_80_columns_without_cutting_what_tells_rows_apart(tmp_path):
     assert any(line.startswith("ml_ditto ") for line in models)
     assert any(line.startswith("ml_ditto_and_mimikyu ") for line in models)
     assert all(f" {lab} " in outputs["report"] for lab in POKEMON)  # full class names in the confusion
-    ci = re.findall(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", outputs["compare"])
-    assert len(ci) == 6 + 1  # one unbroken CI per shared class, plus overall
-    assert re.search(r"^pikachu .*REGRESSED", outputs["compare"], re.M)
-    assert re.search(r"^charmander .*n\.s\. drop", outputs["compare"], re.M)
-    assert "charmander: dropped, not significant: needs more images" in outputs["compare"]
+    # One unbroken row per shared class plus overall: base→cand, then the MDD of 12 images (6/12).
+    rows = re.findall(r"^\S.* \d\.\d\d→\d\.\d\d .* 0\.50 ", outputs["compare"], re.M)
+    assert len(rows) == 6, outputs["compare"]
+    assert re.search(r"^pikachu .*REGRESSED\s*$", outputs["compare"], re.M)
+    assert re.search(r"^charmander .*n\.s\.<MDD\s*$", outputs["compare"], re.M)
+    assert "charmander: dropped, not significant: under the 0.50 its 12 images can show" in outputs["compare"]
     assert "b/c: images right in the baseline only" in outputs["compare"]
     html = tmp_path / "c.html"  # the HTML comparison says the same, from the same verdict function
     assert _cli_at_80_columns(db, "compare", "ml_ditto", "ml_ditto_and_mimikyu", "--html", str(html)).returncode == 1
     page = html.read_text()
-    assert "dropped, not significant: needs more images" in page and "REGRESSED" in page and "<th>b/c</th>" in page
+    assert "dropped, not significant: under the 0.50" in page and "REGRESSED" in page and "<th>MDD</th>" in page
 
 
 def test_top_level_help_is_not_cut_at_80_columns(tmp_path):

@@ -89,3 +89,100 @@ def test_bootstrap_ci_is_seeded_and_sensible():
     b = np.r_[np.zeros(10, bool), np.ones(40, bool)]
     lo, hi = bootstrap_ci(a, b, np.random.default_rng(0))
     assert lo < -0.2 < hi < 0 and (lo, hi) == bootstrap_ci(a, b, np.random.default_rng(0))
+
+
+# --- The score rule on synthetic retrains: the fast version of bench/gate_study.py -------------
+
+CLASSES = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
+
+
+def _scored_rows(true_probs: dict[str, np.ndarray]) -> list[dict]:
+    """One row per image; a true-class probability under 0.5 answers the next class."""
+    out = []
+    for ci, lab in enumerate(CLASSES):
+        other = CLASSES[(ci + 1) % len(CLASSES)]
+        for i, p in enumerate(true_probs[lab]):
+            out.append({"sha256": f"{lab}{i:04d}", "label": lab, "kind": "photo",
+                        "predicted_label": lab if p >= 0.5 else other,
+                        "scores": {lab: float(p), other: float(1 - p)}})
+    return out
+
+
+def _retrain_pair(rng, n=30, hurt: str | None = None, shift=0.0):
+    """Two retrains of one recipe: per-image difficulty shared, each model's noise its own.
+
+    `hurt` loses `shift` of log-odds on its true class in the candidate (a real regression).
+    """
+    base, cand = {}, {}
+    for lab in CLASSES:
+        difficulty = rng.normal(3.5, 1.6, n)  # log-odds of the true class: ~5% of images under 0.5
+        b = difficulty + rng.normal(0, 0.8, n)
+        c = difficulty + rng.normal(0, 0.8, n) - (shift if lab == hurt else 0.0)
+        base[lab], cand[lab] = 1 / (1 + np.exp(-b)), 1 / (1 + np.exp(-c))
+    return _scored_rows(base), _scored_rows(cand)
+
+
+def _model(version):
+    return ModelInfo(id=1, name="m", version=version, fingerprint=version * 8, labels=CLASSES, first_seen=None)
+
+
+def test_score_rule_flags_a_confidence_loss_the_answers_cannot_show():
+    rng = np.random.default_rng(7)
+    caught_new = caught_old = 0
+    for _ in range(20):
+        base, cand = _retrain_pair(rng, hurt="pikachu", shift=1.5)  # recall -0.11 on average
+        new = compare(_model("1"), base, _model("2"), cand)
+        old = compare(_model("1"), base, _model("2"), cand, Thresholds(rule="mcnemar"))
+        caught_new += new["regressed_classes"] == ["pikachu"]
+        caught_old += old["regressed_classes"] == ["pikachu"]
+        assert set(new["regressed_classes"]) <= {"pikachu"}  # never another class
+        if "pikachu" in new["regressed_classes"]:
+            assert "scores" in new["classes"]["pikachu"]["flagged_by"]
+    assert caught_new >= 17 and caught_old <= 5, (caught_new, caught_old)
+
+
+def test_score_rule_keeps_false_alarms_under_alpha_over_retrain_noise():
+    rng = np.random.default_rng(11)
+    pairs_flagged = 0
+    for _ in range(200):
+        base, cand = _retrain_pair(rng)
+        pairs_flagged += bool(compare(_model("1"), base, _model("2"), cand)["regressed_classes"])
+    assert pairs_flagged <= 0.05 * 200, pairs_flagged  # Holm keeps the family-wise rate under alpha
+
+
+def test_score_rule_needs_a_material_effect_and_lost_answers():
+    labels = ["a"] * 200 + ["b"] * 200
+    base = [{"sha256": f"{i:04d}", "label": lab, "kind": "photo", "predicted_label": lab,
+             "scores": {lab: 0.99, "x": 0.01}} for i, lab in enumerate(labels)]
+    # Every image of a loses 0.02 of confidence: significant, but not material; no answer lost.
+    cand = [dict(r, scores={r["label"]: 0.97 if r["label"] == "a" else 0.99, "x": 0.03}) for r in base]
+    res = compare(info("1"), base, info("2"), cand)
+    assert res["classes"]["a"]["score_p_adjusted"] < 1e-6 and res["verdict"] == "pass"
+    # A material confidence loss that flips no answer (a recalibrated model) is not a regression either.
+    cand = [dict(r, scores={r["label"]: 0.7 if r["label"] == "a" else 0.99, "x": 0.3}) for r in base]
+    assert compare(info("1"), base, info("2"), cand)["verdict"] == "pass"
+
+
+def test_holm_adjustment():
+    from collector.compare import holm
+    adj = holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adj == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})  # 3*0.01, max(2*0.03, .), 1*0.04 -> 0.06
+
+
+def test_cli_rule_option_and_what_each_rule_says(db_url, tmp_path):
+    from helpers import engine_for, store_model
+    rng = np.random.default_rng(4)  # a draw where pikachu loses 4 of 30 answers (0.13 < its MDD of 0.2)
+    base, cand = _retrain_pair(rng, hurt="pikachu", shift=1.5)
+    engine = engine_for(db_url)
+    for rows_, version, fp in ((base, "1", "1" * 64), (cand, "2", "2" * 64)):
+        store_model(engine, name="m", version=version, fingerprint=fp, labels=CLASSES,
+                    answers=[(r["sha256"].ljust(64, "0"), r["label"], "photo", r["predicted_label"], r["scores"])
+                             for r in rows_])
+    new = run_cli("--db", db_url, "compare", "m@previous", "m", "--json")
+    body = json.loads(new.output)
+    assert new.exit_code == 1 and body["regressed_classes"] == ["pikachu"], new.output
+    assert body["classes"]["pikachu"]["score_change"] < -0.1 and body["thresholds"]["rule"] == "scores"
+    assert body["classes"]["pikachu"]["min_detectable_drop"] == pytest.approx(6 / 30)
+    old = run_cli("--db", db_url, "compare", "m@previous", "m", "--rule", "mcnemar")
+    assert old.exit_code == 0 and "PASS" in old.output, old.output
+    assert run_cli("--db", db_url, "compare", "m@previous", "m", "--rule", "bogus").exit_code == 2

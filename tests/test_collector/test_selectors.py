@@ -45,8 +45,10 @@ def test_fingerprint_prefixes():
         pick(MODELS, "fff")  # shorter than 4 characters: never a prefix
 
 
-def test_unknown_tag_and_unknown_name():
-    with pytest.raises(SelectorError, match="unknown tag @oldest"):
+def test_version_tags_and_unknown_names():
+    a_versions = [m for m in MODELS if m.name == "a"]
+    assert pick(MODELS, f"a@{a_versions[0].version}").id == a_versions[0].id
+    with pytest.raises(SelectorError, match="'a' has no version 'oldest'"):
         pick(MODELS, "a@oldest")
     with pytest.raises(SelectorError, match="no evaluated model named 'zzz'"):
         pick(MODELS, "zzz@latest")

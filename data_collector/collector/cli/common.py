@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .. import store
 from ..collect import CollectOptions
-from ..compare import Thresholds
+from ..compare import RULES, Thresholds
 
 # The terminal's width on a terminal; otherwise COLUMNS or 80, never a fixed wide layout.
 out = Console(highlight=False, soft_wrap=True)  # messages are lines: the terminal wraps them
@@ -96,17 +96,21 @@ def collect_options_from(kw: dict) -> CollectOptions:
 
 
 def threshold_options(f):
-    """The regression rule of compare, watch and hook."""
+    """The regression rule of compare, watch and hook (see collector/compare.py)."""
     return _stack(f, [
+        option("--rule", env="GATE_RULE", type=click.Choice(RULES), default="scores",
+               help="scores: true-class probabilities (Wilcoxon, Holm) or answers; mcnemar: answers only"),
         option("--max-drop", env="MAX_DROP", type=click.FloatRange(0, 1), default=0.05,
-               help="accuracy drop a class may have before it can count as regressed"),
+               help="accuracy drop a class may have before its answers alone can flag it"),
+        option("--min-score-drop", env="MIN_SCORE_DROP", type=click.FloatRange(0, 1), default=0.05,
+               help="mean fall of the true-class probability a class may have before its scores can flag it"),
         option("--alpha", env="ALPHA", type=click.FloatRange(0, 1, min_open=True), default=0.05,
-               help="significance level of the paired exact McNemar test"),
+               help="significance level (McNemar on answers; Holm-corrected Wilcoxon on scores)"),
     ])
 
 
 def thresholds_from(kw: dict) -> Thresholds:
-    return Thresholds(max_drop=kw["max_drop"], alpha=kw["alpha"])
+    return Thresholds(max_drop=kw["max_drop"], alpha=kw["alpha"], rule=kw["rule"], min_score_drop=kw["min_score_drop"])
 
 
 def report_dir_option(f):

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from .. import store
+from .. import store, testset
 from ..compare import COMPARE_LEGEND, class_verdict, compare
-from ..formatting import interval, num
+from ..formatting import num
+from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
 from ..reports import model_report
 from ..selectors import SelectorError, resolve
-from .common import fail, open_store, out, table, threshold_options, thresholds_from
+from .common import default_test_data, fail, open_store, option, out, table, threshold_options, thresholds_from
 
 
 def print_model_report(rep: dict) -> None:
@@ -22,11 +23,19 @@ def print_model_report(rep: dict) -> None:
               f"{num(rep['accuracy'])} on {rep['n']} labelled images" + (f"; {kinds}" if kinds else ""))
     t = table()
     t.add_column("class", no_wrap=True)
-    for col in ("support", "precision", "recall", "F1"):
+    for col in ("support", "precision", "recall", "F1", "MDD"):
         t.add_column(col, justify="right")
     for lab, c in rep["classes"].items():
-        t.add_row(lab, str(c["support"]), num(c["precision"]), num(c["recall"]), num(c["f1"]))
+        t.add_row(lab, str(c["support"]), num(c["precision"]), num(c["recall"]), num(c["f1"]),
+                  num(c["min_detectable_drop"], 2))
     out.print(t)
+    pw = rep["power"]
+    short = [f"{lab} {c['support']}" for lab, c in rep["classes"].items()
+             if c["support"] < pw["images_needed_per_class"]]
+    out.print(f"MDD: smallest accuracy drop a class's images can show on answers alone (McNemar, alpha "
+              f"{pw['alpha']}). To detect a {pw['drop']:.2f} drop with 80% power a class needs "
+              f"~{pw['images_needed_per_class']} images" + (f"; short: {', '.join(short)}" if short else ""),
+              markup=False)
     labels = rep["confusion"]["labels"]
     # Columns are numbered like the rows: full names on the rows, a grid that fits 80 columns.
     cm = table("confusion: rows true, columns predicted (numbered as the rows)")
@@ -51,7 +60,8 @@ def build_reports(conn, selectors: tuple[str, ...]) -> list[dict]:
 
 @click.command("report")
 @click.option("--model", "selectors", multiple=True,
-              help="NAME, fingerprint prefix, NAME@latest or NAME@previous (repeatable)  [default: every model]")
+              help="NAME, fingerprint prefix, NAME@VERSION, NAME@latest or NAME@previous (repeatable)  "
+                   "[default: every model]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="also write JSON here")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="also write a self-contained HTML report here")
@@ -82,7 +92,7 @@ def report_cmd(ctx, selectors, json_path, html_path):
         out.print(f"wrote {html_path}", markup=False)
 
 
-VERDICT_SHORT = {"regressed": "REGRESSED", "dropped-not-significant": "n.s. drop", "ok": ""}
+VERDICT_SHORT = {"regressed": "REGRESSED", "dropped-not-significant": "n.s.", "ok": ""}
 
 
 def print_comparison(c: dict) -> None:
@@ -90,41 +100,41 @@ def print_comparison(c: dict) -> None:
     th = c["thresholds"]
     out.print(f"baseline  {b['name']} v{b['version']} ({b['fingerprint'][:12]})", markup=False)
     out.print(f"candidate {k['name']} v{k['version']} ({k['fingerprint'][:12]})", markup=False)
-    out.print(f"{c['n_common_images']} images seen by both, of labels both know; regressed = drop > "
-              f"{th['max_drop']} and McNemar p < {th['alpha']}", markup=False)
+    out.print(f"{c['n_common_images']} images seen by both, of labels both know; {th['description']}",
+              markup=False)
     t = table()
     t.add_column("class", no_wrap=True)
-    for col in ("n", "base", "cand", "change"):
+    # The bootstrap CI of the change is in --json and --html: with it the table outgrows 80 columns.
+    for col in ("n", "base→cand", "change", "b/c", "p", "score", "p(s)", "MDD"):
         t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("95% CI", justify="right", no_wrap=True)
-    t.add_column("b/c", justify="right", no_wrap=True)
-    t.add_column("p", justify="right", no_wrap=True)
     t.add_column("verdict", no_wrap=True)
     for lab, x in list(c["classes"].items()) + [("(overall)", c["overall"])]:
-        verdict = VERDICT_SHORT[x["status"]]
-        t.add_row(lab, str(x["n"]), num(x["baseline"]), num(x["candidate"]), num(x["delta"], signed=True),
-                  interval(*x["ci95"]), f"{x['b_baseline_only']}/{x['c_candidate_only']}", num(x["p_value"]),
-                  verdict)
+        verdict = VERDICT_SHORT[x["status"]] + ("<MDD" if x.get("below_detectable") else "")
+        t.add_row(lab, str(x["n"]), f"{num(x['baseline'], 2)}→{num(x['candidate'], 2)}",
+                  num(x["delta"], 2, signed=True), f"{x['b_baseline_only']}/{x['c_candidate_only']}",
+                  num(x["p_value"], 2), num(x["score_change"], 2, signed=True), num(x["score_p_adjusted"], 2),
+                  num(x["min_detectable_drop"], 2), verdict)
     out.print(t)
     out.print(COMPARE_LEGEND, markup=False)
     if c["dropped_not_significant"]:
-        out.print("n.s. drop: dropped by more than max-drop, but not significant on this many images",
-                  markup=False)
+        out.print(f"n.s.: dropped by more than {th['max_drop']} but not flagged; <MDD: by less than the "
+                  "smallest drop its images can show on answers alone", markup=False)
     for lab, x in c["new_labels"].items():
         out.print(f"new label {lab}: recall {num(x['recall'])} (n={x['n']}), not compared", markup=False)
     if c["dropped_labels"]:
         out.print(f"labels the candidate no longer has: {', '.join(c['dropped_labels'])}", markup=False)
     for lab in c["regressed_classes"]:
-        out.print(f"{lab}: {class_verdict(c['classes'][lab])}", markup=False)
+        x = c["classes"][lab]
+        out.print(f"{lab}: {class_verdict(x)} (evidence: {' and '.join(x['flagged_by'])})", markup=False)
     for lab in c["dropped_not_significant"]:
-        out.print(f"{lab}: {class_verdict(c['classes'][lab])} (dropped by more than {th['max_drop']}, "
-                  f"p = {num(c['classes'][lab]['p_value'])} is not below {th['alpha']})", markup=False)
+        out.print(f"{lab}: {class_verdict(c['classes'][lab])} (McNemar p = {num(c['classes'][lab]['p_value'])}, "
+                  f"score p = {num(c['classes'][lab]['score_p_adjusted'])})", markup=False)
     if c["verdict"] == "regression":
         names = ", ".join(c["regressed_classes"]) or "overall accuracy"
         out.print(f"[bold red]REGRESSION[/]: {names}")
     elif c["dropped_not_significant"]:
         out.print("[bold green]PASS[/]: no class regressed significantly; "
-                  f"{len(c['dropped_not_significant'])} dropped without enough images to tell")
+                  f"{len(c['dropped_not_significant'])} dropped without enough evidence to tell")
     else:
         out.print("[bold green]PASS[/]: no class regressed")
 
@@ -140,8 +150,8 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     """Compare two models per class; exit 1 on a regression.
 
     Exit 0: no regression, 1: regression, 2: usage or data error. BASELINE and CANDIDATE: a
-    model name (its newest version), a fingerprint prefix, NAME@latest, or NAME@previous (the
-    version before CANDIDATE, or before the newest).
+    model name (its newest version), a fingerprint prefix, NAME@VERSION, NAME@latest, or
+    NAME@previous (the version before CANDIDATE, or before the newest).
     """
     engine = open_store(ctx, migrate=False)
     with engine.connect() as conn:
@@ -166,3 +176,45 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     else:
         print_comparison(result)
     ctx.exit(1 if result["verdict"] == "regression" else 0)
+
+
+@click.command("plan")
+@option("--min-drop", type=click.FloatRange(0, 1, min_open=True), default=0.1,
+        help="accuracy drop per class the test set should be able to detect")
+@option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+        help="significance level of the gate")
+@option("--power", type=click.FloatRange(0.5, 1, max_open=True), default=DEFAULT_POWER,
+        help="chance of detecting a drop of that size")
+@option("--flip-rate", type=click.FloatRange(0, 0.5), default=DEFAULT_FLIP_RATE,
+        help="share of images whose answer flips each way between two retrains of one recipe")
+@option("--test-data", env="TEST_DATA_DIR", default=default_test_data, show_default="test_data",
+        type=click.Path(path_type=Path), help="folder of labelled test images")
+def plan_cmd(min_drop, alpha, power, flip_rate, test_data):
+    """Images per class the test set needs to detect an accuracy drop, against what it has.
+
+    Counts are of answers alone (the McNemar test); the score test of `compare` sees smaller drops.
+    """
+    try:
+        items = testset.scan(test_data)
+    except testset.TestSetError as e:
+        fail(str(e), 2)
+    counts: dict[str, dict[str, int]] = {}
+    for i in items:
+        if not i.is_probe:
+            counts.setdefault(i.label, {}).setdefault(i.kind, 0)
+            counts[i.label][i.kind] += 1
+    needed = images_needed(min_drop, alpha, power, flip_rate)
+    out.print(f"to detect a {min_drop:.2f} accuracy drop (McNemar, alpha {alpha}, power {power}, flip rate "
+              f"{flip_rate} each way) a class needs {needed} images", markup=False)
+    t = table()
+    t.add_column("class", no_wrap=True)
+    for col in ("photos", "sprites", "images", "MDD now", "needed", "short by"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for lab in sorted(counts):
+        c = counts[lab]
+        n = sum(c.values())
+        t.add_row(lab, str(c.get("photo", 0)), str(c.get("sprite", 0)), str(n),
+                  num(min_detectable_drop(n, alpha), 2), str(needed), str(max(0, needed - n)) if n < needed else "")
+    out.print(t)
+    out.print("MDD now: smallest accuracy drop the class's images can show at all (every flip one way)",
+              markup=False)

@@ -1,0 +1,177 @@
+"""The regression gate on real retrains: false alarms over seeds, detections over real regressions.
+
+    python -m bench.gate_study                 # or: make gate-study (about an hour on 2 cores)
+    python -m bench.gate_study --work DIR      # keep the trained models in DIR (reruns reuse them)
+
+Trains `ml_original` again, with the shipped recipe and training data:
+- with seeds 43, 44 and 45 (nothing changed but the seed: every class flagged is a false alarm);
+- with seed 42 and a fixed half, and a fixed three quarters, of the pikachu training images
+  removed, and three quarters of the squirtle ones (real regressions of one class).
+Serves the shipped model and every retrain with the real model server, collects them all with
+the collector into one SQLite database, and runs `compare` with the default rule ("scores") and
+the rule of earlier versions ("mcnemar"), each seed pair in both directions and the shipped
+model against each degraded retrain. Prints a Markdown table (the one in BENCHMARKS.md) and
+writes every number to bench/gate_study.json.
+
+The gate's thresholds are the CLI defaults, fixed before this study was run; the recipe is the
+one chosen on the validation split. Nothing here looks at the test set to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import ROOT, servers
+
+BASE_LABELS = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
+SHIPPED = "shipped"
+SEEDS = {f"seed{s}": {"seed": s, "remove": []} for s in (43, 44, 45)}
+REGRESSIONS = {
+    "pikachu-50": {"seed": 42, "remove": ["pikachu:0.5"], "hurt": "pikachu"},
+    "pikachu-75": {"seed": 42, "remove": ["pikachu:0.75"], "hurt": "pikachu"},
+    "squirtle-75": {"seed": 42, "remove": ["squirtle:0.75"], "hurt": "squirtle"},
+}
+
+
+def train_variant(name: str, spec: dict, work: Path, epochs: int | None, arch: str | None) -> Path:
+    out = work / name
+    if (out / "model.keras").is_file() and (out / "config.json").is_file():
+        print(f"{name}: trained already ({out})", flush=True)
+        return out
+    cmd = [sys.executable, "-m", "model_creation.train", "--labels", *BASE_LABELS, "--out", str(out),
+           "--name", "ml_original", "--version", f"study-{name}", "--seed", str(spec["seed"]), "--no-test"]
+    for r in spec["remove"]:
+        cmd += ["--remove", r]
+    if epochs:
+        cmd += ["--epochs", str(epochs)]
+    if arch:
+        cmd += ["--arch", arch]
+    t0 = time.monotonic()
+    print(f"{name}: training ({' '.join(cmd[3:])})", flush=True)
+    log = work / f"{name}.log"
+    with log.open("w") as f:
+        r = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
+    if r.returncode:
+        raise SystemExit(f"error: training {name} failed; see {log}")
+    print(f"{name}: trained in {time.monotonic() - t0:.0f} s", flush=True)
+    return out
+
+
+def collect_all(folders: dict[str, Path], db_url: str, test_dir: Path = ROOT / "test_data") -> None:
+    from collector import store
+    from collector.collect import CollectOptions, collect
+
+    engine = store.make_engine(db_url)
+    store.ensure_schema(engine)
+    with servers(list(folders.values()), threads=2) as urls:
+        results = collect(urls, engine=engine, test_dir=test_dir,
+                          opts=CollectOptions(batch_size=32, echo_errors=False), say=lambda m: None)
+    bad = [r for r in results if r.status.value not in ("completed", "skipped")]
+    if bad:
+        raise SystemExit(f"error: collection failed: {[(r.url, r.status.value, r.error) for r in bad]}")
+
+
+def run_comparisons(folders: dict[str, Path], db_url: str, seeds=SEEDS, regressions=REGRESSIONS) -> list[dict]:
+    from collector import store
+    from collector.compare import Thresholds, compare
+    from model_server.model import load_model_folder
+
+    engine = store.make_engine(db_url)
+    fps = {name: load_model_folder(path).fingerprint for name, path in folders.items()}
+    with engine.connect() as conn:
+        models = {name: store.find_model(conn, fingerprint=fps[name]) for name in folders}
+        rows = {name: store.load_rows(conn, model_id=m.id) for name, m in models.items()}
+    pairs = [(a, b, "seed pair", None) for a, b in itertools.permutations([SHIPPED, *seeds], 2)]
+    pairs += [(SHIPPED, name, "regression", spec["hurt"]) for name, spec in regressions.items()]
+    out = []
+    for base, cand, kind, hurt in pairs:
+        entry = {"baseline": base, "candidate": cand, "kind": kind, "hurt": hurt}
+        for rule in ("scores", "mcnemar"):
+            res = compare(models[base], rows[base], models[cand], rows[cand], Thresholds(rule=rule))
+            entry[rule] = {"flagged": res["regressed_classes"], "verdict": res["verdict"]}
+            if rule == "scores":
+                entry["classes"] = {lab: {k: c[k] for k in ("n", "baseline", "candidate", "delta", "p_value",
+                                                             "score_change", "score_p_value", "score_p_adjusted",
+                                                             "min_detectable_drop", "status", "flagged_by")}
+                                    for lab, c in res["classes"].items()}
+        out.append(entry)
+    return out
+
+
+def summarize(comparisons: list[dict]) -> dict:
+    summary = {}
+    for rule in ("scores", "mcnemar"):
+        seed = [c for c in comparisons if c["kind"] == "seed pair"]
+        reg = [c for c in comparisons if c["kind"] == "regression"]
+        summary[rule] = {
+            "seed_pairs": len(seed),
+            "seed_class_comparisons": sum(len(c["classes"]) for c in seed),
+            "false_alarms_seed": sum(len(c[rule]["flagged"]) for c in seed),
+            "regressions": len(reg),
+            "detected": sum(c["hurt"] in c[rule]["flagged"] for c in reg),
+            "other_classes_flagged": sum(len(set(c[rule]["flagged"]) - {c["hurt"]}) for c in reg),
+        }
+    return summary
+
+
+def markdown(comparisons: list[dict], summary: dict) -> str:
+    def f(v, d=3, signed=False):
+        return "-" if v is None else (f"{v:+.{d}f}" if signed else f"{v:.{d}f}")
+
+    lines = ["| baseline → candidate | class | recall | change | McNemar p | score change | "
+             "score p (Holm) | MDD | new rule | old rule |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        for lab, x in c["classes"].items():
+            new = "**flagged**" if lab in c["scores"]["flagged"] else x["status"].replace("-", " ")
+            old = "**flagged**" if lab in c["mcnemar"]["flagged"] else ""
+            lines.append(
+                f"| {c['baseline']} → {c['candidate']} | {lab}{' (degraded)' if lab == c['hurt'] else ''} | "
+                f"{f(x['baseline'])} → {f(x['candidate'])} | {f(x['delta'], signed=True)} | {f(x['p_value'])} | "
+                f"{f(x['score_change'], signed=True)} | {f(x['score_p_adjusted'], 4)} | "
+                f"{f(x['min_detectable_drop'], 2)} | {new} | {old} |")
+    lines += ["", "| rule | seed pairs (class comparisons) | false alarms | regressions caught | "
+              "other classes flagged |", "|---|---|---|---|---|"]
+    for rule, s in summary.items():
+        name = "scores (default)" if rule == "scores" else "mcnemar (before)"
+        lines.append(f"| {name} | {s['seed_pairs']} ({s['seed_class_comparisons']}) | {s['false_alarms_seed']} | "
+                     f"{s['detected']} of {s['regressions']} | {s['other_classes_flagged']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "gate_study_models",
+                    help="where the retrained models go (reused when there)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "gate_study.json")
+    ap.add_argument("--epochs", type=int, help="override the recipe's epochs (trial runs of the pipeline only)")
+    ap.add_argument("--arch", help="override the recipe's architecture (trial runs of the pipeline only)")
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    folders = {SHIPPED: ROOT / "trained_models" / "ml_original"}
+    for name, spec in {**SEEDS, **REGRESSIONS}.items():
+        folders[name] = train_variant(name, spec, args.work, args.epochs, args.arch)
+    db_path = args.work / "study.db"
+    if db_path.exists():
+        os.remove(db_path)
+    db_url = f"sqlite:///{db_path}"
+    collect_all(folders, db_url)
+    comparisons = run_comparisons(folders, db_url)
+    summary = summarize(comparisons)
+    result = {"comparisons": comparisons, "summary": summary, "seconds": round(time.monotonic() - t0)}
+    args.out.write_text(json.dumps(result, indent=2))
+    print(markdown(comparisons, summary))
+    print(f"\nwrote {args.out} ({result['seconds']} s)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
