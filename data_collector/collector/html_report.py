@@ -109,12 +109,19 @@ def render_html(reports: list[dict], history: dict[str, list[dict]] | None = Non
         parts.append(f"<p>Accuracy {num(rep['accuracy'])} on {rep['n']} labelled images; mean confidence "
                      f"when right {num(rep['confidence']['mean_when_right'])}, when wrong "
                      f"{num(rep['confidence']['mean_when_wrong'])}.</p>")
-        parts.append("<table><tr><th>class</th><th>support</th><th>precision</th><th>recall</th><th>F1</th></tr>")
+        parts.append("<table><tr><th>class</th><th>support</th><th>precision</th><th>recall</th><th>F1</th>"
+                     "<th>MDD</th></tr>")
         for lab, c in rep["classes"].items():
             cls = " class='bad'" if c["recall"] is not None and c["recall"] < 0.85 else ""
             parts.append(f"<tr{cls}><td>{e(lab)}</td><td>{c['support']}</td><td>{num(c['precision'])}</td>"
-                         f"<td>{num(c['recall'])}</td><td>{num(c['f1'])}</td></tr>")
+                         f"<td>{num(c['recall'])}</td><td>{num(c['f1'])}</td>"
+                         f"<td>{num(c['min_detectable_drop'], 2)}</td></tr>")
         parts.append("</table>")
+        pw = rep["power"]
+        parts.append(f"<p>Pink rows: recall under 0.85. MDD: the smallest accuracy drop the class's images can "
+                     f"show on answers alone (exact McNemar, alpha {pw['alpha']}); to detect a {pw['drop']:.2f} "
+                     f"drop with 80% power a class needs about {pw['images_needed_per_class']} images "
+                     f"(<code>data-collector plan</code>).</p>")
         parts.append(f"<img alt='confusion {e(m['name'])}' src='{confusion_png(rep)}'>"
                      f"<img alt='recall {e(m['name'])}' src='{recall_bars_png(rep)}'>")
         p = rep["probes"]

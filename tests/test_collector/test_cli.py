@@ -161,3 +161,20 @@ def test_no_secret_is_ever_shown(tmp_path, color_model, test_data):
         assert r.exit_code == 0 and "s3cr3t" not in r.output
     r = run_cli("--db", db, "models", "--json")
     assert "s3cr3t" not in r.output and "http://***@127.0.0.1:" in r.output
+
+
+def test_plan_counts_the_test_set_and_names_the_shortfall(tmp_path):
+    from collector.power import images_needed
+    from helpers import make_test_data
+    data = make_test_data(tmp_path / "td", per_class=30)
+    r = run_cli("plan", "--min-drop", "0.1", "--test-data", str(data))
+    assert r.exit_code == 0, r.output
+    need = images_needed(0.1)
+    assert f"a class needs {need} images" in " ".join(r.output.split())
+    assert re.search(rf"^red\s+30\s+0\s+30\s+0\.20\s+{need}\s+{need - 30}\s*$", r.output, re.M), r.output
+    assert "purple" not in r.output  # lookalike probes are not a class
+    r = run_cli("plan", "--min-drop", "0.3", "--test-data", str(data))
+    assert re.search(rf"^red\s+30\s+0\s+30\s+0\.20\s+{images_needed(0.3)}\s*$", r.output, re.M), r.output
+    r = run_cli("plan", "--test-data", str(tmp_path / "missing"))
+    assert r.exit_code == 2 and "does not exist" in r.output
+    assert run_cli("plan", "--min-drop", "0").exit_code == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
+import pytest
+
 from helpers import collect_models, run_cli, write_color_model
 
 
@@ -39,5 +41,11 @@ def test_html_and_json_report(tmp_path, big_data):
     assert v2rep["classes"]["green"]["recall"] == 0.0 and v2rep["classes"]["blue"]["precision"] == 0.5
     assert v2rep["confusion"]["matrix"][1] == [0, 0, 30]
     assert v2rep["probes"]["n"] == 3
+    # What the test set can see: 30 images a class show no drop under 6/30; ~124 are needed for 0.10.
+    assert v2rep["classes"]["green"]["min_detectable_drop"] == pytest.approx(0.2)
+    assert v2rep["power"]["images_needed_per_class"] > 30
+    assert f"a class needs ~{v2rep['power']['images_needed_per_class']} images; short: red 30" in " ".join(
+        r.output.split())
+    assert "<th>MDD</th>" in html_path.read_text() and "<td>0.20</td>" in html_path.read_text()
     r = run_cli("--db", db, "report", "--model", "nope")
     assert r.exit_code == 2 and "no evaluated model" in r.output

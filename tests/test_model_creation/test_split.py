@@ -13,6 +13,7 @@ from model_creation.split_data import read_manifest, split, sprite_family
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "model_creation" / "dataset"
+VALIDATION = ROOT / "model_creation" / "validation"
 TEST = ROOT / "test_data"
 
 
@@ -30,10 +31,30 @@ def assert_split_invariants(train_rows: list[dict], test_rows: list[dict]) -> No
 
 
 def test_committed_split_invariants():
-    assert_split_invariants(read_manifest(TRAIN / "manifest.csv"), read_manifest(TEST / "manifest.csv"))
+    train, val, test = (read_manifest(d / "manifest.csv") for d in (TRAIN, VALIDATION, TEST))
+    assert_split_invariants(train, test)
+    assert_split_invariants(train, val)
+    assert_split_invariants(val, test)
 
 
-@pytest.mark.parametrize("base", [TRAIN, TEST])
+def test_committed_validation_split():
+    train, val = read_manifest(TRAIN / "manifest.csv"), read_manifest(VALIDATION / "manifest.csv")
+    for label in ("bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"):
+        n_val = sum(r["label"] == label and r["kind"] == "photo" for r in val)
+        n_train = sum(r["label"] == label and r["kind"] == "photo" for r in train)
+        assert 0.1 <= n_val / (n_val + n_train) <= 0.2, (label, n_val, n_train)
+    assert not any(r["label"] in ("ditto", "mimikyu") for r in val)  # too scarce to spare any
+
+
+def test_sprite_only_classes_have_gen_v_in_test_and_a_one_off_style_in_training():
+    train, test = read_manifest(TRAIN / "manifest.csv"), read_manifest(TEST / "manifest.csv")
+    ditto_train = {r["source"] for r in train if r["label"] == "ditto"}
+    ditto_test = {r["source"] for r in test if r["label"] == "ditto"}
+    assert any(s.startswith("bw-") for s in ditto_test) and any(not s.startswith("bw-") for s in ditto_train)
+    assert any(s.startswith("bw-") for s in ditto_train) and any(not s.startswith("bw-") for s in ditto_test)
+
+
+@pytest.mark.parametrize("base", [TRAIN, VALIDATION, TEST])
 def test_manifest_matches_the_files(base):
     rows = read_manifest(base / "manifest.csv")
     listed = {r["path"] for r in rows}
@@ -78,15 +99,36 @@ def test_split_function_on_synthetic_source(tmp_path):
                     color_png((5, f * 30, 9), seed=len(fam) * 100 + f + (cls == "b") * 1000))
     (src / "lookalikes" / "z").mkdir(parents=True)
     (src / "lookalikes" / "z" / "artwork-00.png").write_bytes(color_png((1, 2, 3), seed=5))
-    counts = split(src, tmp_path / "train", tmp_path / "test")
+    counts = split(src, tmp_path / "train", tmp_path / "test", tmp_path / "val")
     train = read_manifest(tmp_path / "train" / "manifest.csv")
+    val = read_manifest(tmp_path / "val" / "manifest.csv")
     test = read_manifest(tmp_path / "test" / "manifest.csv")
-    assert counts == {"train": len(train), "test": len(test), "ambiguous": 0}
+    assert counts == {"train": len(train), "validation": len(val), "test": len(test), "ambiguous": 0}
+    assert val and all(r["kind"] != "lookalike" for r in val)
     assert_split_invariants(train, test)
+    assert_split_invariants(train, val)
+    assert_split_invariants(val, test)
     assert any(r["kind"] == "lookalike" for r in test)
     again = tmp_path / "again"
-    split(src, again / "train", again / "test")
+    split(src, again / "train", again / "test", again / "val")
     assert read_manifest(again / "test" / "manifest.csv") == test  # deterministic
+    assert read_manifest(again / "val" / "manifest.csv") == val
+
+
+def test_mix_styles_moves_families_only_where_a_side_lacks_a_style():
+    from model_creation.split_data import Item, mix_styles
+
+    def items(*fams):
+        return [Item(Path(f"{f}-{i}.png"), "ditto", "sprite", f, f"{f}{i}") for f in fams for i in range(2)]
+
+    train, test = mix_styles(items("bw-back", "bw-front", "artwork"), items("menu", "dreamworld"))
+    assert {i.source for i in test} == {"bw-back", "menu", "dreamworld"}  # the smallest Gen V family
+    assert {i.source for i in train} == {"bw-front", "artwork"}
+    train, test = mix_styles(items("bw-back", "bw-front"), items("menu", "dreamworld"))
+    assert {i.source for i in test} == {"bw-back", "menu"} and {i.source for i in train} == {"bw-front", "dreamworld"}
+    # already mixed: nothing moves
+    tr, te = items("bw-back", "artwork"), items("bw-front", "menu")
+    assert mix_styles(tr, te) == (tr, te)
 
 
 def test_invariant_checker_catches_a_straddling_source():

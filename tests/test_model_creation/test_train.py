@@ -34,9 +34,11 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     train_dir = labelled_folder(tmp / "train", {"red": 6, "green": 6, "blue": 2}, seed=0)
     test_dir = labelled_folder(tmp / "test", {"red": 2, "green": 2, "blue": 2}, seed=500)
+    val_dir = labelled_folder(tmp / "val", {"red": 1, "green": 1, "blue": 1}, seed=900)
     out = tmp / "ml_tiny"
     config = train(labels=["red", "green", "blue"], out=out, arch="tiny", epochs=1, batch_size=4,
-                   train_dir=train_dir, test_dir=test_dir, verbose=0, version="7")
+                   train_dir=train_dir, test_dir=test_dir, validation_dir=val_dir, verbose=0, version="7",
+                   remove={"green": 0.5})
     return out, config
 
 
@@ -58,6 +60,27 @@ def test_config_round_trip(trained):
     for key in ("architecture", "training_data_hash", "seed", "library_versions", "metrics", "created_at"):
         assert key in on_disk
     assert on_disk["metrics"]["sprites"]["n"] == 6
+    assert on_disk["validation_metrics"]["all"]["n"] == 3  # the validation split, reported apart
+    assert on_disk["training"]["removed"] == {"green": 0.5} and on_disk["training"]["train_images"] == 6 + 3 + 2
+    assert "## Validation all: accuracy" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_remove_fraction_is_a_fixed_subset_and_bad_specs_are_refused():
+    from model_creation.train import parse_removals, remove_fraction
+    rows = [{"label": lab, "sha256": f"{lab}{i:02d}"} for lab in ("a", "b") for i in range(8)]
+    kept = remove_fraction(rows, "a", 0.75)
+    assert [r["sha256"] for r in kept if r["label"] == "a"] == ["a06", "a07"]  # by hash order, not by chance
+    assert remove_fraction(list(reversed(rows)), "a", 0.75) == [r for r in reversed(rows) if r in kept]
+    assert sum(r["label"] == "b" for r in kept) == 8
+    assert parse_removals(["pikachu:0.75", "squirtle:0.5"]) == {"pikachu": 0.75, "squirtle": 0.5}
+    for bad in (["pikachu"], ["pikachu:x"], [":0.5"]):
+        with pytest.raises(SystemExit, match="LABEL:FRACTION"):
+            parse_removals(bad)
+    for frac in (0.0, 1.0):
+        with pytest.raises(SystemExit, match="between 0 and 1"):
+            remove_fraction(rows, "a", frac)
+    with pytest.raises(SystemExit, match="no training images"):
+        remove_fraction(rows, "zzz", 0.5)
     assert set(on_disk["metrics"]["sprites"]["classes"]) == {"red", "green", "blue"}
 
 
@@ -85,7 +108,8 @@ def test_training_is_reproducible(trained, tmp_path):
     base = out.parent
     again = tmp_path / "ml_tiny"
     train(labels=["red", "green", "blue"], out=again, arch="tiny", epochs=1, batch_size=4,
-          train_dir=base / "train", test_dir=base / "test", verbose=0, version="7")
+          train_dir=base / "train", test_dir=base / "test", validation_dir=None, verbose=0, version="7",
+          remove={"green": 0.5})
     assert load_model_folder(again).fingerprint == load_model_folder(out).fingerprint
 
 
