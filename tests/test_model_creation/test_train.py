@@ -63,6 +63,7 @@ def test_config_round_trip(trained):
     assert on_disk["validation_metrics"]["all"]["n"] == 3  # the validation split, reported apart
     assert on_disk["training"]["removed"] == {"green": 0.5} and on_disk["training"]["train_images"] == 6 + 3 + 2
     assert "## Validation all: accuracy" in (out / "MODEL_CARD.md").read_text()
+    assert set(on_disk["metrics"]["sprites"]["classes"]) == {"red", "green", "blue"}
 
 
 def test_remove_fraction_is_a_fixed_subset_and_bad_specs_are_refused():
@@ -81,7 +82,6 @@ def test_remove_fraction_is_a_fixed_subset_and_bad_specs_are_refused():
             remove_fraction(rows, "a", frac)
     with pytest.raises(SystemExit, match="no training images"):
         remove_fraction(rows, "zzz", 0.5)
-    assert set(on_disk["metrics"]["sprites"]["classes"]) == {"red", "green", "blue"}
 
 
 def test_saved_model_loads_without_optimizer_and_predicts(trained):

@@ -190,7 +190,9 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
 @option("--test-data", env="TEST_DATA_DIR", default=default_test_data, show_default="test_data",
         type=click.Path(path_type=Path), help="folder of labelled test images")
 def plan_cmd(min_drop, alpha, power, flip_rate, test_data):
-    """Images per class the test set needs to detect an accuracy drop, against what it has.
+    """Images per class needed to see an accuracy drop.
+
+    Prints them against what the test set has.
 
     Counts are of answers alone (the McNemar test); the score test of `compare` sees smaller drops.
     """
