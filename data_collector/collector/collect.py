@@ -26,7 +26,11 @@ from .validate import InvalidAnswer, ModelChanged
 from .validate import predictions as check_predictions
 from .vocab import RunStatus
 
-REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything
+REJECTED_BEFORE_GIVING_UP = 8
+# A fingerprint already in the database is trusted only after the server answers this many of
+# its stored images (chosen at random) as stored: same label, every score within SCORE_NOISE.
+VERIFY_IMAGES = 4
+SCORE_NOISE = 1e-3  # images refused (4xx) with none accepted: the server rejects everything
 
 
 @dataclass
@@ -108,7 +112,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
             res = ModelResult(url=display_url(url) if isinstance(url, str) else str(url))
             results.append(res)
             job = _plan(res, url, engine=engine, opts=opts, items=items, image_ids=image_ids, ts_hash=ts_hash,
-                        seen_fp=seen_fp, say=say)
+                        seen_fp=seen_fp, say=say, test_dir=Path(test_dir))
             if job:
                 jobs.append(job)
         if jobs:
@@ -131,7 +135,8 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
 
 
 def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, items: list[TestImage],
-          image_ids: dict[str, int], ts_hash: str, seen_fp: dict[str, tuple[str, list[str]]], say) -> _Job | None:
+          image_ids: dict[str, int], ts_hash: str, seen_fp: dict[str, tuple[str, list[str]]], say,
+          test_dir: Path) -> _Job | None:
     """Ask one server who it is; start a run if it has anything to evaluate."""
     try:
         client = ModelClient(url, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
@@ -153,13 +158,21 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, i
         say(f"{res.url}: same fingerprint as {first_url}; evaluated once")
         return None
     seen_fp[res.fingerprint] = (res.url, list(meta["labels"]))
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         known = store.find_model(conn, fingerprint=res.fingerprint)
-        if known is not None and list(known.labels) != meta["labels"]:
-            res.error = (f"announces fingerprint {res.fingerprint[:12]} of the stored model {known.title} but "
-                         f"other labels: refused, nothing stored (a fingerprint names one model)")
+        stored = store.sample_predictions(conn, model_id=known.id, limit=VERIFY_IMAGES) if known else []
+    if known is not None and list(known.labels) != meta["labels"]:
+        res.error = (f"announces fingerprint {res.fingerprint[:12]} of the stored model {known.title} but "
+                     f"other labels: refused, nothing stored (a fingerprint names one model)")
+        client.close()
+        return None
+    if stored:
+        problem = _verify(client, meta, known, stored, {i.sha256: i for i in items}, test_dir)
+        if problem:
+            res.error = problem
             client.close()
             return None
+    with engine.begin() as conn:
         model_id = store.upsert_model(conn, meta=meta, url=client.url)
         done = store.done_image_ids(conn, model_id=model_id)
         todo = [i for i in eligible(items, meta["labels"]) if image_ids[i.sha256] not in done]
@@ -173,6 +186,43 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, i
         run_id = store.start_run(conn, model_id=model_id, url=client.url, n_planned=len(todo),
                                  collector_version=__version__, test_set_hash=ts_hash)
     return _Job(res, client, model_id, run_id, todo, list(meta["labels"]))
+
+
+def _verify(client: ModelClient, meta: dict, known: store.ModelInfo, stored: list[dict],
+            items: dict[str, TestImage], test_dir: Path) -> str | None:
+    """None when the server answers stored images as stored; else why it is refused.
+
+    A fingerprint is a claim: before the collector skips a model as evaluated or adds answers
+    to it, the server must give the stored answers again for a few stored images chosen at
+    random. Another model announcing this fingerprint, or the model changed behind it, fails.
+    """
+    payload = []
+    for row in stored:
+        item = items.get(row["sha256"])
+        if item is None:
+            continue  # an image no longer in the test set: nothing to send
+        try:
+            payload.append((item, row, (test_dir / item.path).read_bytes()))
+        except OSError:
+            continue
+    if not payload:
+        return None
+    refused = "refused, nothing stored"
+    try:
+        body = client.predict([(it.path, data) for it, _, data in payload])
+        preds = check_predictions(body, n_sent=len(payload), labels=meta["labels"],
+                                  fingerprint=meta["fingerprint"], version=meta["version"])
+    except ModelServerError as e:
+        return f"cannot check it is the stored model {known.title}: {e.reason}; {refused}"
+    except (InvalidAnswer, ModelChanged) as e:
+        return f"invalid answer while checking it is the stored model {known.title}: {e}; {refused}"
+    for (item, row, _), p in zip(payload, preds, strict=True):
+        diff = max(abs(float(p["scores"][k]) - float((row["scores"] or {}).get(k, -1.0))) for k in p["scores"])
+        if p["label"] != row["predicted_label"] or diff > SCORE_NOISE:
+            return (f"answers differ from the stored predictions of {known.title} ({item.path}: "
+                    f"{p['label']} now, {row['predicted_label']} stored; scores differ by up to {diff:.3g}): "
+                    f"the fingerprint is reused by another model, or the model changed; {refused}")
+    return None
 
 
 def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: dict[str, int],

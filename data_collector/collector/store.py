@@ -243,6 +243,14 @@ def done_image_ids(conn: Connection, *, model_id: int) -> set[int]:
     return set(conn.execute(select(predictions.c.image_id).where(predictions.c.model_id == model_id)).scalars())
 
 
+def sample_predictions(conn: Connection, *, model_id: int, limit: int) -> list[dict]:
+    """Up to `limit` stored predictions of a model, chosen at random (a server cannot guess which)."""
+    q = (select(images.c.sha256, predictions.c.predicted_label, predictions.c.scores)
+         .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
+         .where(predictions.c.model_id == model_id).order_by(func.random()).limit(limit))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
 HEARTBEAT_S = 15.0  # a running collector refreshes its runs' heartbeat this often
 STALE_AFTER_S = 180.0  # a run whose heartbeat is this old belongs to a dead process
 

@@ -18,6 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LABELS = ["red", "green", "blue"]
 FP = "f" * 63 + "0"
 MiB = 1024 * 1024
+# Announces a stored model's fingerprint and labels and answers well-formed, in that model's
+# name: only its answers give it away. Not in BEHAVIOURS: within one run next to the real model
+# it is simply the same fingerprint twice (skipped); it matters in a later run.
+THIEF = "reuses a stored fingerprint with the same labels"
 
 
 def honest_metadata() -> dict:
@@ -162,6 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif b == "reuses a stored fingerprint with other labels":
             meta["fingerprint"] = self.stored_fingerprint
             meta["labels"] = ["red", "green"]
+        elif b == THIEF:
+            meta["fingerprint"] = self.stored_fingerprint
         return self._json(meta)
 
     # ---- POST /predict ----------------------------------------------------------------------
@@ -187,6 +193,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(_predictions_body(n, label="blue", confidence=0.1))
         if b == "fewer predictions than images":
             return self._json(_predictions_body(max(0, n - 1)))
+        if b == THIEF:  # well-formed answers in the stolen name: only the answers themselves differ
+            out = _predictions_body(n)
+            out["model"]["fingerprint"] = self.stored_fingerprint
+            return self._json(out)
         if b == "answers as another model":
             out = _predictions_body(n)
             out["model"]["fingerprint"] = "e" * 64
@@ -254,7 +264,7 @@ class HostileServer:
     """`with HostileServer("confidence NaN") as url:` a fake model server on loopback."""
 
     def __init__(self, behaviour: str, *, stored_fingerprint: str = ""):
-        assert behaviour in BEHAVIOURS or behaviour == "honest", behaviour
+        assert behaviour in BEHAVIOURS or behaviour in ("honest", THIEF), behaviour
         handler = type("Handler", (_Handler,), {"behaviour": behaviour, "stored_fingerprint": stored_fingerprint})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True

@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hostile_server import BEHAVIOURS, FP, METADATA_BEHAVIOURS, HostileServer
+from hostile_server import BEHAVIOURS, FP, METADATA_BEHAVIOURS, THIEF, HostileServer
 from sqlalchemy import func, select
 
 from collector import store
 from collector.schema import models, predictions, runs
-from helpers import PG_ADMIN_URL, make_test_data, serve_model
+from helpers import COLORS, PG_ADMIN_URL, color_png, make_test_data, serve_model
 
 DEADLINE_S = 3.0  # --timeout of every case
 RETRIES = 1
@@ -196,4 +196,39 @@ def test_a_fingerprint_thief_is_refused_in_a_later_run(tmp_path, bystander, data
         assert c.execute(select(func.count()).select_from(runs)).scalar_one() == 1
         assert [list(x) for x in c.execute(select(models.c.labels)).scalars()] == [["red", "green", "blue"]]
         assert c.execute(select(func.count()).select_from(models)).scalar_one() == 1
+    engine.dispose()
+
+
+def test_a_fingerprint_thief_with_the_same_labels_is_caught_by_its_answers(tmp_path, bystander, data):
+    """The stored model's name, labels and fingerprint, well-formed answers: the answers differ.
+
+    A new test image gives the thief something to add under the stolen identity (the harmful
+    case); a rerun with nothing new is refused the same way. The real model then passes the
+    same check and adds the new image.
+    """
+    import shutil
+
+    local = tmp_path / "td"
+    shutil.copytree(data, local)
+    db = f"sqlite:///{tmp_path / 'thief.db'}"
+    assert run_collect(db, local, [bystander])[0] == 0
+    engine = store.make_engine(db)
+
+    def counts():
+        with engine.connect() as c:
+            return (c.execute(select(func.count()).select_from(predictions)).scalar_one(),
+                    c.execute(select(func.count()).select_from(runs)).scalar_one())
+
+    before = counts()
+    (local / "green" / "late.png").write_bytes(color_png(COLORS["green"], seed=4242))
+    for _ in range(2):
+        with HostileServer(THIEF, stored_fingerprint=_bystander_fp(bystander)) as bad:
+            code, output, _, _ = run_collect(db, local, [bad])
+        assert code == 1 and f"error: {bad}: " in output, output
+        assert "answers differ from the stored predictions of colors v1" in output, output
+        assert "the fingerprint is reused by another model, or the model changed" in output
+        assert counts() == before  # not one prediction, not one run
+    code, output, _, _ = run_collect(db, local, [bystander])
+    assert code == 0, output
+    assert counts() == (before[0] + 1, before[1] + 1)  # the real model passes the check and adds the image
     engine.dispose()
