@@ -70,7 +70,8 @@ def score_drop_test(base_scores: np.ndarray, cand_scores: np.ndarray) -> tuple[f
     mean = float(diff.mean())
     if np.count_nonzero(diff) < 2:
         return mean, 1.0
-    return mean, float(wilcoxon(diff, alternative="less", zero_method="wilcox").pvalue)
+    p = float(wilcoxon(diff, alternative="less", zero_method="wilcox").pvalue)
+    return mean, p if np.isfinite(p) else 1.0
 
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:
