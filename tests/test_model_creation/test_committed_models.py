@@ -73,7 +73,7 @@ def test_archived_version_still_loads_and_scores_what_it_recorded():
     assert got["n"] == want["n"] and got["accuracy"] == pytest.approx(want["accuracy"], abs=0.02)
 
 
-@pytest.mark.xfail(strict=True, reason="target not reached: ditto recall 0.50 (4 of 8 test sprites: Gen V front "
-                                       "frames and four one-off styles; it trains on Gen V back frames and one artwork)")
+@pytest.mark.xfail(strict=True, reason="target not reached: ditto recall 0.50 (4 of 8 test sprites: Gen V "
+                                       "front frames, four one-off styles; it trains on Gen V back frames, one artwork)")
 def test_ditto_recall_target():
     assert metrics("ml_ditto_and_mimikyu")["sprites"]["classes"]["ditto"]["recall"] >= 0.8
