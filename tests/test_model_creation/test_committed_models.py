@@ -74,6 +74,6 @@ def test_archived_version_still_loads_and_scores_what_it_recorded():
 
 
 @pytest.mark.xfail(strict=True, reason="target not reached: ditto recall 0.50 (4 of 8 test sprites: Gen V "
-                                       "front frames, four one-off styles; it trains on Gen V back frames, one artwork)")
+                                       "front frames, 4 one-off styles; it trains on Gen V back frames, 1 artwork)")
 def test_ditto_recall_target():
     assert metrics("ml_ditto_and_mimikyu")["sprites"]["classes"]["ditto"]["recall"] >= 0.8
