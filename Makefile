@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help venv test demo models data lint bench bench-smoke gate-study reliability docker-smoke clean
 
 help:
-	@echo "make demo     - start the three model servers, collect into SQLite, print the report"
+	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v1 and v2"
 	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
 	@echo "make models   - retrain the three shipped models (18 min on 2 cores, measured with 'time make models')"
 	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
