@@ -1,7 +1,8 @@
 """The regression gate on real retrains: false alarms over seeds, detections over real regressions.
 
     python -m bench.gate_study                 # or: make gate-study (about an hour on 2 cores)
-    python -m bench.gate_study --work DIR      # keep the trained models in DIR (reruns reuse them)
+    python -m bench.gate_study --work DIR      # keep the trained models in DIR (a rerun reuses
+                                               # those trained with the same recipe and data)
 
 Trains `ml_original` again, with the shipped recipe and training data:
 - with seeds 43, 44 and 45 (nothing changed but the seed: every class flagged is a false alarm);
@@ -42,9 +43,24 @@ REGRESSIONS = {
 }
 
 
+def reusable(out: Path, spec: dict, epochs: int | None, arch: str | None) -> bool:
+    """A model trained by an earlier run with this recipe (the shipped one's, unless overridden)."""
+    if not ((out / "model.keras").is_file() and (out / "config.json").is_file()):
+        return False
+    have = json.loads((out / "config.json").read_text())
+    shipped = json.loads((ROOT / "trained_models" / "ml_original" / "config.json").read_text())
+    same = (have["seed"] == spec["seed"]
+            and have["architecture"] == (arch or shipped["architecture"])
+            and have["training"]["epochs"] == (epochs or shipped["training"]["epochs"])
+            and sorted(f"{k}:{v}" for k, v in have["training"].get("removed", {}).items()) == sorted(spec["remove"]))
+    if same and not spec["remove"]:  # same data as the shipped model, or it is stale
+        same = have["training_data_hash"] == shipped["training_data_hash"]
+    return same
+
+
 def train_variant(name: str, spec: dict, work: Path, epochs: int | None, arch: str | None) -> Path:
     out = work / name
-    if (out / "model.keras").is_file() and (out / "config.json").is_file():
+    if reusable(out, spec, epochs, arch):
         print(f"{name}: trained already ({out})", flush=True)
         return out
     cmd = [sys.executable, "-m", "model_creation.train", "--labels", *BASE_LABELS, "--out", str(out),
