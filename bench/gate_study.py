@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from bench.common import ROOT, servers
+from collector.formatting import num
 from model_creation.split_data import VALIDATION_DIR
 
 BASE_LABELS = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
@@ -141,9 +142,6 @@ def summarize(comparisons: list[dict]) -> dict:
 
 
 def markdown(comparisons: list[dict], summary: dict, *, summary_only: bool = False) -> str:
-    def f(v, d=3, signed=False):
-        return "-" if v is None else (f"{v:+.{d}f}" if signed else f"{v:.{d}f}")
-
     lines = ["| baseline → candidate | class | recall | change | McNemar p | score change | "
              "score p (Holm) | MDD | new rule | old rule |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -155,9 +153,10 @@ def markdown(comparisons: list[dict], summary: dict, *, summary_only: bool = Fal
             old = "**flagged**" if lab in c["mcnemar"]["flagged"] else ""
             lines.append(
                 f"| {c['baseline']} → {c['candidate']} | {lab}{' (degraded)' if lab == c['hurt'] else ''} | "
-                f"{f(x['baseline'])} → {f(x['candidate'])} | {f(x['delta'], signed=True)} | {f(x['p_value'])} | "
-                f"{f(x['score_change'], signed=True)} | {f(x['score_p_adjusted'], 4)} | "
-                f"{f(x['min_detectable_drop'], 2)} | {new} | {old} |")
+                f"{num(x['baseline'])} → {num(x['candidate'])} | {num(x['delta'], signed=True)} | "
+                f"{num(x['p_value'])} | "
+                f"{num(x['score_change'], signed=True)} | {num(x['score_p_adjusted'], 4)} | "
+                f"{num(x['min_detectable_drop'], 2)} | {new} | {old} |")
     lines = [] if summary_only else lines + [""]
     lines += ["| rule | seed pairs (class comparisons) | false alarms | regressions caught | "
               "other classes flagged |", "|---|---|---|---|---|"]

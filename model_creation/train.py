@@ -144,12 +144,12 @@ def remove_fraction(rows: list[dict], label: str, fraction: float) -> list[dict]
 def parse_removals(specs: list[str]) -> dict[str, float]:
     out = {}
     for spec in specs:
-        label, sep, frac = spec.partition(":")
+        label, _, frac = spec.partition(":")
         try:
-            out[label] = float(frac) if sep and label else float("nan")
+            out[label] = float(frac)
         except ValueError:
             out[label] = float("nan")
-        if out[label] != out[label]:
+        if not label or out[label] != out[label]:  # no label, or not a number (NaN included)
             raise SystemExit(f"error: --remove {spec!r}: expected LABEL:FRACTION, e.g. pikachu:0.75")
     return out
 

@@ -107,12 +107,13 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
     results: list[ModelResult] = []
     jobs: list[_Job] = []
     seen_fp: dict[str, tuple[str, list[str]]] = {}
+    by_sha = {i.sha256: i for i in items}
     try:
         for url in urls:
             res = ModelResult(url=display_url(url) if isinstance(url, str) else str(url))
             results.append(res)
             job = _plan(res, url, engine=engine, opts=opts, items=items, image_ids=image_ids, ts_hash=ts_hash,
-                        seen_fp=seen_fp, say=say, test_dir=Path(test_dir))
+                        seen_fp=seen_fp, say=say, test_dir=Path(test_dir), by_sha=by_sha)
             if job:
                 jobs.append(job)
         if jobs:
@@ -136,7 +137,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
 
 def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, items: list[TestImage],
           image_ids: dict[str, int], ts_hash: str, seen_fp: dict[str, tuple[str, list[str]]], say,
-          test_dir: Path) -> _Job | None:
+          test_dir: Path, by_sha: dict[str, TestImage]) -> _Job | None:
     """Ask one server who it is; start a run if it has anything to evaluate."""
     try:
         client = ModelClient(url, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
@@ -167,7 +168,7 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, i
         client.close()
         return None
     if stored:
-        problem = _verify(client, meta, known, stored, {i.sha256: i for i in items}, test_dir)
+        problem = _verify(client, meta, known, stored, by_sha, test_dir)
         if problem:
             res.error = problem
             client.close()
