@@ -50,6 +50,13 @@ def create_config(out_dir: Path, *, name: str, version: str, labels: list[str], 
     return config
 
 
+def export_card_line(record: dict) -> str:
+    """The model card's line on the LiteRT export (written by training and by `model_creation.export`)."""
+    return (f"- LiteRT export: `{record['file']}`, {record['bytes'] / 1e6:.2f} MB, sha256 `{record['sha256'][:12]}`, "
+            f"from the weights above ({record['converter']}; largest probability difference "
+            f"{record['max_abs_diff_check']:.1g} on a check batch)")
+
+
 def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: str, n_params: int,
                      model_bytes: int) -> None:
     lines = [
@@ -61,6 +68,7 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
         f"- Input: {config['input']['height']}x{config['input']['width']} RGB, preprocessing "
         f"`{json.dumps(config['preprocessing'])}`",
         f"- Fingerprint: `{fingerprint}`",
+        *([export_card_line(config["tflite"])] if config.get("tflite") else []),
         f"- Training data hash: `{config['training_data_hash']}`, seed {config['seed']}",
         f"- Training: `{json.dumps(config['training'])}`",
         f"- Libraries: `{json.dumps(config['library_versions'])}`",

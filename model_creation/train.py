@@ -17,6 +17,7 @@ class's training images: the deliberately degraded retrains of the gate study.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -27,12 +28,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from collector.formatting import num  # noqa: E402
-from model_server.model import MODEL_FILE, fingerprint  # noqa: E402
+from model_server.model import CONFIG_FILE, MODEL_FILE, fingerprint  # noqa: E402
 from model_server.preprocessing import Preprocessing  # noqa: E402
 
 from .architectures import ARCHITECTURES, make_model  # noqa: E402
 from .create_config import create_config, write_model_card  # noqa: E402
 from .data import data_hash, load_split, per_class_metrics  # noqa: E402
+from .export import export as export_tflite  # noqa: E402
 from .split_data import TEST_DIR, TRAIN_DIR, VALIDATION_DIR  # noqa: E402
 
 SEED = 42
@@ -238,6 +240,8 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
                   "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx)),
                   **({"removed": remove} if remove else {}),
                   "platform": platform_facts(threads=TRAIN_THREADS, pinned=pinned)})
+    export_tflite(out)  # model.tflite for the LiteRT backend, recorded in config.json
+    config = json.loads((out / CONFIG_FILE).read_text())
     save_plot(history, out / "training.png", f"{name} ({arch})")
     write_model_card(out, config, fingerprint=fingerprint(export.get_weights(), labels, spec),
                      command=command or "python -m model_creation.train " + shlex.join(

@@ -54,15 +54,17 @@ def test_health_is_503_until_loaded(color_model):
     c = app.test_client()
     assert c.get("/health").status_code == 503
     assert c.get("/metadata").status_code == 503
-    assert c.get("/v2/health/ready").status_code == 503
+    r = c.get("/v2/health/ready")  # the spec: 200 means ready, 4xx not ready
+    assert r.status_code == 400 and r.get_json()["ready"] is False
+    assert c.get("/v2/models/colors/ready").status_code == 400
     gate.set()
-    assert app.extensions["model_holder"].wait(10)
+    assert app.extensions["dataplane"].wait(240)
     assert c.get("/health").status_code == 200
 
 
 def test_broken_model_folder_reports_on_health(tmp_path):
     app = create_app({"model_dir": str(tmp_path), "load_async": True})
-    app.extensions["model_holder"].wait(10)
+    app.extensions["dataplane"].wait(240)
     r = app.test_client().get("/health")
     assert r.status_code == 503 and "config.json" in r.get_json()["error"]
 
@@ -192,14 +194,23 @@ def test_oip_infer_fp32_and_binary_extension(client):
 
 @pytest.mark.parametrize("req,words", [
     ({"inputs": []}, "non-empty 'inputs'"),
-    ({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [1]}]}, "not supported"),
-    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2, 2, 3], "data": [0.0] * 12}]}, "shape"),
-    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16, 16, 3], "data": [1.0]}]}, "needs 768"),
-    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16, 16, 3], "data": ["a"] * 768}]}, "numbers"),
-    ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["%%%"]}]}, "base64"),
-    ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}]}, "image 0"),
-    ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": "1", "data": []}]}, "shape"),
-    ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [0], "data": []}]}, "empty batch"),
+    ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}]},
+     "unknown input 'x': this model's inputs are 'images' (BYTES"),
+    ({"inputs": [{"name": "images", "datatype": "INT8", "shape": [1], "data": [1]}]}, "must be BYTES, got 'INT8'"),
+    ({"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}]}, "must be FP32"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]},
+                 {"name": "input", "datatype": "FP32", "shape": [1], "data": [0.0]}]}, "exactly one input"),
+    ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2, 2, 3], "data": [0.0] * 12}]}, "shape"),
+    ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 16, 16, 3], "data": [1.0]}]}, "needs 768"),
+    ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 16, 16, 3], "data": ["a"] * 768}]}, "numbers"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["%%%"]}]}, "base64"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}]}, "image 0"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": "1", "data": []}]}, "shape"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [0], "data": []}]}, "empty batch"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="],
+                  "parameters": {"content_type": "str"}}]}, "content_type 'str' is not supported"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}],
+      "outputs": [{"name": "logits"}]}, "unknown output 'logits': this model's outputs are 'probabilities'"),
 ])
 def test_oip_bad_requests(client, req, words):
     r = client.post("/v2/models/colors/infer", json=req)

@@ -88,6 +88,13 @@ def test_responses_match_the_spec(client):
         ("/v2/models/{name}/infer", "post", client.post("/v2/models/colors/infer", json={"inputs": []})),
         ("/v2/models/{name}/versions/{version}/infer", "post",
          client.post("/v2/models/colors/versions/1/infer", json=infer)),
+        ("/v2/models/{name}/config", "get", client.get("/v2/models/colors/config")),
+        ("/v2/models/{name}/versions/{version}/config", "get", client.get("/v2/models/colors/versions/1/config")),
+        ("/v2/repository/index", "post", client.post("/v2/repository/index")),
+        ("/v2/repository/models/{name}/load", "post", client.post("/v2/repository/models/colors/load")),
+        ("/v2/repository/models/{name}/unload", "post", client.post("/v2/repository/models/colors/unload")),
+        ("/v2/models/stats", "get", client.get("/v2/models/stats")),
+        ("/v2/models/{name}/stats", "get", client.get("/v2/models/colors/stats")),
     ]
     for path, method, resp in cases:
         check(path, method, resp)

@@ -1,10 +1,23 @@
-"""A model folder (`model.keras` + `config.json`) loaded for inference, with its fingerprint."""
+"""A model folder loaded for inference, with its fingerprint, on one of two backends.
+
+- `keras`: `model.keras` through TensorFlow (a graph-compiled forward pass);
+- `litert`: `model.tflite` through the LiteRT interpreter (no TensorFlow in the process).
+
+Identity is the Keras weight fingerprint either way. The `.tflite` file is an export of exactly
+those weights: `model_creation.export` records its sha256 and the fingerprint of the weights it
+was converted from in `config.json` (`tflite`), and the loader checks both before serving it.
+`MODEL_BACKEND=auto` (the default) serves LiteRT when the export is there and checks out, else
+Keras; see `load_model_folder`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +26,13 @@ import numpy as np
 from .preprocessing import Preprocessing
 
 MODEL_FILE = "model.keras"
+TFLITE_FILE = "model.tflite"
 CONFIG_FILE = "config.json"
+EXPORT_KEY = "tflite"  # the export record in config.json
+BACKENDS = ("auto", "litert", "keras")
+LITERT_THREADS = int(os.environ.get("LITERT_THREADS", "2"))
+
+log = logging.getLogger("model_server")
 
 
 class ModelFolderError(RuntimeError):
@@ -38,6 +57,19 @@ def fingerprint(weights: list[np.ndarray], labels: list[str], spec: Preprocessin
     return h.hexdigest()
 
 
+def prediction_config_digest(labels: list[str], spec: Preprocessing) -> str:
+    """What of config.json enters the fingerprint besides the weights (labels, preprocessing)."""
+    return hashlib.sha256(canonical_json({"labels": list(labels), "preprocessing": spec.to_dict()})).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def read_config(model_dir: Path) -> dict:
     path = Path(model_dir) / CONFIG_FILE
     try:
@@ -58,21 +90,21 @@ class LoadedModel:
     version: str
     labels: list[str]
     spec: Preprocessing
-    keras_model: object
     fingerprint: str
+    backend: str  # "keras" or "litert": what answers predict()
+    runtime: object  # has predict(batch) -> probabilities
     config: dict = field(default_factory=dict)
-
-    _call: object = None
+    notes: list[str] = field(default_factory=list)  # why this backend (logged at start)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """One batched forward pass; returns probabilities (N, len(labels))."""
-        out = (self._call or (lambda b: self.keras_model(b, training=False)))(batch)
-        return np.asarray(out, dtype=np.float32)
+        return np.asarray(self.runtime.predict(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
+
+    @property
+    def keras_model(self):
+        return getattr(self.runtime, "keras_model", None)
 
     def metadata(self) -> dict:
-        import keras
-        import tensorflow as tf
-
         return {
             "name": self.name,
             "version": self.version,
@@ -80,46 +112,200 @@ class LoadedModel:
             "labels": list(self.labels),
             "input": {"height": self.spec.height, "width": self.spec.width, "channels": 3},
             "preprocessing": self.spec.to_dict(),
-            "framework": {"name": "keras", "keras": keras.__version__, "tensorflow": tf.__version__,
+            "backend": self.backend,
+            "framework": {"name": self.backend, **self.runtime.versions(),
                           "architecture": self.config.get("architecture")},
         }
 
 
-def load_model_folder(model_dir: str | os.PathLike) -> LoadedModel:
-    import keras
+class KerasRuntime:
+    """`model.keras` behind a `tf.function` for any batch size (about 2x faster than eager on CPU)."""
 
+    def __init__(self, path: Path, spec: Preprocessing):
+        import keras
+        import tensorflow as tf
+
+        self.keras_model = keras.saving.load_model(path, compile=False)
+        sig = [tf.TensorSpec([None, spec.height, spec.width, 3], tf.float32)]
+        self._call = tf.function(lambda x: self.keras_model(x, training=False), input_signature=sig)
+
+    @property
+    def outputs(self) -> int:
+        return int(self.keras_model.output_shape[-1])
+
+    def weights(self) -> list[np.ndarray]:
+        return self.keras_model.get_weights()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._call(batch))
+
+    @staticmethod
+    def versions() -> dict:
+        import keras
+        import tensorflow as tf
+
+        return {"keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+class LiteRTRuntime:
+    """`model.tflite` in the LiteRT interpreter (XNNPACK on CPU).
+
+    One interpreter per process, resized to each batch size; it is not thread-safe, so calls
+    are serialised (gunicorn threads decode images in parallel, the forward pass is one at a time;
+    XNNPACK uses LITERT_THREADS cores for it).
+    """
+
+    def __init__(self, path: Path, spec: Preprocessing, threads: int = LITERT_THREADS):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._it = Interpreter(model_path=str(path), num_threads=threads)
+        except (ValueError, RuntimeError) as e:
+            raise ModelFolderError(f"{path} is not a loadable LiteRT model: {e}") from None
+        inputs, outputs = self._it.get_input_details(), self._it.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFolderError(f"{path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+        self._in, self._out = inputs[0]["index"], outputs[0]["index"]
+        want = [spec.height, spec.width, 3]
+        if list(inputs[0]["shape_signature"][1:]) != want or inputs[0]["dtype"] != np.float32:
+            raise ModelFolderError(f"{path}: input is {inputs[0]['dtype'].__name__} "
+                                   f"{list(inputs[0]['shape_signature'])}, config says float32 [-1, {want}]")
+        self.outputs = int(outputs[0]["shape_signature"][-1])
+        self._size = None
+        self._lock = threading.Lock()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with self._lock:
+            if batch.shape[0] != self._size:
+                self._it.resize_tensor_input(self._in, list(batch.shape), strict=False)
+                self._it.allocate_tensors()
+                self._size = batch.shape[0]
+            self._it.set_tensor(self._in, batch)
+            self._it.invoke()
+            return self._it.get_tensor(self._out).copy()
+
+    @staticmethod
+    def versions() -> dict:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return {"litert": version("ai-edge-litert")}
+        except PackageNotFoundError:
+            return {}
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _keras_fingerprint(runtime: KerasRuntime, labels: list[str], spec: Preprocessing) -> str:
+    return fingerprint(runtime.weights(), labels, spec)
+
+
+def check_export(model_dir: Path, config: dict, labels: list[str], spec: Preprocessing) -> tuple[dict | None, str]:
+    """The export record if `model.tflite` is usable as recorded, else (None, why not)."""
+    record = config.get(EXPORT_KEY)
+    path = model_dir / TFLITE_FILE
+    if not path.is_file():
+        return None, f"no {TFLITE_FILE} in {model_dir}"
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("sha256", "keras_fingerprint")):
+        return None, f"{CONFIG_FILE} has no '{EXPORT_KEY}' record for {TFLITE_FILE} (export it: " \
+                     f"python -m model_creation.export {model_dir})"
+    actual = file_sha256(path)
+    if actual != record["sha256"]:
+        return None, (f"{TFLITE_FILE} has sha256 {actual[:12]}, {CONFIG_FILE} records {record['sha256'][:12]}: "
+                      "it is not the file that was exported")
+    if record.get("config_digest") != prediction_config_digest(labels, spec):
+        return None, (f"the labels or preprocessing in {CONFIG_FILE} changed since {TFLITE_FILE} was exported: "
+                      "export again")
+    return record, ""
+
+
+def requested_backend(value: str | None = None) -> str:
+    """`value`, else env MODEL_BACKEND, else `auto`; checked."""
+    requested = (value or os.environ.get("MODEL_BACKEND") or "auto").strip().lower()
+    if requested not in BACKENDS:
+        raise ModelFolderError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    return requested
+
+
+def load_model_folder(model_dir: str | os.PathLike, backend: str | None = None) -> LoadedModel:
+    """Load a model folder on `backend` (`auto`, `litert`, `keras`; default: env MODEL_BACKEND or auto)."""
     model_dir = Path(model_dir)
+    requested, notes = requested_backend(backend), []
     config = read_config(model_dir)
-    model_path = model_dir / MODEL_FILE
-    if not model_path.is_file():
-        raise ModelFolderError(f"{model_path} not found")
-    keras_model = keras.saving.load_model(model_path, compile=False)
     labels = list(config["labels"])
-    n_out = keras_model.output_shape[-1]
-    if n_out != len(labels):
-        raise ModelFolderError(f"{model_path} has {n_out} outputs but config lists {len(labels)} labels")
     try:
         spec = Preprocessing.from_dict(config["preprocessing"])
     except (TypeError, ValueError) as e:
         raise ModelFolderError(f"{model_dir / CONFIG_FILE}: preprocessing: {e}") from None
-    fp = fingerprint(keras_model.get_weights(), labels, spec)
-    model = LoadedModel(
-        name=config["name"],
-        version=str(config.get("version", "0")),
-        labels=labels,
-        spec=spec,
-        keras_model=keras_model,
-        fingerprint=fp,
-        config=config,
-    )
-    model._call = compiled_call(keras_model, spec)
+    keras_path = model_dir / MODEL_FILE
+
+    record, why_not = check_export(model_dir, config, labels, spec) if requested != "keras" else (None, "")
+    if requested == "litert":
+        if record is None:
+            raise ModelFolderError(f"MODEL_BACKEND=litert: {why_not}")
+        if not _installed("ai_edge_litert"):
+            raise ModelFolderError("MODEL_BACKEND=litert: the LiteRT runtime is not installed "
+                                   "(pip install ai-edge-litert)")
+        if keras_path.is_file() and record.get("keras_sha256") not in (None, file_sha256(keras_path)):
+            notes.append(f"{MODEL_FILE} changed since the export; serving the exported weights "
+                         f"(fingerprint {record['keras_fingerprint'][:12]}); MODEL_BACKEND=auto would check them")
+        return _litert(model_dir, config, labels, spec, record, notes)
+
+    keras_runtime = None
+    if requested == "auto":
+        if record is not None and not _installed("ai_edge_litert"):
+            record, why_not = None, "the LiteRT runtime is not installed"
+        if record is not None and keras_path.is_file() and record.get("keras_sha256") != file_sha256(keras_path):
+            # model.keras was re-saved or retrained after the export: are they still the same weights?
+            if _installed("tensorflow"):
+                keras_runtime = _keras_runtime(keras_path, spec, labels)
+                current = _keras_fingerprint(keras_runtime, labels, spec)
+                if current != record["keras_fingerprint"]:
+                    record, why_not = None, (
+                        f"{TFLITE_FILE} is stale: it was exported from weights {record['keras_fingerprint'][:12]}, "
+                        f"{MODEL_FILE} now holds {current[:12]} (export again: python -m model_creation.export "
+                        f"{model_dir})")
+                else:
+                    keras_runtime = None  # same weights, re-saved: the export is good
+            else:
+                notes.append(f"{MODEL_FILE} changed since the export and TensorFlow is not installed to check it; "
+                             f"serving the exported weights (fingerprint {record['keras_fingerprint'][:12]})")
+        if record is not None:
+            return _litert(model_dir, config, labels, spec, record, notes)
+        if (model_dir / TFLITE_FILE).is_file() or config.get(EXPORT_KEY):  # an export that cannot be used
+            notes.append(f"serving Keras: {why_not}")
+
+    if not keras_path.is_file():
+        raise ModelFolderError(f"{keras_path} not found" + (f" ({why_not})" if why_not else ""))
+    if not _installed("tensorflow"):
+        raise ModelFolderError(f"{model_dir} can only be served by Keras ({why_not or 'MODEL_BACKEND=keras'}), "
+                               "and TensorFlow is not installed")
+    keras_runtime = keras_runtime or _keras_runtime(keras_path, spec, labels)
+    model = LoadedModel(name=config["name"], version=str(config.get("version", "0")), labels=labels, spec=spec,
+                        fingerprint=_keras_fingerprint(keras_runtime, labels, spec), backend="keras",
+                        runtime=keras_runtime, config=config, notes=notes)
     model.predict(np.zeros((1, spec.height, spec.width, 3), np.float32))  # trace now, not on request 1
     return model
 
 
-def compiled_call(keras_model, spec: Preprocessing):
-    """A graph-compiled forward pass for any batch size (about 2x faster than eager on CPU)."""
-    import tensorflow as tf
+def _keras_runtime(path: Path, spec: Preprocessing, labels: list[str]) -> KerasRuntime:
+    runtime = KerasRuntime(path, spec)
+    if runtime.outputs != len(labels):
+        raise ModelFolderError(f"{path} has {runtime.outputs} outputs but config lists {len(labels)} labels")
+    return runtime
 
-    sig = [tf.TensorSpec([None, spec.height, spec.width, 3], tf.float32)]
-    return tf.function(lambda x: keras_model(x, training=False), input_signature=sig)
+
+def _litert(model_dir: Path, config: dict, labels: list[str], spec: Preprocessing, record: dict,
+            notes: list[str]) -> LoadedModel:
+    path = model_dir / TFLITE_FILE
+    runtime = LiteRTRuntime(path, spec)
+    if runtime.outputs != len(labels):
+        raise ModelFolderError(f"{path} has {runtime.outputs} outputs but config lists {len(labels)} labels")
+    model = LoadedModel(name=config["name"], version=str(config.get("version", "0")), labels=labels, spec=spec,
+                        fingerprint=record["keras_fingerprint"], backend="litert", runtime=runtime,
+                        config=config, notes=notes)
+    model.predict(np.zeros((1, spec.height, spec.width, 3), np.float32))
+    return model

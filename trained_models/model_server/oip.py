@@ -1,8 +1,10 @@
 """Open Inference Protocol v2 (KServe / Triton) REST codec, with the binary tensor extension.
 
 Request inputs accepted:
-- `images`-style BYTES tensor [N] of encoded images: in JSON as base64 strings, or raw in the
-  binary extension (each element a 4-byte little-endian length, then the bytes);
+- `images`-style BYTES tensor [N] (or [N, 1]) of encoded images (PNG, JPEG, ...). In JSON every
+  element is a base64 string, whether or not `parameters.content_type` says "base64" (image bytes
+  are not text, so a JSON string can only carry them encoded); in the binary tensor extension each
+  element is a 4-byte little-endian length, then the raw bytes;
 - FP32 tensor [N, H, W, 3] already preprocessed: JSON (flat or nested) or binary little-endian.
 """
 
@@ -93,8 +95,12 @@ def decode_input(inp: dict, tail: bytes, offset: int) -> tuple[str, object, int]
 
     count = int(np.prod(shape)) if shape else 1
     if dtype == "BYTES":
-        if len(shape) != 1:
-            raise OIPError(f"input {name!r}: BYTES images must have shape [N], got {shape}")
+        if not (len(shape) == 1 or len(shape) == 2 and shape[1] == 1):
+            raise OIPError(f"input {name!r}: BYTES images must have shape [N] (or [N, 1]), got {shape}")
+        content_type = params.get("content_type")
+        if content_type not in (None, "base64"):
+            raise OIPError(f"input {name!r}: parameters.content_type {content_type!r} is not supported for images: "
+                           "send them base64 in JSON (content_type 'base64') or raw in the binary extension")
         if raw is not None:
             return "bytes", _split_bytes(raw, count, name), offset
         data = inp["data"]
@@ -120,37 +126,67 @@ def decode_input(inp: dict, tail: bytes, offset: int) -> tuple[str, object, int]
     raise OIPError(f"input {name!r}: datatype {dtype!r} not supported (use BYTES images or FP32 [N,H,W,3])")
 
 
+def requested_outputs(req: dict, available: list[str]) -> list[tuple[str, bool]]:
+    """(name, binary) of each output to return: the request's `outputs`, else all of them.
+
+    `binary` follows Triton: the request's `parameters.binary_data_output` is the default, each
+    requested output's `parameters.binary_data` overrides it.
+    """
+    params = req.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise OIPError("'parameters' must be an object")
+    default = bool(params.get("binary_data_output", False))
+    outs = req.get("outputs")
+    if outs is None:
+        return [(name, default) for name in available]
+    if not isinstance(outs, list):
+        raise OIPError("'outputs' must be a list of {\"name\": ...} objects")
+    chosen = []
+    for o in outs:
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+            raise OIPError("each requested output must be an object with a 'name'")
+        if o["name"] not in available:
+            raise OIPError(f"unknown output {o['name']!r}: this model's outputs are "
+                           + ", ".join(repr(a) for a in available))
+        p = o.get("parameters") or {}
+        if not isinstance(p, dict):
+            raise OIPError(f"output {o['name']!r}: 'parameters' must be an object")
+        chosen.append((o["name"], bool(p.get("binary_data", default))))
+    if len({name for name, _ in chosen}) != len(chosen):
+        raise OIPError("an output is requested twice")
+    return chosen
+
+
+def encode_bytes(items: list[bytes]) -> bytes:
+    """BYTES elements in the binary extension: each a 4-byte little-endian length, then the bytes."""
+    return b"".join(struct.pack("<I", len(b)) + b for b in items)
+
+
 def encode_response(*, model_name: str, model_version: str, request_id, probs: np.ndarray,
-                    labels: list[str], binary: bool) -> tuple[bytes, dict]:
-    """The inference response; with `binary`, outputs go in the binary tensor extension."""
+                    labels: list[str], outputs: list[tuple[str, bool]]) -> tuple[bytes, dict]:
+    """The inference response holding `outputs` ((name, binary) from `requested_outputs`)."""
     n, k = probs.shape
     predicted = [labels[i] for i in np.argmax(probs, axis=1)] if n else []
-    outputs = [
-        {"name": "probabilities", "datatype": "FP32", "shape": [n, k]},
-        {"name": "labels", "datatype": "BYTES", "shape": [n]},
-    ]
-    resp = {"model_name": model_name, "model_version": model_version, "outputs": outputs}
+    tensors = {
+        "probabilities": ("FP32", [n, k], lambda: [float(v) for v in probs.ravel()],
+                          lambda: probs.astype("<f4").tobytes()),
+        "labels": ("BYTES", [n], lambda: predicted, lambda: encode_bytes([s.encode() for s in predicted])),
+    }
+    body, blobs = [], []
+    for name, binary in outputs:
+        datatype, shape, as_json, as_binary = tensors[name]
+        out = {"name": name, "datatype": datatype, "shape": shape}
+        if binary:
+            blob = as_binary()
+            out["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            out["data"] = as_json()
+        body.append(out)
+    resp = {"model_name": model_name, "model_version": model_version, "outputs": body}
     if request_id is not None:
         resp["id"] = request_id
-    headers = {"Content-Type": "application/json"}
-    if not binary:
-        outputs[0]["data"] = [float(v) for v in probs.ravel()]
-        outputs[1]["data"] = predicted
-        return json.dumps(resp).encode(), headers
-    blobs = [probs.astype("<f4").tobytes(),
-             b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in predicted)]
-    for out, blob in zip(outputs, blobs, strict=True):
-        out["parameters"] = {"binary_data_size": len(blob)}
     head = json.dumps(resp).encode()
-    headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
-    return head + b"".join(blobs), headers
-
-
-def wants_binary(req: dict) -> bool:
-    params = req.get("parameters") or {}
-    if isinstance(params, dict) and params.get("binary_data_output"):
-        return True
-    outs = req.get("outputs") or []
-    return isinstance(outs, list) and any(
-        isinstance(o, dict) and isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data")
-        for o in outs)
+    if not blobs:
+        return head, {"Content-Type": "application/json"}
+    return head + b"".join(blobs), {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}

@@ -1,0 +1,83 @@
+"""This project's REST API: `GET /health`, `GET /metadata`, `POST /predict`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+
+import numpy as np
+from flask import Blueprint, current_app, jsonify, request
+
+from .dataplane import ApiError, DataPlane
+
+bp = Blueprint("rest", __name__)
+
+
+def plane() -> DataPlane:
+    return current_app.extensions["dataplane"]
+
+
+@bp.get("/health")
+def health():
+    p = plane()
+    if p.ready:
+        return jsonify({"status": "ok"})
+    if p.error:
+        return jsonify({"status": "error", "error": p.error}), 503
+    return jsonify({"status": "loading"}), 503
+
+
+@bp.get("/metadata")
+def metadata():
+    return jsonify(plane().get().metadata())
+
+
+def payload_images() -> list[tuple[str, bytes]]:
+    """Images from multipart field `images`, or JSON {"instances": [{"b64": ...}]}."""
+    if request.mimetype == "multipart/form-data":
+        files = request.files.getlist("images")
+        if not files and request.files:
+            raise ApiError(400, f"multipart field must be named 'images', got {sorted(request.files)}")
+        return [(f.filename or f"images[{i}]", f.read()) for i, f in enumerate(files)]
+    if request.mimetype == "application/json":
+        try:
+            body = json.loads(request.get_data(cache=False))
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        except RecursionError:
+            raise ApiError(400, "JSON body is nested too deeply") from None
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+            raise ApiError(400, 'JSON body must be {"instances": [{"b64": "<base64 image>"}, ...]}')
+        out = []
+        for i, inst in enumerate(body["instances"]):
+            if not isinstance(inst, dict) or not isinstance(inst.get("b64"), str):
+                raise ApiError(400, f'instance {i} must be an object {{"b64": "<base64 image>"}}', index=i)
+            try:
+                out.append((f"instances[{i}]", base64.b64decode(inst["b64"], validate=True)))
+            except (binascii.Error, ValueError):
+                raise ApiError(400, f"instance {i}: b64 is not valid base64", index=i) from None
+        return out
+    raise ApiError(415, "send multipart/form-data with field 'images', or application/json with 'instances'")
+
+
+@bp.post("/predict")
+def predict():
+    p = plane()
+    model = p.get()
+    t0 = time.perf_counter()
+    batch = p.images(payload_images(), model)
+    t1 = time.perf_counter()
+    probs, predict_ms = p.predict(batch, model)
+    preds = []
+    for row in probs:
+        best = int(np.argmax(row))
+        preds.append({"label": model.labels[best], "confidence": float(row[best]),
+                      "scores": {lab: float(v) for lab, v in zip(model.labels, row, strict=True)}})
+    return jsonify({
+        "model": {"name": model.name, "version": model.version, "fingerprint": model.fingerprint},
+        "predictions": preds,
+        "timing_ms": {"decode": round((t1 - t0) * 1000, 3), "predict": round(predict_ms, 3),
+                      "total": round((time.perf_counter() - t0) * 1000, 3)},
+    })
