@@ -24,6 +24,10 @@ def test_bench_smoke(tmp_path):
                 "ratio_sqlite_over_executemany", "collector_pg_img_s"):
         assert res["collector"][key] > 0
     assert [s["images"] for s in res["scale"]["sizes"]] == [100, 200]
+    rt = res["runtime"]
+    assert (rt["keras"]["backend"], rt["litert"]["backend"]) == ("keras", "litert")
+    assert rt["ratio_litert_over_keras"] > 0 and rt["litert"]["worker_rss_mb"] > 0 and rt["litert"]["start_s"] > 0
+    assert "throughput ratio LiteRT / Keras" in r.stdout
     assert "speed ratio compact / smallervggnet" in r.stdout
 
 

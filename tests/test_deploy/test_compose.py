@@ -189,3 +189,17 @@ def test_compose_services_as_local_processes(tmp_path):
             p.terminate()
         for p in procs:
             p.wait(30)
+
+
+def test_the_model_server_image_is_lean():
+    """The server image serves LiteRT exports: no TensorFlow or Keras; the collector needs neither."""
+    server = (ROOT / "docker" / "requirements-server.txt").read_text()
+    names = {ln.split("==")[0] for ln in server.splitlines() if ln and not ln.startswith("#")}
+    assert "ai-edge-litert" in names
+    assert not names & {"tensorflow", "tensorflow-cpu", "keras", "h5py"}
+    collector = (ROOT / "docker" / "requirements-collector.txt").read_text()
+    assert "tensorflow" not in collector and "keras" not in collector
+    text = dockerfile(ROOT / "trained_models" / "model_server" / "Dockerfile")
+    assert re.search(r"MODEL_BACKEND=litert", text)
+    for name in ("ml_original", "ml_ditto", "ml_ditto_and_mimikyu"):
+        assert (ROOT / "trained_models" / name / "model.tflite").is_file()

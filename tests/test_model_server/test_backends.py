@@ -161,3 +161,16 @@ def test_export_cli(folder, capsys):
     assert "model.tflite" in capsys.readouterr().out and (folder / "model.tflite").is_file()
     assert main([str(folder.parent / "nothing")]) == 1
     assert "config.json not found" in capsys.readouterr().err
+
+
+def test_litert_slices_give_the_same_answers(exported):
+    """A batch runs in slices (bounded activation memory): same probabilities as one call, in order."""
+    from model_server.model import LiteRTRuntime
+    from model_server.preprocessing import Preprocessing
+
+    spec = Preprocessing(height=16, width=16)
+    x = np.random.default_rng(1).random((37, 16, 16, 3), dtype=np.float32)
+    whole = LiteRTRuntime(exported / "model.tflite", spec, slice_=64).predict(x)
+    sliced = LiteRTRuntime(exported / "model.tflite", spec, slice_=5).predict(x)
+    assert whole.shape == sliced.shape == (37, 3)
+    assert float(np.abs(whole - sliced).max()) <= 1e-6
