@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test demo models data lint bench bench-smoke gate-study reliability docker-smoke clean
+.PHONY: help venv test demo models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
 
 help:
 	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v1 and v2"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint     - ruff"
 	@echo "make reliability - fuzzing, hostile inputs, faults, 60 s load, dependency audit"
 	@echo "make docker-smoke - build the images and run the compose stack for real"
+	@echo "make peer-venvs - MLServer and KServe's client in .venvs/ (the tests create them when missing)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +53,7 @@ gate-study: $(STAMP)
 	$(BIN)/python -m bench.gate_study
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache pokemon_tester.db* demo_logs
+	rm -rf $(VENV) .venvs .pytest_cache .ruff_cache pokemon_tester.db* demo_logs
 
 # The long reliability run: >= 1,000 fuzzed requests, 60 s of load, then a dependency audit.
 reliability: $(STAMP)
@@ -63,3 +64,7 @@ reliability: $(STAMP)
 
 docker-smoke:
 	./scripts/docker_smoke.sh
+
+# Third-party OIP peers whose dependencies clash with ours, each in its own venv.
+peer-venvs: $(STAMP)
+	$(BIN)/python tests/peers/venvs.py
