@@ -1,9 +1,9 @@
 """gunicorn settings for containers: `gunicorn -c gunicorn.conf.py "model_server.app:create_app()"`.
 
-One model copy per worker (a 96x96 compact model is ~1 MB of weights; with the TensorFlow
-runtime a worker holds ~640 MB resident, see bench/bench_scale.py). TensorFlow already uses
-every core for one batch, so 1 worker with a few threads is the default; raise
-WEB_CONCURRENCY only on machines with many cores.
+One model copy per worker (a 96x96 compact model is ~0.6 MB as a LiteRT export; a worker on
+LiteRT holds about 100 MB resident, on Keras/TensorFlow about 780 MB, see bench/bench_runtime.py).
+One worker's forward pass uses LITERT_THREADS (2) cores, so 1 worker with a few threads is the
+default; raise WEB_CONCURRENCY only on machines with more cores.
 """
 
 import os
