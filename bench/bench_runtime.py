@@ -28,6 +28,7 @@ from pathlib import Path
 import requests
 
 from bench.common import ROOT, free_port, test_images
+from collector.health import wait_healthy
 
 TARGETS = {"worker_rss_mb": 120, "start_s": 1.5, "ratio_litert_over_keras": 1.3, "image_added_mb": 200}
 
@@ -46,21 +47,6 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def wait_health(url: str, proc: subprocess.Popen, deadline_s: float = 300) -> None:
-    """Poll /health every 10 ms (so the start time is measured finely), to an overall deadline."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ml-server exited with {proc.returncode}")
-        try:
-            if requests.get(url + "/health", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.01)
-    raise RuntimeError(f"{url} not healthy within {deadline_s} s")
-
-
 def run_backend(backend: str, folder: Path, batches: list, predictions: int) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -70,7 +56,7 @@ def run_backend(backend: str, folder: Path, batches: list, predictions: int) -> 
     proc = subprocess.Popen([exe, "--model-dir", str(folder), "--port", str(port), "--threads", "4"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_health(url, proc)
+        wait_healthy(url, deadline_s=300, proc=proc, interval=0.01)  # fine polling: the start is measured
         start_s = time.perf_counter() - t0
         served = requests.get(url + "/metadata", timeout=60).json()["backend"]
         session = requests.Session()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from collector.health import NotHealthy, wait_healthy
 from helpers import COLORS, MlServerProcess, color_png, free_port
 from peers.venvs import peer_python
 
@@ -49,7 +50,10 @@ def mlserver(tmp_path_factory):
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{http}"
     try:
-        _wait_ready(url, proc, root / "mlserver.log")
+        try:
+            wait_healthy(url, deadline_s=300, path="/v2/models/colors/ready", proc=proc)
+        except NotHealthy as e:
+            raise AssertionError(f"{e}\n{(root / 'mlserver.log').read_text()[-3000:]}") from None
         yield url
     finally:
         proc.terminate()
@@ -58,22 +62,6 @@ def mlserver(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-
-
-def _wait_ready(url: str, proc, log: Path, deadline_s: float = 300) -> None:
-    import time
-
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"mlserver exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url + "/v2/models/colors/ready", timeout=10).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"mlserver not ready within {deadline_s} s:\n{log.read_text()[-3000:]}")
 
 
 def _b64(*colors: str) -> list[str]:
