@@ -57,6 +57,18 @@ print({k: body.get(k) for k in ("name", "status", "images_sent", "verdict", "rep
 assert body.get("status") == "completed" and body.get("images_sent", 0) > 0 and body.get("report"), body
 PY
 compose exec -T data_collector ls -l /app/reports </dev/null
+echo "== the model servers run on LiteRT, without TensorFlow in the image"
+python3 - "${MODEL_URLS[@]}" <<'PY'
+import json, sys, urllib.request
+for url in sys.argv[1:]:
+    with urllib.request.urlopen(url + "/metadata", timeout=60) as r:
+        meta = json.load(r)
+    print(url, meta["name"], meta["backend"], meta["fingerprint"][:12])
+    assert meta["backend"] == "litert", meta
+PY
+if compose exec -T ml_original python -c "import tensorflow" </dev/null 2>/dev/null; then
+  echo "docker-smoke: TensorFlow is installed in the model-server image" >&2; exit 1
+fi
 echo "== collector exec line (ml_original is already evaluated: skipped)"
 compose exec -T data_collector python data_collector.py "${MODEL_URLS[@]}"
 echo "== predictions in Postgres"
