@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from . import __version__, store
 from .client import Limits, ModelClient, ModelServerError, display_url
+from .protocols import ProtocolOptions, connect
 from .testset import TestImage, eligible, scan, test_set_hash
 from .validate import InvalidAnswer, ModelChanged
 from .validate import predictions as check_predictions
@@ -43,6 +44,7 @@ class CollectOptions:
     max_response_bytes: int = Limits.max_response_bytes
     max_metadata_bytes: int = Limits.max_metadata_bytes
     echo_errors: bool = True  # repeat a server's own error text in messages (off in the deploy hook)
+    protocol: ProtocolOptions = field(default_factory=ProtocolOptions)  # other serving stacks (protocols.py)
 
     def limits(self) -> Limits:
         return Limits(deadline=self.timeout, connect_timeout=min(10.0, self.timeout),
@@ -140,8 +142,8 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, i
           test_dir: Path, by_sha: dict[str, TestImage]) -> _Job | None:
     """Ask one server who it is; start a run if it has anything to evaluate."""
     try:
-        client = ModelClient(url, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
-                             echo_errors=opts.echo_errors)
+        client = connect(url, opts.protocol, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
+                         echo_errors=opts.echo_errors)
         res.url = client.url
         meta = client.metadata()
     except ModelServerError as e:

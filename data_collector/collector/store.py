@@ -197,6 +197,9 @@ class ModelInfo:
     first_seen: datetime | None
     predictions: int = 0
     urls: list[str] = field(default_factory=list)
+    identity: str = "declared"  # declared: the server's fingerprint; behavioural: from its answers
+    protocol: str = "native"  # how it was reached: this project's API, or v2 (Open Inference Protocol)
+    scores: str = "probabilities"  # or "logits (softmax applied)"
 
     @property
     def title(self) -> str:
@@ -351,6 +354,12 @@ def list_models(conn: Connection) -> list[ModelInfo]:
                 models.c.first_seen, func.coalesce(n_pred.c.n, 0))
          .outerjoin(n_pred, n_pred.c.model_id == models.c.id).order_by(models.c.first_seen, models.c.id))
     out = [ModelInfo(*r) for r in conn.execute(q)]
+    how = {mid: meta for mid, meta in conn.execute(select(models.c.id, models.c.metadata))}
+    for m in out:
+        meta = how.get(m.id) if isinstance(how.get(m.id), dict) else {}
+        m.identity = str(meta.get("identity", "declared"))
+        m.protocol = str(meta.get("protocol", "native"))
+        m.scores = str(meta.get("scores", "probabilities"))
     urls: dict[int, list[str]] = {}
     for model_id, url in conn.execute(select(model_urls.c.model_id, model_urls.c.url)
                                       .order_by(model_urls.c.first_seen, model_urls.c.id)):

@@ -27,8 +27,9 @@ class RateColumn(ProgressColumn):
 @click.command("collect")
 @click.argument("urls", nargs=-1, required=True, envvar="MODEL_URLS")
 @collect_options
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (for scripts) instead of a table")
 @click.pass_context
-def collect_cmd(ctx, urls, **kw):
+def collect_cmd(ctx, urls, as_json, **kw):
     """Evaluate each model URL on the test images it has not seen yet.
 
     URLS: model server addresses (or env MODEL_URLS, space-separated).
@@ -59,7 +60,10 @@ def collect_cmd(ctx, urls, **kw):
             fail(str(e))
         except KeyboardInterrupt:  # collect() has marked this process's runs interrupted
             fail("interrupted; what was stored is kept, run again to resume", 130)
-    print_summary(results)
+    if as_json:
+        click.echo(json.dumps({"results": [{**vars(r), "status": str(r.status)} for r in results]}, indent=2))
+    else:
+        print_summary(results)
     bad = [r for r in results if r.status in FAILED_STATUSES]
     failed_images = sum(r.n_failed for r in results)
     if failed_images:
@@ -97,6 +101,7 @@ def models_cmd(ctx, as_json):
     if as_json:
         click.echo(json.dumps([{"name": m.name, "version": m.version, "fingerprint": m.fingerprint,
                                 "labels": m.labels, "predictions": m.predictions, "urls": m.urls,
+                                "identity": m.identity, "protocol": m.protocol, "scores": m.scores,
                                 "first_seen": m.first_seen.isoformat() if m.first_seen else None}
                                for m in rows], indent=2))
         return
@@ -108,10 +113,12 @@ def models_cmd(ctx, as_json):
     t.add_column("model / urls", overflow="fold", min_width=max(len(m.name) for m in rows))
     t.add_column("version", no_wrap=True)
     t.add_column("fingerprint", no_wrap=True)
+    t.add_column("identity", no_wrap=True)
     t.add_column("labels", justify="right", no_wrap=True)
     t.add_column("predictions", justify="right", no_wrap=True)
     t.add_column("first seen", no_wrap=True)
     for m in rows:
-        t.add_row("\n".join([m.name, *m.urls]), m.version, m.fingerprint[:12], str(len(m.labels)),
+        t.add_row("\n".join([m.name, *m.urls]), m.version, m.fingerprint[:12],
+                  m.identity + ("" if m.protocol == "native" else f"\n{m.protocol}"), str(len(m.labels)),
                   str(m.predictions), m.first_seen.strftime("%Y-%m-%d") if m.first_seen else "")
     out.print(t)

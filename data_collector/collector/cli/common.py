@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from .. import store
 from ..collect import CollectOptions
 from ..compare import RULES, Thresholds
+from ..protocols import INPUT_MODES, PROTOCOLS, ProtocolOptions, read_labels_file
 
 # The terminal's width on a terminal; otherwise COLUMNS or 80, never a fixed wide layout.
 out = Console(highlight=False, soft_wrap=True)  # messages are lines: the terminal wraps them
@@ -86,13 +88,60 @@ def collect_options(f):
                help="largest metadata answer accepted"),
         option("--no-migrate", env="NO_MIGRATE", is_flag=True, show_default=False,
                help="never create or migrate tables; fail if the schema is not current"),
+        option("--protocol", env="PROTOCOL", type=click.Choice(PROTOCOLS), default=None,
+               show_default="from each URL: /v2/models/NAME is v2", help="the protocol every URL speaks"),
+        option("--labels", env="LABELS", default=None, show_default="from the server's metadata",
+               help="labels in output order, comma-separated, for servers that publish none"),
+        option("--labels-file", env="LABELS_FILE", type=click.Path(dir_okay=False, path_type=Path), default=None,
+               show_default="none", help="labels in output order, one per line (Triton's label file)"),
+        option("--output", "output_name", env="OUTPUT_NAME", default=None, show_default="the one float output",
+               help="the output holding the scores, when a model has several"),
+        option("--input-mode", env="INPUT_MODE", type=click.Choice(INPUT_MODES), default=None,
+               show_default="from the model's inputs",
+               help="bytes: send encoded images; tensor: preprocess here and send FP32 [N,H,W,3]"),
+        option("--preprocessing", env="PREPROCESSING_FILE", type=click.Path(dir_okay=False, path_type=Path),
+               default=None, show_default="the server's, else 96x96 padded on white, [0, 1]",
+               help="JSON with the preprocessing for tensor mode (a model folder's config.json will do)"),
     ])
+
+
+def protocol_options_from(kw: dict) -> ProtocolOptions:
+    """The protocol options, with the labels and preprocessing files read and checked."""
+    labels = None
+    if kw.get("labels") and kw.get("labels_file"):
+        fail("give --labels or --labels-file, not both")
+    if kw.get("labels"):
+        labels = tuple(x.strip() for x in kw["labels"].split(",") if x.strip())
+        if not labels:
+            fail("--labels: no label given (e.g. --labels bulbasaur,charmander)")
+    elif kw.get("labels_file"):
+        try:
+            labels = read_labels_file(kw["labels_file"].read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            fail(f"--labels-file {kw['labels_file']}: {e}")
+    spec = None
+    if kw.get("preprocessing"):
+        from model_server.preprocessing import Preprocessing
+
+        try:
+            doc = json.loads(kw["preprocessing"].read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            fail(f"--preprocessing {kw['preprocessing']}: {e}")
+        spec = doc.get("preprocessing", doc) if isinstance(doc, dict) else None
+        if not isinstance(spec, dict):
+            fail(f"--preprocessing {kw['preprocessing']}: not a JSON object")
+        try:
+            Preprocessing.from_dict(spec)
+        except (TypeError, ValueError) as e:
+            fail(f"--preprocessing {kw['preprocessing']}: {e}")
+    return ProtocolOptions(protocol=kw.get("protocol"), labels=labels, output=kw.get("output_name"),
+                           input_mode=kw.get("input_mode"), preprocessing=spec)
 
 
 def collect_options_from(kw: dict) -> CollectOptions:
     return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
                           retries=kw["retries"], max_response_bytes=kw["max_response_bytes"],
-                          max_metadata_bytes=kw["max_metadata_bytes"])
+                          max_metadata_bytes=kw["max_metadata_bytes"], protocol=protocol_options_from(kw))
 
 
 def threshold_options(f):

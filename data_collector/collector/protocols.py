@@ -1,0 +1,431 @@
+"""Models behind other serving stacks: the Open Inference Protocol v2 (Triton, KServe, MLServer).
+
+An address names the protocol: `http://host:port` is this project's server,
+`http://host:port/v2/models/NAME[/versions/V]` the Open Inference Protocol v2; `--protocol`
+overrides the detection. Every client answers as this project's server does —
+`metadata()` gives {name, version, fingerprint, labels, ...}, `predict(images)` gives
+{"model": {...}, "predictions": [{label, confidence, scores}]} — so collection, validation and
+storage are one code path whatever the server speaks.
+
+Identity: a server that publishes a fingerprint (`parameters.fingerprint`, as this project's
+server does) has a *declared* identity. One that publishes none gets a *behavioural* identity:
+sha256 of its name, version, labels and its answers on eight fixed synthetic canary images, each
+probability rounded to 2 decimals (see `behavioural_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import struct
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import numpy as np
+
+from .client import ModelClient, ModelServerError, display_url
+from .validate import FINGERPRINT, InvalidAnswer
+from .validate import metadata as check_metadata
+
+PROTOCOLS = ("native", "v2")
+INPUT_MODES = ("bytes", "tensor")
+HEADER_LENGTH = "Inference-Header-Content-Length"
+CANARIES = 8
+ROUND_DECIMALS = 2  # canary probabilities enter the behavioural fingerprint at this precision
+SUM_TOLERANCE = 0.01
+
+_V2 = re.compile(r"^(?P<prefix>.*?)/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/?$")
+
+
+class AddressError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Address:
+    url: str  # as given, without a trailing slash
+    base: str  # what requests are made against (scheme://host:port[/prefix])
+    protocol: str
+    model: str | None = None
+    version: str | None = None
+
+
+def parse_address(url: str, protocol: str | None = None) -> Address:
+    """Which protocol and model an address names; `protocol` overrides the detection."""
+    url = url.rstrip("/")
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return Address(url, url, protocol or "native")
+    m = _V2.match(p.path)
+    detected = "v2" if m else "native"
+    protocol = protocol or detected
+    if protocol not in PROTOCOLS:
+        raise AddressError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if protocol == "native":
+        if m:
+            raise AddressError("--protocol native takes the server's address (http://host:port), not a /v2 model path")
+        return Address(url, url, "native")
+    if not m:
+        raise AddressError("an Open Inference Protocol address names its model: http://host:port/v2/models/NAME "
+                           "(or .../v2/models/NAME/versions/V)")
+    base = urlunsplit(p._replace(path=m["prefix"], query="", fragment=""))
+    return Address(url, base, "v2", unquote(m["name"]), unquote(m["version"]) if m["version"] else None)
+
+
+@dataclass(frozen=True)
+class ProtocolOptions:
+    """What the collector is told about models that do not describe themselves fully."""
+
+    protocol: str | None = None  # None: detect from the address
+    labels: tuple[str, ...] | None = None  # for servers that publish none, in output order
+    output: str | None = None  # the scores output, when a model has several
+    input_mode: str | None = None  # bytes (encoded images) or tensor (FP32 [N,H,W,3]); None: from metadata
+    preprocessing: dict | None = None  # for tensor mode, when the server publishes none
+
+
+def read_labels_file(text: str) -> tuple[str, ...]:
+    """One label per line, in output order (Triton's label-file format); blank lines ignored."""
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not labels:
+        raise ValueError("the labels file holds no label")
+    return labels
+
+
+def connect(url: str, options: ProtocolOptions | None = None, **kwargs) -> ModelClient:
+    """The client for `url`'s protocol (kwargs as ModelClient's: limits, retries, ...)."""
+    options = options or ProtocolOptions()
+    try:
+        address = parse_address(url, options.protocol)
+    except AddressError as e:
+        raise ModelServerError(display_url(url), str(e)) from None
+    if address.protocol == "native":
+        return ModelClient(url, **kwargs)
+    return OIPClient(address, options, **kwargs)
+
+
+# ---- behavioural identity ------------------------------------------------------------------
+def canary_images() -> list[tuple[str, bytes]]:
+    """Eight fixed synthetic PNGs (seeded noise, gradients, flat colours): the same pixels everywhere."""
+    from PIL import Image
+
+    rng = np.random.default_rng(20261126)
+    arrays = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    ramp = np.linspace(0, 255, 64, dtype=np.float64)
+    arrays.append(np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], 255 - ramp[None, :]), -1).astype(np.uint8))
+    arrays.append(np.stack(np.broadcast_arrays(255 - ramp[:, None], ramp[None, :] * 0 + 128, ramp[:, None]),
+                           -1).astype(np.uint8))
+    arrays.append(np.full((64, 64, 3), (250, 210, 40), np.uint8))
+    arrays.append(np.full((64, 64, 3), (40, 90, 200), np.uint8))
+    out = []
+    for i, a in enumerate(arrays):
+        buf = io.BytesIO()
+        Image.fromarray(a, "RGB").save(buf, "PNG")
+        out.append((f"canary-{i}.png", buf.getvalue()))
+    return out
+
+
+def behavioural_fingerprint(name: str, version: str, labels: list[str], probs: np.ndarray) -> str:
+    """sha256 of the model's name, version, labels and canary answers (probabilities, 2 decimals).
+
+    Stable across restarts and float noise (~1e-6) unless a probability sits within that noise of
+    a rounding boundary; changes when any canary probability moves by 0.005 or more.
+    """
+    answers = [[format(round(float(v), ROUND_DECIMALS), f".{ROUND_DECIMALS}f") for v in row] for row in probs]
+    doc = {"identity": "behavioural/1", "name": name, "version": version, "labels": list(labels), "answers": answers}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def are_probabilities(rows: np.ndarray) -> bool:
+    return bool(((rows >= 0) & (rows <= 1)).all() and (np.abs(rows.sum(axis=1) - 1) <= SUM_TOLERANCE).all())
+
+
+# ---- Open Inference Protocol v2 --------------------------------------------------------------
+def _tensor_list(value, field: str) -> list[dict]:
+    if not isinstance(value, list):
+        raise InvalidAnswer(field, f"must be a list of tensors, got {type(value).__name__}")
+    out = []
+    for i, t in enumerate(value):
+        if not (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("datatype"), str)
+                and isinstance(t.get("shape"), list)
+                and all(isinstance(d, int) and not isinstance(d, bool) for d in t["shape"])):
+            raise InvalidAnswer(f"{field}[{i}]", "must be {name, datatype, shape: [int, ...]}")
+        out.append(t)
+    return out
+
+
+class OIPClient(ModelClient):
+    """One model on an Open Inference Protocol v2 server (KServe v2 / Triton HTTP)."""
+
+    def __init__(self, address: Address, options: ProtocolOptions, **kwargs):
+        super().__init__(address.base, **kwargs)
+        self.url = display_url(address.url)
+        self.address, self.options = address, options
+        self.path = f"/v2/models/{quote(address.model, safe='')}" + (
+            f"/versions/{quote(address.version, safe='')}" if address.version else "")
+        self.binary = False
+        self.input_name = self.output_name = ""
+        self.input_mode = "bytes"
+        self.bytes_shape_2d = False
+        self.spec = None
+        self.logits = False
+        self.labels: list[str] = []
+        self.name = self.version = self.fingerprint = ""
+
+    def _fail(self, reason: str):
+        raise ModelServerError(self.url, reason)
+
+    # ---- description ------------------------------------------------------------------
+    def metadata(self) -> dict:
+        lim = self.limits.max_metadata_bytes
+        server = self._call_json("GET", "/v2", max_bytes=lim, hint=": is this an Open Inference Protocol server?")
+        extensions = server.get("extensions") if isinstance(server, dict) else None
+        self.binary = isinstance(extensions, list) and "binary_tensor_data" in extensions
+        meta = self._call_json("GET", self.path, max_bytes=lim, hint=": is this an Open Inference Protocol server?")
+        try:
+            return self._describe_model(meta)
+        except InvalidAnswer as e:
+            raise ModelServerError(self.url, f"invalid metadata: {e}") from None
+
+    def _describe_model(self, meta) -> dict:
+        if not isinstance(meta, dict):
+            raise InvalidAnswer("metadata", "must be a JSON object")
+        inputs = _tensor_list(meta.get("inputs"), "metadata.inputs")
+        outputs = _tensor_list(meta.get("outputs"), "metadata.outputs")
+        params = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
+        name = meta.get("name") if isinstance(meta.get("name"), str) and meta.get("name") else self.address.model
+        labels = params.get("labels")
+        if labels is None:
+            if not self.options.labels:
+                self._fail("publishes no labels: give them in output order with --labels a,b,c or --labels-file FILE")
+            labels = list(self.options.labels)
+        self.labels = labels if isinstance(labels, list) else []
+        self._choose_output(outputs, len(self.labels) if isinstance(labels, list) else 0)
+        self._choose_input(inputs, params)
+
+        canaries = canary_images()
+        raw, answered_version = self._infer(canaries)
+        self.logits = not are_probabilities(raw)
+        probs = _softmax(raw) if self.logits else raw
+        versions = meta.get("versions")
+        version = (self.address.version or answered_version
+                   or (versions[0] if isinstance(versions, list) and len(versions) == 1 else None) or "unversioned")
+        declared = params.get("fingerprint")
+        if isinstance(declared, str) and FINGERPRINT.fullmatch(declared):
+            fingerprint, identity = declared, "declared"
+        else:
+            fingerprint, identity = behavioural_fingerprint(name, str(version), list(self.labels), probs), "behavioural"
+        clean = check_metadata({
+            "name": name, "version": version, "fingerprint": fingerprint, "labels": list(self.labels),
+            "identity": identity, "protocol": "v2", "address": self.url, "input_mode": self.input_mode,
+            "input": self.input_name, "output": self.output_name,
+            "scores": "logits (softmax applied)" if self.logits else "probabilities",
+            "binary_tensors": self.binary, "platform": meta.get("platform"),
+            **({"preprocessing": self.spec.to_dict()} if self.spec else {}),
+        })
+        self.name, self.version, self.fingerprint = clean["name"], clean["version"], clean["fingerprint"]
+        return clean
+
+    def _choose_output(self, outputs: list[dict], n_labels: int) -> None:
+        floats = [o for o in outputs if o["datatype"] in ("FP32", "FP64", "FP16")]
+        if self.options.output:
+            chosen = [o for o in outputs if o["name"] == self.options.output]
+            if not chosen:
+                self._fail(f"has no output {self.options.output!r} (--output); it has "
+                           + ", ".join(repr(o["name"]) for o in outputs))
+        else:
+            chosen = [o for o in floats if len(o["shape"]) == 2 and o["shape"][-1] in (n_labels, -1)] or floats
+            if len(chosen) > 1:
+                self._fail("has several float outputs (" + ", ".join(repr(o["name"]) for o in chosen)
+                           + "): pick the scores with --output NAME")
+            if not chosen:
+                self._fail("has no float output to read scores from")
+        out = chosen[0]
+        if out["shape"] and out["shape"][-1] not in (-1, n_labels):
+            self._fail(f"output {out['name']!r} has {out['shape'][-1]} scores per image but {n_labels} labels "
+                       "are known: check --labels")
+        self.output_name = out["name"]
+
+    def _choose_input(self, inputs: list[dict], params: dict) -> None:
+        from model_server.preprocessing import Preprocessing
+
+        def is_bytes(t):
+            return t["datatype"] == "BYTES" and (len(t["shape"]) == 1 or t["shape"][1:] == [1])
+
+        def is_tensor(t):
+            return t["datatype"] == "FP32" and len(t["shape"]) == 4 and t["shape"][-1] == 3
+
+        mode = self.options.input_mode
+        candidates = {"bytes": [t for t in inputs if is_bytes(t)], "tensor": [t for t in inputs if is_tensor(t)]}
+        if mode is None:
+            mode = "bytes" if candidates["bytes"] else "tensor" if candidates["tensor"] else None
+            if mode is None:
+                self._fail("has no input the collector can feed: a BYTES [N] input of encoded images or an FP32 "
+                           "[N,H,W,3] input (inputs: " + ", ".join(f"{t['name']} {t['datatype']} {t['shape']}"
+                                                                    for t in inputs) + ")")
+        if not candidates[mode]:
+            if mode == "tensor" and len(inputs) == 1:
+                candidates[mode] = inputs  # the metadata may not say enough: trust --input-mode
+            elif mode == "bytes" and len(inputs) == 1:
+                candidates[mode] = inputs
+            else:
+                self._fail(f"--input-mode {mode}: the model has no such input")
+        chosen = candidates[mode][0]
+        self.input_mode, self.input_name = mode, chosen["name"]
+        self.bytes_shape_2d = mode == "bytes" and len(chosen["shape"]) == 2
+        if mode == "tensor":
+            spec = params.get("preprocessing") if isinstance(params.get("preprocessing"), dict) else None
+            spec = spec or self.options.preprocessing
+            try:
+                if spec:
+                    self.spec = Preprocessing.from_dict(spec)
+                else:
+                    h, w = chosen["shape"][1:3] if len(chosen["shape"]) == 4 else (96, 96)
+                    self.spec = Preprocessing(height=h if h > 0 else 96, width=w if w > 0 else 96)
+            except (TypeError, ValueError) as e:
+                self._fail(f"preprocessing: {e}")
+
+    # ---- inference ---------------------------------------------------------------------
+    def _request_body(self, images: list[tuple[str, bytes]]) -> tuple[bytes, dict]:
+        n = len(images)
+        out_spec = {"name": self.output_name}
+        if self.input_mode == "bytes":
+            shape = [n, 1] if self.bytes_shape_2d else [n]
+            if self.binary:
+                blob = b"".join(struct.pack("<I", len(data)) + data for _, data in images)
+                inp = {"name": self.input_name, "datatype": "BYTES", "shape": shape,
+                       "parameters": {"binary_data_size": len(blob)}}
+            else:
+                inp = {"name": self.input_name, "datatype": "BYTES", "shape": shape,
+                       "parameters": {"content_type": "base64"},
+                       "data": [base64.b64encode(data).decode() for _, data in images]}
+                blob = b""
+        else:
+            x = self._preprocess(images)
+            shape = list(x.shape)
+            if self.binary:
+                blob = x.astype("<f4").tobytes()
+                inp = {"name": self.input_name, "datatype": "FP32", "shape": shape,
+                       "parameters": {"binary_data_size": len(blob)}}
+            else:
+                inp = {"name": self.input_name, "datatype": "FP32", "shape": shape, "data": x.ravel().tolist()}
+                blob = b""
+        if self.binary:
+            out_spec["parameters"] = {"binary_data": True}
+        head = json.dumps({"inputs": [inp], "outputs": [out_spec]}).encode()
+        if not self.binary:
+            return head, {"Content-Type": "application/json"}
+        return head + blob, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
+
+    def _preprocess(self, images: list[tuple[str, bytes]]) -> np.ndarray:
+        from model_server.preprocessing import ImageError, preprocess_bytes
+
+        arrays = []
+        for i, (name, data) in enumerate(images):
+            try:
+                arrays.append(preprocess_bytes(data, self.spec))
+            except ImageError as e:  # answered like a server refusing that image
+                raise ModelServerError(self.url, f"image {i} ({name}): {e}", status=400) from None
+        return np.stack(arrays).astype(np.float32)
+
+    def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
+        """Scores [N, labels] as sent by the server (probabilities or logits) and its model_version."""
+        body, headers = self._request_body(images)
+        path = self.path + "/infer"
+        status, resp_headers, raw = self._request("POST", path, max_bytes=self.limits.max_response_bytes,
+                                                  data=body, headers=headers)
+        if status != 200:
+            raise ModelServerError(self.url, f"POST {path} answered {self._describe(status, resp_headers, raw)}",
+                                   status=status)
+        try:
+            return self._read_scores(raw, resp_headers, len(images))
+        except InvalidAnswer as e:
+            raise ModelServerError(self.url, f"invalid inference response: {e}") from None
+
+    def _read_scores(self, raw: bytes, headers: dict, n: int) -> tuple[np.ndarray, str | None]:
+        head_len = {k.lower(): v for k, v in headers.items()}.get(HEADER_LENGTH.lower())
+        tail = b""
+        if head_len is not None:
+            if not head_len.isdigit() or int(head_len) > len(raw):
+                raise InvalidAnswer(HEADER_LENGTH, f"{head_len[:20]!r} does not fit a body of {len(raw)} bytes")
+            raw, tail = raw[:int(head_len)], raw[int(head_len):]
+        try:
+            resp = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidAnswer("response", "is not JSON") from None
+        if not isinstance(resp, dict):
+            raise InvalidAnswer("response", "must be a JSON object")
+        outputs = _tensor_list(resp.get("outputs"), "outputs")
+        offset, found = 0, None
+        for o in outputs:  # binary outputs follow the JSON in the order listed
+            params = o.get("parameters") if isinstance(o.get("parameters"), dict) else {}
+            size = params.get("binary_data_size")
+            if size is not None and not (isinstance(size, int) and 0 <= size <= len(tail) - offset):
+                raise InvalidAnswer(f"outputs[{o['name']!r}].binary_data_size", "does not fit the binary data")
+            if o["name"] == self.output_name:
+                found = (o, tail[offset:offset + size] if size is not None else None)
+            offset += size or 0
+        if found is None:
+            raise InvalidAnswer("outputs", f"lack {self.output_name!r}")
+        o, blob = found
+        k = len(self.labels)
+        count = int(np.prod(o["shape"])) if o["shape"] else 0
+        if o["shape"] not in ([n, k], [n * k]) or count != n * k:
+            raise InvalidAnswer(f"outputs[{self.output_name!r}].shape", f"is {o['shape']}, expected [{n}, {k}]")
+        dtype = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}.get(o["datatype"])
+        if dtype is None:
+            raise InvalidAnswer(f"outputs[{self.output_name!r}].datatype", f"is {o['datatype']!r}, not a float")
+        if blob is not None:
+            if len(blob) != count * np.dtype(dtype).itemsize:
+                raise InvalidAnswer(f"outputs[{self.output_name!r}]", "binary data does not match its shape")
+            values = np.frombuffer(blob, dtype=dtype).astype(np.float64)
+        else:
+            data = o.get("data")
+            if not isinstance(data, list):
+                raise InvalidAnswer(f"outputs[{self.output_name!r}].data", "missing")
+            try:
+                values = np.asarray(data, dtype=np.float64).ravel()
+            except (TypeError, ValueError):
+                raise InvalidAnswer(f"outputs[{self.output_name!r}].data", "must be numbers") from None
+            if values.size != count:
+                raise InvalidAnswer(f"outputs[{self.output_name!r}].data", f"has {values.size} values, not {count}")
+        if not np.isfinite(values).all():
+            raise InvalidAnswer(f"outputs[{self.output_name!r}]", "holds NaN or infinity")
+        version = resp.get("model_version")
+        version = str(version) if isinstance(version, str | int) and not isinstance(version, bool) and \
+            str(version) else None
+        return values.reshape(n, k), version
+
+    def predict(self, images: list[tuple[str, bytes]]) -> dict:
+        """The answer in this project's shape, for validate.predictions."""
+        raw, version = self._infer(images)
+        if self.logits:
+            probs = _softmax(raw)
+        else:
+            probs = raw
+        preds = []
+        for row in probs:
+            best = int(np.argmax(row))
+            preds.append({"label": self.labels[best], "confidence": float(row[best]),
+                          "scores": {lab: _clip(v) for lab, v in zip(self.labels, row, strict=True)}})
+        answered = version if version is not None and not self.address.version else self.version
+        return {"model": {"name": self.name, "version": answered, "fingerprint": self.fingerprint},
+                "predictions": preds}
+
+
+def _clip(v: float) -> float:
+    """A probability as stored: float noise just outside [0, 1] is clipped, anything else is kept (and refused)."""
+    v = float(v)
+    if -1e-6 <= v < 0:
+        return 0.0
+    if 1 < v <= 1 + 1e-6:
+        return 1.0
+    return v

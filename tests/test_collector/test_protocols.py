@@ -1,0 +1,213 @@
+"""Evaluating models behind other serving stacks: Open Inference Protocol v2 addresses, labels,
+inputs, scores and identity, against our own server's /v2 endpoints and a real MLServer 1.7."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.health import NotHealthy, wait_healthy
+from collector.protocols import (
+    AddressError,
+    are_probabilities,
+    behavioural_fingerprint,
+    canary_images,
+    parse_address,
+    read_labels_file,
+)
+from helpers import MlServerProcess, free_port, run_cli
+from peers.venvs import peer_python
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "tests" / "peers"
+ORIGINAL = ROOT / "trained_models" / "ml_original"
+BASE = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
+
+
+# ---- addresses, labels, identity -------------------------------------------------------------
+@pytest.mark.parametrize("url,protocol,model,version,base", [
+    ("http://h:1", "native", None, None, "http://h:1"),
+    ("http://h:1/", "native", None, None, "http://h:1"),
+    ("http://h:1/v2/models/m", "v2", "m", None, "http://h:1"),
+    ("http://h:1/v2/models/m/versions/3/", "v2", "m", "3", "http://h:1"),
+    ("http://h:1/prefix/v2/models/a%20b", "v2", "a b", None, "http://h:1/prefix"),
+])
+def test_addresses_name_their_protocol(url, protocol, model, version, base):
+    a = parse_address(url)
+    assert (a.protocol, a.model, a.version, a.base) == (protocol, model, version, base)
+
+
+def test_protocol_override_needs_a_matching_address():
+    with pytest.raises(AddressError, match="names its model"):
+        parse_address("http://h:1", "v2")
+    with pytest.raises(AddressError, match="not a /v2 model path"):
+        parse_address("http://h:1/v2/models/m", "native")
+
+
+def test_labels_file_is_one_label_per_line():
+    assert read_labels_file("a\n\n b \nc\n") == ("a", "b", "c")
+    with pytest.raises(ValueError, match="no label"):
+        read_labels_file("\n \n")
+
+
+def test_behavioural_fingerprint_ignores_float_noise_and_sees_weight_changes():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(5), size=8)
+    p = np.round(p, 2) + 0.001  # away from the rounding boundaries, as almost every value is
+    p /= p.sum(1, keepdims=True)
+    fp = behavioural_fingerprint("m", "1", BASE, p)
+    assert behavioural_fingerprint("m", "1", BASE, p + rng.normal(0, 1e-6, p.shape)) == fp
+    moved = p.copy()
+    moved[3] = np.roll(moved[3], 1)
+    assert behavioural_fingerprint("m", "1", BASE, moved) != fp
+    assert behavioural_fingerprint("m", "2", BASE, p) != fp
+    assert behavioural_fingerprint("m", "1", BASE[::-1], p) != fp
+
+
+def test_canaries_are_fixed_images():
+    a, b = canary_images(), canary_images()
+    assert len(a) == 8 and a == b and len({data for _, data in a}) == 8
+
+
+def test_logits_are_told_from_probabilities():
+    assert are_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]))
+    assert not are_probabilities(np.array([[2.0, -1.0]]))
+    assert not are_probabilities(np.array([[0.2, 0.2]]))
+
+
+# ---- our own server, through its /v2 endpoints -------------------------------------------
+@pytest.fixture(scope="module")
+def native():
+    with MlServerProcess(ORIGINAL) as srv:
+        yield srv.url
+
+
+def _collect(db: str, *args: str, expect: int = 0):
+    r = run_cli("--db", db, "collect", "--json", *args)
+    assert r.exit_code == expect, r.output
+    return json.loads(r.stdout) if expect == 0 else r.output
+
+
+def _models(db: str) -> list[dict]:
+    r = run_cli("--db", db, "models", "--json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_our_server_over_v2_is_the_same_model(native, tmp_path):
+    db = f"sqlite:///{tmp_path / 'v2.db'}"
+    out = _collect(db, native + "/v2/models/ml_original")
+    (res,) = out["results"]
+    assert res["status"] == "completed" and res["n_sent"] > 300
+    again = _collect(db, native)  # the declared fingerprint: the native address is the same model
+    assert again["results"][0]["status"] == "skipped" and again["results"][0]["n_sent"] == 0
+    (m,) = _models(db)
+    assert m["identity"] == "declared" and m["protocol"] == "v2"
+
+
+def test_tensor_mode_preprocesses_here_and_agrees(native, tmp_path):
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    bytes_acc = _collect(a, native + "/v2/models/ml_original")["results"][0]["accuracy"]
+    tensor = _collect(b, "--input-mode", "tensor", native + "/v2/models/ml_original")["results"][0]
+    assert tensor["status"] == "completed" and abs(tensor["accuracy"] - bytes_acc) <= 0.005
+
+
+# ---- MLServer 1.7, serving the shipped model through a custom LiteRT runtime -----------------
+def _model_settings(name: str, folder: Path, *, mode: str, version: str = "2", logits: bool = False) -> dict:
+    inp = ({"name": "image", "datatype": "BYTES", "shape": [-1]} if mode == "bytes"
+           else {"name": "input_1", "datatype": "FP32", "shape": [-1, 96, 96, 3]})
+    extra = {"input": mode, "logits": logits, "project_runtime": str(ROOT / "trained_models")}
+    return {"name": name, "implementation": "runtime.LiteRTModel",
+            "parameters": {"uri": str(folder), "version": version, "extra": extra},
+            "inputs": [inp], "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 5]}]}
+
+
+class MLServer:
+    def __init__(self, root: Path, models: dict[str, dict]):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        for name, settings in models.items():
+            (root / name).mkdir()
+            shutil.copy(PEERS / "mlserver_litert" / "runtime.py", root / name / "runtime.py")
+            (root / name / "model-settings.json").write_text(json.dumps(settings))
+        http = free_port()
+        (root / "settings.json").write_text(json.dumps({"http_port": http, "grpc_port": free_port(),
+                                                        "metrics_port": free_port(), "parallel_workers": 0,
+                                                        "host": "127.0.0.1"}))
+        self.url = f"http://127.0.0.1:{http}"
+        self.names = list(models)
+
+    def __enter__(self):
+        python = peer_python("mlserver")
+        self.log = open(self.root / "mlserver.log", "w")
+        self.proc = subprocess.Popen([str(python.parent / "mlserver"), "start", str(self.root)], cwd=self.root,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            for name in self.names:
+                wait_healthy(self.url, deadline_s=300, path=f"/v2/models/{name}/ready", proc=self.proc)
+        except NotHealthy as e:
+            self.__exit__()
+            raise AssertionError(f"{e}\n{(self.root / 'mlserver.log').read_text()[-3000:]}") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def mlserver(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlserver")
+    with MLServer(root / "repo", {
+        "pokemon": _model_settings("pokemon", ORIGINAL, mode="bytes"),
+        "pokemon-tensor": _model_settings("pokemon-tensor", ORIGINAL, mode="tensor", logits=True),
+    }) as srv:
+        yield srv
+
+
+@pytest.fixture
+def labels_file(tmp_path) -> Path:
+    f = tmp_path / "labels.txt"
+    f.write_text("\n".join(BASE) + "\n")
+    return f
+
+
+def test_a_server_without_labels_needs_the_option(mlserver, tmp_path):
+    out = _collect(f"sqlite:///{tmp_path / 'x.db'}", mlserver.url + "/v2/models/pokemon", expect=1)
+    assert "--labels a,b,c or --labels-file FILE" in out
+
+
+def test_mlserver_bytes_and_tensor_agree_with_the_native_numbers(native, mlserver, labels_file, tmp_path):
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    ours = _collect(db, native)["results"][0]
+    via = _collect(db, "--labels-file", str(labels_file), mlserver.url + "/v2/models/pokemon")["results"][0]
+    assert via["status"] == "completed" and via["fingerprint"] != ours["fingerprint"]
+    assert abs(via["accuracy"] - ours["accuracy"]) <= 0.005 and via["n_scored"] == ours["n_scored"]
+    tensor = _collect(db, "--labels", ",".join(BASE), mlserver.url + "/v2/models/pokemon-tensor")["results"][0]
+    assert tensor["status"] == "completed" and abs(tensor["accuracy"] - ours["accuracy"]) <= 0.005
+    models = {m["name"]: m for m in _models(db)}
+    assert models["pokemon"]["identity"] == "behavioural" and models["pokemon"]["protocol"] == "v2"
+    assert "logits" in models["pokemon-tensor"]["scores"]
+    again = _collect(db, "--labels-file", str(labels_file), mlserver.url + "/v2/models/pokemon",
+                     mlserver.url + "/v2/models/pokemon-tensor")
+    assert [r["n_sent"] for r in again["results"]] == [0, 0]  # same behavioural identity: nothing new
+
+
+def test_a_model_swapped_behind_the_same_name_and_version_is_a_new_model(mlserver, labels_file, tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    first = _collect(db, "--labels-file", str(labels_file), mlserver.url + "/v2/models/pokemon")["results"][0]
+    swapped = ROOT / "trained_models" / "archive" / "ml_original_v1"  # other weights, same labels
+    with MLServer(tmp_path / "swap", {"pokemon": _model_settings("pokemon", swapped, mode="bytes")}) as other:
+        second = _collect(db, "--labels-file", str(labels_file), other.url + "/v2/models/pokemon")["results"][0]
+    assert second["fingerprint"] != first["fingerprint"]
+    assert second["status"] == "completed" and second["n_sent"] == first["n_sent"]
+    assert len(_models(db)) == 2
