@@ -1,8 +1,9 @@
-"""Models behind other serving stacks: the Open Inference Protocol v2 (Triton, KServe, MLServer).
+"""Models behind other serving stacks: Open Inference Protocol v2 (Triton, KServe, MLServer), TF Serving / KServe v1.
 
 An address names the protocol: `http://host:port` is this project's server,
-`http://host:port/v2/models/NAME[/versions/V]` the Open Inference Protocol v2; `--protocol`
-overrides the detection. Every client answers as this project's server does —
+`http://host:port/v2/models/NAME[/versions/V]` the Open Inference Protocol v2 and
+`http://host:port/v1/models/NAME[/versions/V]` TF Serving's REST API or KServe's v1 protocol;
+`--protocol` overrides the detection. Every client answers as this project's server does —
 `metadata()` gives {name, version, fingerprint, labels, ...}, `predict(images)` gives
 {"model": {...}, "predictions": [{label, confidence, scores}]} — so collection, validation and
 storage are one code path whatever the server speaks.
@@ -30,7 +31,7 @@ from .client import ModelClient, ModelServerError, display_url
 from .validate import FINGERPRINT, InvalidAnswer
 from .validate import metadata as check_metadata
 
-PROTOCOLS = ("native", "v2")
+PROTOCOLS = ("native", "v2", "v1")
 INPUT_MODES = ("bytes", "tensor")
 HEADER_LENGTH = "Inference-Header-Content-Length"
 CANARIES = 8
@@ -38,6 +39,7 @@ ROUND_DECIMALS = 2  # canary probabilities enter the behavioural fingerprint at 
 SUM_TOLERANCE = 0.01
 
 _V2 = re.compile(r"^(?P<prefix>.*?)/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/?$")
+_V1 = re.compile(r"^(?P<prefix>.*?)/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?/?$")
 
 
 class AddressError(ValueError):
@@ -60,20 +62,21 @@ def parse_address(url: str, protocol: str | None = None) -> Address:
         p = urlsplit(url)
     except ValueError:
         return Address(url, url, protocol or "native")
-    m = _V2.match(p.path)
-    detected = "v2" if m else "native"
+    m2, m1 = _V2.match(p.path), _V1.match(p.path)
+    detected = "v2" if m2 else "v1" if m1 else "native"
     protocol = protocol or detected
     if protocol not in PROTOCOLS:
         raise AddressError(f"unknown protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
     if protocol == "native":
-        if m:
-            raise AddressError("--protocol native takes the server's address (http://host:port), not a /v2 model path")
+        if m2 or m1:
+            raise AddressError("--protocol native takes the server's address (http://host:port), not a model path")
         return Address(url, url, "native")
+    m = m2 if protocol == "v2" else m1
     if not m:
-        raise AddressError("an Open Inference Protocol address names its model: http://host:port/v2/models/NAME "
-                           "(or .../v2/models/NAME/versions/V)")
+        raise AddressError(f"a {protocol} address names its model: http://host:port/{protocol}/models/NAME "
+                           f"(or .../{protocol}/models/NAME/versions/V)")
     base = urlunsplit(p._replace(path=m["prefix"], query="", fragment=""))
-    return Address(url, base, "v2", unquote(m["name"]), unquote(m["version"]) if m["version"] else None)
+    return Address(url, base, protocol, unquote(m["name"]), unquote(m["version"]) if m["version"] else None)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def connect(url: str, options: ProtocolOptions | None = None, **kwargs) -> Model
         raise ModelServerError(display_url(url), str(e)) from None
     if address.protocol == "native":
         return ModelClient(url, **kwargs)
-    return OIPClient(address, options, **kwargs)
+    return (OIPClient if address.protocol == "v2" else V1Client)(address, options, **kwargs)
 
 
 # ---- behavioural identity ------------------------------------------------------------------
@@ -162,19 +165,20 @@ def _tensor_list(value, field: str) -> list[dict]:
     return out
 
 
-class OIPClient(ModelClient):
-    """One model on an Open Inference Protocol v2 server (KServe v2 / Triton HTTP)."""
+class ForeignClient(ModelClient):
+    """A model on another serving stack, answering like this project's server (see the module doc).
+
+    Subclasses describe the model (`_describe`: labels, input, output) and run one inference
+    (`_infer`: raw scores [N, labels] and the model version the server says answered).
+    """
+
+    protocol = ""
 
     def __init__(self, address: Address, options: ProtocolOptions, **kwargs):
         super().__init__(address.base, **kwargs)
         self.url = display_url(address.url)
         self.address, self.options = address, options
-        self.path = f"/v2/models/{quote(address.model, safe='')}" + (
-            f"/versions/{quote(address.version, safe='')}" if address.version else "")
-        self.binary = False
-        self.input_name = self.output_name = ""
         self.input_mode = "bytes"
-        self.bytes_shape_2d = False
         self.spec = None
         self.logits = False
         self.labels: list[str] = []
@@ -183,7 +187,97 @@ class OIPClient(ModelClient):
     def _fail(self, reason: str):
         raise ModelServerError(self.url, reason)
 
-    # ---- description ------------------------------------------------------------------
+    def _labels(self, published) -> list[str]:
+        if published is None:
+            if not self.options.labels:
+                self._fail("publishes no labels: give them in output order with --labels a,b,c or --labels-file FILE")
+            return list(self.options.labels)
+        return published if isinstance(published, list) else []
+
+    def _tensor_spec(self, published: dict | None, shape: list[int] | None) -> None:
+        """The preprocessing for tensor mode: the server's, else --preprocessing, else the defaults."""
+        from model_server.preprocessing import Preprocessing
+
+        spec = published or self.options.preprocessing
+        try:
+            if spec:
+                self.spec = Preprocessing.from_dict(spec)
+            else:
+                h, w = shape[1:3] if shape and len(shape) == 4 else (96, 96)
+                self.spec = Preprocessing(height=h if h > 0 else 96, width=w if w > 0 else 96)
+        except (TypeError, ValueError) as e:
+            self._fail(f"preprocessing: {e}")
+
+    def _identify(self, name: str, versions: list, declared, extra: dict) -> dict:
+        """Ask the canaries; fix logits vs probabilities, the version and the identity; check it all."""
+        raw, answered_version = self._infer(canary_images())
+        self.logits = not are_probabilities(raw)
+        probs = _softmax(raw) if self.logits else raw
+        version = (self.address.version or answered_version
+                   or (str(versions[0]) if isinstance(versions, list) and len(versions) == 1 else None)
+                   or "unversioned")
+        if isinstance(declared, str) and FINGERPRINT.fullmatch(declared):
+            fingerprint, identity = declared, "declared"
+        else:
+            fingerprint, identity = behavioural_fingerprint(name, str(version), list(self.labels), probs), "behavioural"
+        clean = check_metadata({
+            "name": name, "version": version, "fingerprint": fingerprint, "labels": list(self.labels),
+            "identity": identity, "protocol": self.protocol, "address": self.url, "input_mode": self.input_mode,
+            "scores": "logits (softmax applied)" if self.logits else "probabilities",
+            **({"preprocessing": self.spec.to_dict()} if self.spec else {}), **extra,
+        })
+        self.name, self.version, self.fingerprint = clean["name"], clean["version"], clean["fingerprint"]
+        return clean
+
+    def _preprocess(self, images: list[tuple[str, bytes]]) -> np.ndarray:
+        from model_server.preprocessing import ImageError, preprocess_bytes
+
+        arrays = []
+        for i, (name, data) in enumerate(images):
+            try:
+                arrays.append(preprocess_bytes(data, self.spec))
+            except ImageError as e:  # answered like a server refusing that image
+                raise ModelServerError(self.url, f"image {i} ({name}): {e}", status=400) from None
+        return np.stack(arrays).astype(np.float32)
+
+    def _post(self, path: str, body: bytes, headers: dict) -> tuple[bytes, dict]:
+        status, resp_headers, raw = self._request("POST", path, max_bytes=self.limits.max_response_bytes,
+                                                  data=body, headers=headers)
+        if status != 200:
+            raise ModelServerError(self.url, f"POST {path} answered {self._describe(status, resp_headers, raw)}",
+                                   status=status)
+        return raw, resp_headers
+
+    def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
+        raise NotImplementedError
+
+    def predict(self, images: list[tuple[str, bytes]]) -> dict:
+        """The answer in this project's shape, for validate.predictions."""
+        raw, version = self._infer(images)
+        probs = _softmax(raw) if self.logits else raw
+        preds = []
+        for row in probs:
+            best = int(np.argmax(row))
+            preds.append({"label": self.labels[best], "confidence": float(row[best]),
+                          "scores": {lab: _clip(v) for lab, v in zip(self.labels, row, strict=True)}})
+        answered = version if version is not None and not self.address.version else self.version
+        return {"model": {"name": self.name, "version": answered, "fingerprint": self.fingerprint},
+                "predictions": preds}
+
+
+class OIPClient(ForeignClient):
+    """One model on an Open Inference Protocol v2 server (KServe v2 / Triton HTTP)."""
+
+    protocol = "v2"
+
+    def __init__(self, address: Address, options: ProtocolOptions, **kwargs):
+        super().__init__(address, options, **kwargs)
+        self.path = f"/v2/models/{quote(address.model, safe='')}" + (
+            f"/versions/{quote(address.version, safe='')}" if address.version else "")
+        self.binary = False
+        self.input_name = self.output_name = ""
+        self.bytes_shape_2d = False
+
     def metadata(self) -> dict:
         lim = self.limits.max_metadata_bytes
         server = self._call_json("GET", "/v2", max_bytes=lim, hint=": is this an Open Inference Protocol server?")
@@ -191,48 +285,20 @@ class OIPClient(ModelClient):
         self.binary = isinstance(extensions, list) and "binary_tensor_data" in extensions
         meta = self._call_json("GET", self.path, max_bytes=lim, hint=": is this an Open Inference Protocol server?")
         try:
-            return self._describe_model(meta)
+            if not isinstance(meta, dict):
+                raise InvalidAnswer("metadata", "must be a JSON object")
+            inputs = _tensor_list(meta.get("inputs"), "metadata.inputs")
+            outputs = _tensor_list(meta.get("outputs"), "metadata.outputs")
+            params = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
+            name = meta.get("name") if isinstance(meta.get("name"), str) and meta.get("name") else self.address.model
+            self.labels = self._labels(params.get("labels"))
+            self._choose_output(outputs, len(self.labels))
+            self._choose_input(inputs, params)
+            return self._identify(name, meta.get("versions"), params.get("fingerprint"), {
+                "input": self.input_name, "output": self.output_name, "binary_tensors": self.binary,
+                "platform": meta.get("platform")})
         except InvalidAnswer as e:
             raise ModelServerError(self.url, f"invalid metadata: {e}") from None
-
-    def _describe_model(self, meta) -> dict:
-        if not isinstance(meta, dict):
-            raise InvalidAnswer("metadata", "must be a JSON object")
-        inputs = _tensor_list(meta.get("inputs"), "metadata.inputs")
-        outputs = _tensor_list(meta.get("outputs"), "metadata.outputs")
-        params = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
-        name = meta.get("name") if isinstance(meta.get("name"), str) and meta.get("name") else self.address.model
-        labels = params.get("labels")
-        if labels is None:
-            if not self.options.labels:
-                self._fail("publishes no labels: give them in output order with --labels a,b,c or --labels-file FILE")
-            labels = list(self.options.labels)
-        self.labels = labels if isinstance(labels, list) else []
-        self._choose_output(outputs, len(self.labels) if isinstance(labels, list) else 0)
-        self._choose_input(inputs, params)
-
-        canaries = canary_images()
-        raw, answered_version = self._infer(canaries)
-        self.logits = not are_probabilities(raw)
-        probs = _softmax(raw) if self.logits else raw
-        versions = meta.get("versions")
-        version = (self.address.version or answered_version
-                   or (versions[0] if isinstance(versions, list) and len(versions) == 1 else None) or "unversioned")
-        declared = params.get("fingerprint")
-        if isinstance(declared, str) and FINGERPRINT.fullmatch(declared):
-            fingerprint, identity = declared, "declared"
-        else:
-            fingerprint, identity = behavioural_fingerprint(name, str(version), list(self.labels), probs), "behavioural"
-        clean = check_metadata({
-            "name": name, "version": version, "fingerprint": fingerprint, "labels": list(self.labels),
-            "identity": identity, "protocol": "v2", "address": self.url, "input_mode": self.input_mode,
-            "input": self.input_name, "output": self.output_name,
-            "scores": "logits (softmax applied)" if self.logits else "probabilities",
-            "binary_tensors": self.binary, "platform": meta.get("platform"),
-            **({"preprocessing": self.spec.to_dict()} if self.spec else {}),
-        })
-        self.name, self.version, self.fingerprint = clean["name"], clean["version"], clean["fingerprint"]
-        return clean
 
     def _choose_output(self, outputs: list[dict], n_labels: int) -> None:
         floats = [o for o in outputs if o["datatype"] in ("FP32", "FP64", "FP16")]
@@ -255,98 +321,56 @@ class OIPClient(ModelClient):
         self.output_name = out["name"]
 
     def _choose_input(self, inputs: list[dict], params: dict) -> None:
-        from model_server.preprocessing import Preprocessing
-
-        def is_bytes(t):
-            return t["datatype"] == "BYTES" and (len(t["shape"]) == 1 or t["shape"][1:] == [1])
-
-        def is_tensor(t):
+        def fits(t, mode):
+            if mode == "bytes":
+                return t["datatype"] == "BYTES" and (len(t["shape"]) == 1 or t["shape"][1:] == [1])
             return t["datatype"] == "FP32" and len(t["shape"]) == 4 and t["shape"][-1] == 3
 
         mode = self.options.input_mode
-        candidates = {"bytes": [t for t in inputs if is_bytes(t)], "tensor": [t for t in inputs if is_tensor(t)]}
         if mode is None:
-            mode = "bytes" if candidates["bytes"] else "tensor" if candidates["tensor"] else None
+            mode = next((m for m in INPUT_MODES if any(fits(t, m) for t in inputs)), None)
             if mode is None:
                 self._fail("has no input the collector can feed: a BYTES [N] input of encoded images or an FP32 "
                            "[N,H,W,3] input (inputs: " + ", ".join(f"{t['name']} {t['datatype']} {t['shape']}"
-                                                                    for t in inputs) + ")")
-        if not candidates[mode]:
-            if mode == "tensor" and len(inputs) == 1:
-                candidates[mode] = inputs  # the metadata may not say enough: trust --input-mode
-            elif mode == "bytes" and len(inputs) == 1:
-                candidates[mode] = inputs
-            else:
-                self._fail(f"--input-mode {mode}: the model has no such input")
-        chosen = candidates[mode][0]
-        self.input_mode, self.input_name = mode, chosen["name"]
-        self.bytes_shape_2d = mode == "bytes" and len(chosen["shape"]) == 2
+                                                                    for t in inputs) + "); see --input-mode")
+        chosen = [t for t in inputs if fits(t, mode)] or (inputs if len(inputs) == 1 else [])
+        if not chosen:
+            self._fail(f"--input-mode {mode}: the model has no such input")
+        self.input_mode, self.input_name = mode, chosen[0]["name"]
+        self.bytes_shape_2d = mode == "bytes" and len(chosen[0]["shape"]) == 2
         if mode == "tensor":
             spec = params.get("preprocessing") if isinstance(params.get("preprocessing"), dict) else None
-            spec = spec or self.options.preprocessing
-            try:
-                if spec:
-                    self.spec = Preprocessing.from_dict(spec)
-                else:
-                    h, w = chosen["shape"][1:3] if len(chosen["shape"]) == 4 else (96, 96)
-                    self.spec = Preprocessing(height=h if h > 0 else 96, width=w if w > 0 else 96)
-            except (TypeError, ValueError) as e:
-                self._fail(f"preprocessing: {e}")
+            self._tensor_spec(spec, chosen[0]["shape"])
 
-    # ---- inference ---------------------------------------------------------------------
     def _request_body(self, images: list[tuple[str, bytes]]) -> tuple[bytes, dict]:
         n = len(images)
-        out_spec = {"name": self.output_name}
         if self.input_mode == "bytes":
-            shape = [n, 1] if self.bytes_shape_2d else [n]
+            inp = {"name": self.input_name, "datatype": "BYTES", "shape": [n, 1] if self.bytes_shape_2d else [n]}
             if self.binary:
                 blob = b"".join(struct.pack("<I", len(data)) + data for _, data in images)
-                inp = {"name": self.input_name, "datatype": "BYTES", "shape": shape,
-                       "parameters": {"binary_data_size": len(blob)}}
             else:
-                inp = {"name": self.input_name, "datatype": "BYTES", "shape": shape,
-                       "parameters": {"content_type": "base64"},
-                       "data": [base64.b64encode(data).decode() for _, data in images]}
-                blob = b""
+                inp["parameters"] = {"content_type": "base64"}
+                inp["data"] = [base64.b64encode(data).decode() for _, data in images]
         else:
             x = self._preprocess(images)
-            shape = list(x.shape)
+            inp = {"name": self.input_name, "datatype": "FP32", "shape": list(x.shape)}
             if self.binary:
                 blob = x.astype("<f4").tobytes()
-                inp = {"name": self.input_name, "datatype": "FP32", "shape": shape,
-                       "parameters": {"binary_data_size": len(blob)}}
             else:
-                inp = {"name": self.input_name, "datatype": "FP32", "shape": shape, "data": x.ravel().tolist()}
-                blob = b""
-        if self.binary:
-            out_spec["parameters"] = {"binary_data": True}
-        head = json.dumps({"inputs": [inp], "outputs": [out_spec]}).encode()
+                inp["data"] = x.ravel().tolist()
+        out_spec = {"name": self.output_name}
         if not self.binary:
-            return head, {"Content-Type": "application/json"}
+            return json.dumps({"inputs": [inp], "outputs": [out_spec]}).encode(), {"Content-Type": "application/json"}
+        inp["parameters"] = {"binary_data_size": len(blob)}
+        out_spec["parameters"] = {"binary_data": True}
+        head = json.dumps({"inputs": [inp], "outputs": [out_spec]}).encode()
         return head + blob, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
-
-    def _preprocess(self, images: list[tuple[str, bytes]]) -> np.ndarray:
-        from model_server.preprocessing import ImageError, preprocess_bytes
-
-        arrays = []
-        for i, (name, data) in enumerate(images):
-            try:
-                arrays.append(preprocess_bytes(data, self.spec))
-            except ImageError as e:  # answered like a server refusing that image
-                raise ModelServerError(self.url, f"image {i} ({name}): {e}", status=400) from None
-        return np.stack(arrays).astype(np.float32)
 
     def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
         """Scores [N, labels] as sent by the server (probabilities or logits) and its model_version."""
-        body, headers = self._request_body(images)
-        path = self.path + "/infer"
-        status, resp_headers, raw = self._request("POST", path, max_bytes=self.limits.max_response_bytes,
-                                                  data=body, headers=headers)
-        if status != 200:
-            raise ModelServerError(self.url, f"POST {path} answered {self._describe(status, resp_headers, raw)}",
-                                   status=status)
+        raw, headers = self._post(self.path + "/infer", *self._request_body(images))
         try:
-            return self._read_scores(raw, resp_headers, len(images))
+            return self._read_scores(raw, headers, len(images))
         except InvalidAnswer as e:
             raise ModelServerError(self.url, f"invalid inference response: {e}") from None
 
@@ -404,22 +428,98 @@ class OIPClient(ModelClient):
             str(version) else None
         return values.reshape(n, k), version
 
-    def predict(self, images: list[tuple[str, bytes]]) -> dict:
-        """The answer in this project's shape, for validate.predictions."""
-        raw, version = self._infer(images)
-        if self.logits:
-            probs = _softmax(raw)
-        else:
-            probs = raw
-        preds = []
-        for row in probs:
-            best = int(np.argmax(row))
-            preds.append({"label": self.labels[best], "confidence": float(row[best]),
-                          "scores": {lab: _clip(v) for lab, v in zip(self.labels, row, strict=True)}})
-        answered = version if version is not None and not self.address.version else self.version
-        return {"model": {"name": self.name, "version": answered, "fingerprint": self.fingerprint},
-                "predictions": preds}
 
+class V1Client(ForeignClient):
+    """One model behind TF Serving's REST API or KServe's v1 protocol (`:predict` with `instances`)."""
+
+    protocol = "v1"
+
+    def __init__(self, address: Address, options: ProtocolOptions, **kwargs):
+        super().__init__(address, options, **kwargs)
+        self.path = f"/v1/models/{quote(address.model, safe='')}" + (
+            f"/versions/{quote(address.version, safe='')}" if address.version else "")
+
+    def metadata(self) -> dict:
+        lim = self.limits.max_metadata_bytes
+        status = self._call_json("GET", self.path, max_bytes=lim, hint=": is this a TF Serving or KServe v1 server?")
+        versions = []
+        if isinstance(status, dict) and isinstance(status.get("model_version_status"), list):  # TF Serving
+            versions = [str(v.get("version")) for v in status["model_version_status"]
+                        if isinstance(v, dict) and v.get("state") == "AVAILABLE" and v.get("version") is not None]
+        elif isinstance(status, dict) and status.get("ready") is False:  # KServe
+            self._fail(f"GET {self.path} says the model is not ready")
+        signature = self._signature()
+        self.labels = self._labels(None)
+        mode = self.options.input_mode
+        if mode is None:  # a string input takes encoded images; without a signature, what plain Keras models take
+            dtypes = {t.get("dtype") for t in signature.values()} if signature else set()
+            mode = "bytes" if "DT_STRING" in dtypes else "tensor"
+        self.input_mode = mode
+        if mode == "tensor":
+            shape = None
+            for t in signature.values():
+                dims = (t.get("tensor_shape") or {}).get("dim") if isinstance(t, dict) else None
+                if isinstance(dims, list) and len(dims) == 4:
+                    try:
+                        shape = [int(d.get("size", -1)) for d in dims]
+                    except (TypeError, ValueError, AttributeError):
+                        shape = None
+            self._tensor_spec(None, shape)
+        try:
+            return self._identify(self.address.model, versions, None, {"signature": bool(signature)})
+        except InvalidAnswer as e:
+            raise ModelServerError(self.url, f"invalid metadata: {e}") from None
+
+    def _signature(self) -> dict:
+        """TF Serving's serving_default inputs, where the server has a metadata endpoint (KServe v1 has none)."""
+        status, _, body = self._request("GET", self.path + "/metadata", max_bytes=self.limits.max_metadata_bytes)
+        if status != 200:
+            return {}
+        try:
+            doc = json.loads(body)
+            inputs = doc["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+        except (ValueError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
+            return {}
+        return inputs if isinstance(inputs, dict) else {}
+
+    def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
+        if self.input_mode == "bytes":
+            instances = [{"b64": base64.b64encode(data).decode()} for _, data in images]
+        else:
+            instances = self._preprocess(images).tolist()
+        raw, _ = self._post(self.path + ":predict", json.dumps({"instances": instances}).encode(),
+                            {"Content-Type": "application/json"})
+        try:
+            return self._read_predictions(raw, len(images)), None
+        except InvalidAnswer as e:
+            raise ModelServerError(self.url, f"invalid predict response: {e}") from None
+
+    def _read_predictions(self, raw: bytes, n: int) -> np.ndarray:
+        try:
+            resp = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidAnswer("response", "is not JSON") from None
+        preds = resp.get("predictions") if isinstance(resp, dict) else None
+        if not isinstance(preds, list) or len(preds) != n:
+            raise InvalidAnswer("predictions", f"must be a list of {n} rows")
+        k = len(self.labels)
+        rows = []
+        for i, row in enumerate(preds):
+            if isinstance(row, dict):  # several named outputs: --output, or the one list of k numbers
+                key = self.options.output or next((key for key, v in row.items() if isinstance(v, list)
+                                                   and len(v) == k), None)
+                row = row.get(key) if key is not None else None
+            try:
+                values = np.asarray(row, dtype=np.float64).ravel()
+            except (TypeError, ValueError):
+                raise InvalidAnswer(f"predictions[{i}]", "must be numbers") from None
+            if values.size != k:
+                raise InvalidAnswer(f"predictions[{i}]", f"has {values.size} scores for {k} labels")
+            rows.append(values)
+        out = np.stack(rows)
+        if not np.isfinite(out).all():
+            raise InvalidAnswer("predictions", "hold NaN or infinity")
+        return out
 
 def _clip(v: float) -> float:
     """A probability as stored: float noise just outside [0, 1] is clipped, anything else is kept (and refused)."""

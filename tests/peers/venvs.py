@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / ".venvs"
 SPECS = {
     "mlserver": ["mlserver==1.7.1", "pillow==13.0.0", "requests==2.34.2", "ai-edge-litert==2.3.0"],
-    "kserve": ["kserve==0.21.0"],
+    "kserve": ["kserve==0.21.0", "ai-edge-litert==2.3.0", "pillow==13.0.0"],
 }
 
 

@@ -45,7 +45,7 @@ def test_addresses_name_their_protocol(url, protocol, model, version, base):
 def test_protocol_override_needs_a_matching_address():
     with pytest.raises(AddressError, match="names its model"):
         parse_address("http://h:1", "v2")
-    with pytest.raises(AddressError, match="not a /v2 model path"):
+    with pytest.raises(AddressError, match="not a model path"):
         parse_address("http://h:1/v2/models/m", "native")
 
 
@@ -211,3 +211,58 @@ def test_a_model_swapped_behind_the_same_name_and_version_is_a_new_model(mlserve
     assert second["fingerprint"] != first["fingerprint"]
     assert second["status"] == "completed" and second["n_sent"] == first["n_sent"]
     assert len(_models(db)) == 2
+
+
+# ---- KServe's Python model server (v1 and v2 REST), the shipped model through LiteRT ----------
+class KServe:
+    def __init__(self, tmp: Path, name: str, folder: Path, mode: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [str(PEERS / "kserve_server.py"), str(self.port), name, str(folder),
+                     str(ROOT / "trained_models"), mode]
+        self.log_path = tmp / f"kserve-{name}-{mode}.log"
+        self.name = name
+
+    def __enter__(self):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([str(peer_python("kserve")), *self.args], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(self.url, deadline_s=300, path=f"/v1/models/{self.name}", proc=self.proc)
+        except NotHealthy as e:
+            self.__exit__()
+            raise AssertionError(f"{e}\n{self.log_path.read_text()[-3000:]}") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def test_kserve_v1_and_v2_are_one_model_with_the_native_numbers(native, tmp_path):
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    ours = _collect(db, native)["results"][0]
+    labels = ",".join(BASE)
+    with KServe(tmp_path, "pokemon", ORIGINAL, "bytes") as ks:
+        v1 = _collect(db, "--labels", labels, ks.url + "/v1/models/pokemon")["results"][0]
+        assert v1["status"] == "completed" and abs(v1["accuracy"] - ours["accuracy"]) <= 0.005
+        v2 = _collect(db, "--labels", labels, ks.url + "/v2/models/pokemon")["results"][0]
+        # Same name, version, labels and canary answers: the same behavioural identity, nothing new.
+        assert v2["fingerprint"] == v1["fingerprint"] and v2["n_sent"] == 0
+    with KServe(tmp_path, "pokemon", ORIGINAL, "tensor") as ks:
+        t = _collect(db, "--labels", labels, "--input-mode", "tensor", ks.url + "/v1/models/pokemon")["results"][0]
+        assert t["fingerprint"] == v1["fingerprint"] and t["n_sent"] == 0  # tensors: the same answers
+    models = {m["fingerprint"]: m for m in _models(db)}
+    assert models[v1["fingerprint"]]["protocol"] == "v1" and models[v1["fingerprint"]]["identity"] == "behavioural"
+
+
+def test_a_v1_address_on_a_server_without_v1_is_a_clear_error(native, tmp_path):
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    out = _collect(db, native + "/v1/models/ml_original", expect=1)
+    assert "GET /v1/models/ml_original answered HTTP 404" in out
+    out = _collect(db, "--labels", "a,b", native + "/v1/models/ml_original", expect=1)
+    assert "HTTP 404" in out
