@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from . import store
 from .compare import COMPARE_LEGEND, class_verdict
 from .formatting import interval, num
-from .reports import model_report
+from .reports import identity_line, model_report
 
 
 def recall_history(conn: Connection) -> dict[str, list[dict]]:
@@ -106,6 +106,7 @@ def render_html(reports: list[dict], history: dict[str, list[dict]] | None = Non
         m = rep["model"]
         parts.append(f"<div class='model'><h2>{e(m['name'])} v{e(m['version'])} "
                      f"<small><code>{e(m['fingerprint'][:16])}</code></small></h2>")
+        parts.append(f"<p class='identity'>{e(identity_line(m, with_url=False))}</p>")
         parts.append(f"<p>Accuracy {num(rep['accuracy'])} on {rep['n']} labelled images; mean confidence "
                      f"when right {num(rep['confidence']['mean_when_right'])}, when wrong "
                      f"{num(rep['confidence']['mean_when_wrong'])}.</p>")

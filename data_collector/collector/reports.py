@@ -39,7 +39,8 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
         c["images_needed"] = needed
     return {
         "model": {"name": model.name, "version": model.version, "fingerprint": model.fingerprint,
-                  "labels": labels},
+                  "labels": labels, "identity": model.identity, "protocol": model.protocol, "scores": model.scores,
+                  "urls": list(model.urls)},
         "power": {"alpha": POWER_ALPHA, "drop": POWER_DROP, "images_needed_per_class": needed},
         "n": len(known),
         "accuracy": ratio(len(right), len(known)),
@@ -56,3 +57,11 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
                           for lo, hi, c in zip(PROBE_BINS[:-1], PROBE_BINS[1:], hist, strict=True)},
         },
     }
+
+
+def identity_line(m: dict, *, with_url: bool = True) -> str:
+    """How the model was identified and reached (declared or behavioural identity, protocol, URL)."""
+    how = "fingerprint declared by the server" if m.get("identity", "declared") == "declared" else \
+        "behavioural fingerprint (from its answers on the canary images)"
+    where = f" at {m['urls'][-1]}" if m.get("urls") and with_url else ""
+    return f"identity: {how}; protocol {m.get('protocol', 'native')}{where}; scores: {m.get('scores', 'probabilities')}"

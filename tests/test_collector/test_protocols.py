@@ -266,3 +266,37 @@ def test_a_v1_address_on_a_server_without_v1_is_a_clear_error(native, tmp_path):
     assert "GET /v1/models/ml_original answered HTTP 404" in out
     out = _collect(db, "--labels", "a,b", native + "/v1/models/ml_original", expect=1)
     assert "HTTP 404" in out
+
+
+def test_a_declared_fingerprint_reused_by_other_weights_is_refused(native, tmp_path):
+    """An OIP server that announces ml_original's fingerprint but answers otherwise stores nothing."""
+    from flask import Flask, jsonify, request
+
+    from helpers import LiveServer
+
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    real = _collect(db, native)["results"][0]
+    fake = Flask("impostor")
+
+    @fake.get("/v2")
+    def _server():
+        return jsonify({"name": "impostor", "version": "1", "extensions": []})
+
+    @fake.get("/v2/models/ml_original")
+    def _meta():
+        return jsonify({"name": "ml_original", "versions": ["2"], "platform": "x",
+                        "inputs": [{"name": "images", "datatype": "BYTES", "shape": [-1]}],
+                        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 5]}],
+                        "parameters": {"labels": BASE, "fingerprint": real["fingerprint"]}})
+
+    @fake.post("/v2/models/ml_original/infer")
+    def _infer():
+        n = request.get_json()["inputs"][0]["shape"][0]
+        return jsonify({"model_name": "ml_original", "model_version": "2", "outputs": [
+            {"name": "probabilities", "datatype": "FP32", "shape": [n, 5], "data": [0.6, 0.1, 0.1, 0.1, 0.1] * n}]})
+
+    with LiveServer(fake) as srv:
+        out = _collect(db, srv.url + "/v2/models/ml_original", expect=1)
+    assert "answers differ from the stored predictions of ml_original v2" in out
+    (m,) = _models(db)
+    assert m["predictions"] == real["n_sent"] and m["urls"] == [native]  # nothing stored from the impostor

@@ -112,13 +112,12 @@ def models_cmd(ctx, as_json):
     # The name never wraps (it tells the rows apart); the URLs under it may fold.
     t.add_column("model / urls", overflow="fold", min_width=max(len(m.name) for m in rows))
     t.add_column("version", no_wrap=True)
-    t.add_column("fingerprint", no_wrap=True)
-    t.add_column("identity", no_wrap=True)
+    t.add_column("fingerprint", no_wrap=True)  # with the identity kind (and protocol) under it
     t.add_column("labels", justify="right", no_wrap=True)
     t.add_column("predictions", justify="right", no_wrap=True)
     t.add_column("first seen", no_wrap=True)
     for m in rows:
-        t.add_row("\n".join([m.name, *m.urls]), m.version, m.fingerprint[:12],
-                  m.identity + ("" if m.protocol == "native" else f"\n{m.protocol}"), str(len(m.labels)),
+        how = m.identity + ("" if m.protocol == "native" else f", {m.protocol}")
+        t.add_row("\n".join([m.name, *m.urls]), m.version, f"{m.fingerprint[:12]}\n{how}", str(len(m.labels)),
                   str(m.predictions), m.first_seen.strftime("%Y-%m-%d") if m.first_seen else "")
     out.print(t)

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from .. import store
-from ..client import ModelClient, ModelServerError
+from ..client import ModelServerError
 from ..deploy import DeploySettings, evaluate_deployment
 from ..hook import DEFAULT_ALLOWED_HOSTS, DEFAULT_MAX_JOBS
+from ..protocols import connect
 from .common import (
     collect_options,
     collect_options_from,
@@ -65,7 +66,7 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
             n += 1
             for url in urls:
                 try:
-                    client = ModelClient(url, limits=collect_options_from(kw).limits(), retries=0)
+                    client = connect(url, settings.opts.protocol, limits=settings.opts.limits(), retries=0)
                     fp = client.metadata()["fingerprint"]
                     client.close()
                 except ModelServerError as e:

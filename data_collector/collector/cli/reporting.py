@@ -11,7 +11,7 @@ from .. import store, testset
 from ..compare import COMPARE_LEGEND, class_verdict, compare
 from ..formatting import num
 from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
-from ..reports import model_report
+from ..reports import identity_line, model_report
 from ..selectors import SelectorError, resolve
 from .common import default_test_data, fail, open_store, option, out, table, threshold_options, thresholds_from
 
@@ -21,6 +21,7 @@ def print_model_report(rep: dict) -> None:
     kinds = ", ".join(f"{k} {num(v['accuracy'])} (n={v['n']})" for k, v in rep["by_kind"].items())
     out.print(f"\n[bold]{m['name']}[/] v{m['version']} ({m['fingerprint'][:12]}): accuracy "
               f"{num(rep['accuracy'])} on {rep['n']} labelled images" + (f"; {kinds}" if kinds else ""))
+    out.print(identity_line(m), markup=False)
     t = table()
     t.add_column("class", no_wrap=True)
     for col in ("support", "precision", "recall", "F1", "MDD"):
