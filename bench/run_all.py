@@ -15,7 +15,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bench_architectures, bench_collector, bench_runtime, bench_scale, bench_server
+from bench import bench_architectures, bench_collector, bench_protocols, bench_runtime, bench_scale, bench_server
 from bench.common import ROOT, machine
 
 
@@ -37,6 +37,9 @@ def main(argv=None) -> dict:
                                            "--latency-requests", "20" if small else "200"])
     print("== model-server runtime: LiteRT vs Keras")
     results["runtime"] = bench_runtime.main(["--predictions", "200" if small else "1000"])
+    print("== protocols: the collector over OIP v2 against the native API")
+    results["protocols"] = bench_protocols.main(["--images", "200" if small else "2000",
+                                                 "--repeats", "1" if small else "3"])
     print("== collector")
     results["collector"] = bench_collector.main(["--images", "150" if small else "1000",
                                                  "--rows", "2000" if small else "20000"])

@@ -28,6 +28,9 @@ def test_bench_smoke(tmp_path):
     assert (rt["keras"]["backend"], rt["litert"]["backend"]) == ("keras", "litert")
     assert rt["ratio_litert_over_keras"] > 0 and rt["litert"]["worker_rss_mb"] > 0 and rt["litert"]["start_s"] > 0
     assert "throughput ratio LiteRT / Keras" in r.stdout
+    ratios = res["protocols"]["ratio_over_native"]
+    assert ratios["native"] == 1.0 and all(v > 0 for v in ratios.values()) and len(ratios) == 5
+    assert "OIP v2 binary / native wall time" in r.stdout
     assert "speed ratio compact / smallervggnet" in r.stdout
 
 

@@ -88,6 +88,7 @@ class ProtocolOptions:
     output: str | None = None  # the scores output, when a model has several
     input_mode: str | None = None  # bytes (encoded images) or tensor (FP32 [N,H,W,3]); None: from metadata
     preprocessing: dict | None = None  # for tensor mode, when the server publishes none
+    binary: bool = True  # use OIP's binary tensor extension when the server lists it
 
 
 def read_labels_file(text: str) -> tuple[str, ...]:
@@ -282,7 +283,7 @@ class OIPClient(ForeignClient):
         lim = self.limits.max_metadata_bytes
         server = self._call_json("GET", "/v2", max_bytes=lim, hint=": is this an Open Inference Protocol server?")
         extensions = server.get("extensions") if isinstance(server, dict) else None
-        self.binary = isinstance(extensions, list) and "binary_tensor_data" in extensions
+        self.binary = self.options.binary and isinstance(extensions, list) and "binary_tensor_data" in extensions
         meta = self._call_json("GET", self.path, max_bytes=lim, hint=": is this an Open Inference Protocol server?")
         try:
             if not isinstance(meta, dict):

@@ -99,6 +99,9 @@ def collect_options(f):
         option("--input-mode", env="INPUT_MODE", type=click.Choice(INPUT_MODES), default=None,
                show_default="from the model's inputs",
                help="bytes: send encoded images; tensor: preprocess here and send FP32 [N,H,W,3]"),
+        option("--binary-tensors/--no-binary-tensors", "binary_tensors", env="BINARY_TENSORS", default=True,
+               help="OIP v2: send and receive tensors in the binary extension when the server lists it "
+                    "(else base64 and numbers in JSON)"),
         option("--preprocessing", env="PREPROCESSING_FILE", type=click.Path(dir_okay=False, path_type=Path),
                default=None, show_default="the server's, else 96x96 padded on white, [0, 1]",
                help="JSON with the preprocessing for tensor mode (a model folder's config.json will do)"),
@@ -135,7 +138,8 @@ def protocol_options_from(kw: dict) -> ProtocolOptions:
         except (TypeError, ValueError) as e:
             fail(f"--preprocessing {kw['preprocessing']}: {e}")
     return ProtocolOptions(protocol=kw.get("protocol"), labels=labels, output=kw.get("output_name"),
-                           input_mode=kw.get("input_mode"), preprocessing=spec)
+                           input_mode=kw.get("input_mode"), preprocessing=spec,
+                           binary=kw.get("binary_tensors", True))
 
 
 def collect_options_from(kw: dict) -> CollectOptions:
