@@ -14,6 +14,7 @@ import pytest
 from collector.health import NotHealthy, wait_healthy
 from collector.protocols import (
     AddressError,
+    ProtocolOptions,
     are_probabilities,
     behavioural_fingerprint,
     canary_images,
@@ -197,6 +198,20 @@ def test_mlserver_bytes_and_tensor_agree_with_the_native_numbers(native, mlserve
     models = {m["name"]: m for m in _models(db)}
     assert models["pokemon"]["identity"] == "behavioural" and models["pokemon"]["protocol"] == "v2"
     assert "logits" in models["pokemon-tensor"]["scores"]
+    # Reported and compared like any other model: per class, the same numbers as served natively.
+    r = run_cli("--db", db, "report", "--json", str(tmp_path / "r.json"))
+    assert r.exit_code == 0, r.output
+    assert "behavioural fingerprint" in r.output and "protocol v2" in r.output
+    reps = {m["model"]["name"]: m for m in json.loads((tmp_path / "r.json").read_text())["models"]}
+    for label in BASE:
+        native_recall = reps["ml_original"]["classes"][label]["recall"]
+        for via_name in ("pokemon", "pokemon-tensor"):
+            assert abs(reps[via_name]["classes"][label]["recall"] - native_recall) <= 0.005, (via_name, label)
+    r = run_cli("--db", db, "compare", "--json", ours["fingerprint"][:12], via["fingerprint"][:12])
+    assert r.exit_code == 0, r.output
+    verdict = json.loads(r.stdout)
+    assert verdict["verdict"] == "pass" and verdict["regressed_classes"] == []
+    assert verdict["baseline"]["fingerprint"] == ours["fingerprint"]
     again = _collect(db, "--labels-file", str(labels_file), mlserver.url + "/v2/models/pokemon",
                      mlserver.url + "/v2/models/pokemon-tensor")
     assert [r["n_sent"] for r in again["results"]] == [0, 0]  # same behavioural identity: nothing new
@@ -300,3 +315,20 @@ def test_a_declared_fingerprint_reused_by_other_weights_is_refused(native, tmp_p
     assert "answers differ from the stored predictions of ml_original v2" in out
     (m,) = _models(db)
     assert m["predictions"] == real["n_sent"] and m["urls"] == [native]  # nothing stored from the impostor
+
+
+def test_the_deploy_path_takes_an_oip_address(mlserver, labels_file, tmp_path):
+    """What the hook and watch run for one URL: collect, compare with the previous version, report."""
+    from collector.collect import CollectOptions
+    from collector.deploy import DeploySettings, evaluate_deployment
+    from collector.protocols import read_labels_file
+    from helpers import engine_for
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'd.db'}")
+    opts = CollectOptions(protocol=ProtocolOptions(labels=read_labels_file(labels_file.read_text())))
+    settings = DeploySettings(test_dir=ROOT / "test_data", report_dir=tmp_path / "reports", opts=opts)
+    out = evaluate_deployment(mlserver.url + "/v2/models/pokemon", engine=engine, settings=settings)
+    assert out["status"] == "completed" and out["images_sent"] > 300 and out["name"] == "pokemon"
+    assert out["verdict"] == "no-baseline"  # the first version of its name: nothing to compare with
+    again = evaluate_deployment(mlserver.url + "/v2/models/pokemon", engine=engine, settings=settings)
+    assert again["images_sent"] == 0 and again["fingerprint"] == out["fingerprint"]
