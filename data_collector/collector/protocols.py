@@ -179,6 +179,8 @@ class ForeignClient(ModelClient):
         super().__init__(address.base, **kwargs)
         self.url = display_url(address.url)
         self.address, self.options = address, options
+        self.path = f"/{self.protocol}/models/{quote(address.model, safe='')}" + (
+            f"/versions/{quote(address.version, safe='')}" if address.version else "")
         self.input_mode = "bytes"
         self.spec = None
         self.logits = False
@@ -273,8 +275,6 @@ class OIPClient(ForeignClient):
 
     def __init__(self, address: Address, options: ProtocolOptions, **kwargs):
         super().__init__(address, options, **kwargs)
-        self.path = f"/v2/models/{quote(address.model, safe='')}" + (
-            f"/versions/{quote(address.version, safe='')}" if address.version else "")
         self.binary = False
         self.input_name = self.output_name = ""
         self.bytes_shape_2d = False
@@ -434,11 +434,6 @@ class V1Client(ForeignClient):
     """One model behind TF Serving's REST API or KServe's v1 protocol (`:predict` with `instances`)."""
 
     protocol = "v1"
-
-    def __init__(self, address: Address, options: ProtocolOptions, **kwargs):
-        super().__init__(address, options, **kwargs)
-        self.path = f"/v1/models/{quote(address.model, safe='')}" + (
-            f"/versions/{quote(address.version, safe='')}" if address.version else "")
 
     def metadata(self) -> dict:
         lim = self.limits.max_metadata_bytes

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from collector.health import NotHealthy, wait_healthy
 from collector.protocols import (
     AddressError,
     ProtocolOptions,
@@ -22,6 +20,7 @@ from collector.protocols import (
     read_labels_file,
 )
 from helpers import MlServerProcess, free_port, run_cli
+from peers.process import PeerServer
 from peers.venvs import peer_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,9 +127,10 @@ def _model_settings(name: str, folder: Path, *, mode: str, version: str = "2", l
             "inputs": [inp], "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 5]}]}
 
 
-class MLServer:
+class MLServer(PeerServer):
+    """MLServer 1.7 (its own venv) serving `models` (name -> model-settings) from a repository in `root`."""
+
     def __init__(self, root: Path, models: dict[str, dict]):
-        self.root = root
         root.mkdir(parents=True, exist_ok=True)
         for name, settings in models.items():
             (root / name).mkdir()
@@ -140,29 +140,9 @@ class MLServer:
         (root / "settings.json").write_text(json.dumps({"http_port": http, "grpc_port": free_port(),
                                                         "metrics_port": free_port(), "parallel_workers": 0,
                                                         "host": "127.0.0.1"}))
-        self.url = f"http://127.0.0.1:{http}"
-        self.names = list(models)
-
-    def __enter__(self):
-        python = peer_python("mlserver")
-        self.log = open(self.root / "mlserver.log", "w")
-        self.proc = subprocess.Popen([str(python.parent / "mlserver"), "start", str(self.root)], cwd=self.root,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        try:
-            for name in self.names:
-                wait_healthy(self.url, deadline_s=300, path=f"/v2/models/{name}/ready", proc=self.proc)
-        except NotHealthy as e:
-            self.__exit__()
-            raise AssertionError(f"{e}\n{(self.root / 'mlserver.log').read_text()[-3000:]}") from None
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        mlserver = peer_python("mlserver").parent / "mlserver"
+        super().__init__([str(mlserver), "start", str(root)], f"http://127.0.0.1:{http}",
+                         [f"/v2/models/{name}/ready" for name in models], root / "mlserver.log", cwd=root)
 
 
 @pytest.fixture(scope="module")
@@ -229,33 +209,14 @@ def test_a_model_swapped_behind_the_same_name_and_version_is_a_new_model(mlserve
 
 
 # ---- KServe's Python model server (v1 and v2 REST), the shipped model through LiteRT ----------
-class KServe:
+class KServe(PeerServer):
+    """KServe 0.21's model server (its own venv) serving `folder` as `name`, taking `mode` inputs."""
+
     def __init__(self, tmp: Path, name: str, folder: Path, mode: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [str(PEERS / "kserve_server.py"), str(self.port), name, str(folder),
-                     str(ROOT / "trained_models"), mode]
-        self.log_path = tmp / f"kserve-{name}-{mode}.log"
-        self.name = name
-
-    def __enter__(self):
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([str(peer_python("kserve")), *self.args], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        try:
-            wait_healthy(self.url, deadline_s=300, path=f"/v1/models/{self.name}", proc=self.proc)
-        except NotHealthy as e:
-            self.__exit__()
-            raise AssertionError(f"{e}\n{self.log_path.read_text()[-3000:]}") from None
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        port = free_port()
+        argv = [str(peer_python("kserve")), str(PEERS / "kserve_server.py"), str(port), name, str(folder),
+                str(ROOT / "trained_models"), mode]
+        super().__init__(argv, f"http://127.0.0.1:{port}", [f"/v1/models/{name}"], tmp / f"kserve-{name}-{mode}.log")
 
 
 def test_kserve_v1_and_v2_are_one_model_with_the_native_numbers(native, tmp_path):

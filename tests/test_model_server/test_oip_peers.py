@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from collector.health import NotHealthy, wait_healthy
 from helpers import COLORS, MlServerProcess, color_png, free_port
+from peers.process import PeerServer
 from peers.venvs import peer_python
 
 PEERS = Path(__file__).resolve().parents[1] / "peers"
@@ -39,29 +39,16 @@ def ours(color_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlserver(tmp_path_factory):
-    python = peer_python("mlserver")
     root = tmp_path_factory.mktemp("mlserver")
     shutil.copytree(PEERS / "mlserver_colors", root / "colors")
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    (root / "settings.json").write_text(json.dumps({"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                                    "parallel_workers": 0, "host": "127.0.0.1"}))
-    log = open(root / "mlserver.log", "w")
-    proc = subprocess.Popen([str(python.parent / "mlserver"), "start", str(root)], cwd=root,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{http}"
-    try:
-        try:
-            wait_healthy(url, deadline_s=300, path="/v2/models/colors/ready", proc=proc)
-        except NotHealthy as e:
-            raise AssertionError(f"{e}\n{(root / 'mlserver.log').read_text()[-3000:]}") from None
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    http = free_port()
+    (root / "settings.json").write_text(json.dumps({"http_port": http, "grpc_port": free_port(),
+                                                    "metrics_port": free_port(), "parallel_workers": 0,
+                                                    "host": "127.0.0.1"}))
+    mlserver = peer_python("mlserver").parent / "mlserver"
+    with PeerServer([str(mlserver), "start", str(root)], f"http://127.0.0.1:{http}", ["/v2/models/colors/ready"],
+                    root / "mlserver.log", cwd=root) as srv:
+        yield srv.url
 
 
 def _b64(*colors: str) -> list[str]:
