@@ -125,6 +125,8 @@ class _Adapter(HTTPAdapter):
 
 
 class ModelClient:
+    predict_path = "/predict"  # as named in messages
+
     def __init__(self, url: str, *, limits: Limits | None = None, retries: int = 3, backoff: float = 0.5,
                  pool_size: int = 4, echo_errors: bool = True):
         self._target = check_url(url)

@@ -293,7 +293,7 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
                       "the new one")
             return []
         except InvalidAnswer as e:
-            job.abort(f"invalid answer to POST /predict: {e}; nothing of it was stored")
+            job.abort(f"invalid answer to POST {job.client.predict_path}: {e}; nothing of it was stored")
             return []
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(payload)
         return [{"run_id": job.run_id, "model_id": job.model_id, "image_id": image_ids[item.sha256],

@@ -181,6 +181,7 @@ class ForeignClient(ModelClient):
         self.address, self.options = address, options
         self.path = f"/{self.protocol}/models/{quote(address.model, safe='')}" + (
             f"/versions/{quote(address.version, safe='')}" if address.version else "")
+        self.predict_path = self.path + ("/infer" if self.protocol == "v2" else ":predict")
         self.input_mode = "bytes"
         self.spec = None
         self.logits = False
@@ -369,7 +370,7 @@ class OIPClient(ForeignClient):
 
     def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
         """Scores [N, labels] as sent by the server (probabilities or logits) and its model_version."""
-        raw, headers = self._post(self.path + "/infer", *self._request_body(images))
+        raw, headers = self._post(self.predict_path, *self._request_body(images))
         try:
             return self._read_scores(raw, headers, len(images))
         except InvalidAnswer as e:
@@ -416,12 +417,7 @@ class OIPClient(ForeignClient):
             data = o.get("data")
             if not isinstance(data, list):
                 raise InvalidAnswer(f"outputs[{self.output_name!r}].data", "missing")
-            try:
-                values = np.asarray(data, dtype=np.float64).ravel()
-            except (TypeError, ValueError):
-                raise InvalidAnswer(f"outputs[{self.output_name!r}].data", "must be numbers") from None
-            if values.size != count:
-                raise InvalidAnswer(f"outputs[{self.output_name!r}].data", f"has {values.size} values, not {count}")
+            values = _numbers(data, f"outputs[{self.output_name!r}].data", count)
         if not np.isfinite(values).all():
             raise InvalidAnswer(f"outputs[{self.output_name!r}]", "holds NaN or infinity")
         version = resp.get("model_version")
@@ -483,7 +479,7 @@ class V1Client(ForeignClient):
             instances = [{"b64": base64.b64encode(data).decode()} for _, data in images]
         else:
             instances = self._preprocess(images).tolist()
-        raw, _ = self._post(self.path + ":predict", json.dumps({"instances": instances}).encode(),
+        raw, _ = self._post(self.predict_path, json.dumps({"instances": instances}).encode(),
                             {"Content-Type": "application/json"})
         try:
             return self._read_predictions(raw, len(images)), None
@@ -505,17 +501,25 @@ class V1Client(ForeignClient):
                 key = self.options.output or next((key for key, v in row.items() if isinstance(v, list)
                                                    and len(v) == k), None)
                 row = row.get(key) if key is not None else None
-            try:
-                values = np.asarray(row, dtype=np.float64).ravel()
-            except (TypeError, ValueError):
-                raise InvalidAnswer(f"predictions[{i}]", "must be numbers") from None
-            if values.size != k:
-                raise InvalidAnswer(f"predictions[{i}]", f"has {values.size} scores for {k} labels")
-            rows.append(values)
+            rows.append(_numbers(row, f"predictions[{i}]", k))
         out = np.stack(rows)
         if not np.isfinite(out).all():
             raise InvalidAnswer("predictions", "hold NaN or infinity")
         return out
+
+def _numbers(data, field: str, count: int) -> np.ndarray:
+    """A (nested) JSON list of exactly `count` numbers, flattened; booleans and strings are refused."""
+    try:
+        arr = np.asarray(data)
+    except (TypeError, ValueError):  # ragged nesting
+        arr = None
+    if arr is None or arr.dtype.kind not in "iuf":
+        raise InvalidAnswer(field, "must be numbers")
+    values = arr.astype(np.float64).ravel()
+    if values.size != count:
+        raise InvalidAnswer(field, f"has {values.size} values, not {count}")
+    return values
+
 
 def _clip(v: float) -> float:
     """A probability as stored: float noise just outside [0, 1] is clipped, anything else is kept (and refused)."""

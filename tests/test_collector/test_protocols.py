@@ -293,3 +293,74 @@ def test_the_deploy_path_takes_an_oip_address(mlserver, labels_file, tmp_path):
     assert out["verdict"] == "no-baseline"  # the first version of its name: nothing to compare with
     again = evaluate_deployment(mlserver.url + "/v2/models/pokemon", engine=engine, settings=settings)
     assert again["images_sent"] == 0 and again["fingerprint"] == out["fingerprint"]
+
+
+def _oip_impostor(answer):
+    """An OIP server with valid metadata whose infer answer is `answer(n)` -> (body bytes, headers)."""
+    from flask import Flask, Response, jsonify, request
+
+    app = Flask("hostile")
+
+    @app.get("/v2")
+    def _server():
+        return jsonify({"name": "h", "version": "1", "extensions": ["binary_tensor_data"]})
+
+    @app.get("/v2/models/m")
+    def _meta():
+        return jsonify({"name": "m", "versions": ["1"], "platform": "x",
+                        "inputs": [{"name": "images", "datatype": "BYTES", "shape": [-1]}],
+                        "outputs": [{"name": "p", "datatype": "FP32", "shape": [-1, 2]}],
+                        "parameters": {"labels": ["red", "green"]}})
+
+    calls = {"n": 0}
+
+    @app.post("/v2/models/m/infer")
+    def _infer():
+        head_len = int(request.headers.get("Inference-Header-Content-Length", "0"))
+        n = json.loads(request.get_data()[:head_len])["inputs"][0]["shape"][0]
+        calls["n"] += 1
+        body, headers = answer(n, calls["n"])
+        return Response(body, headers=headers)
+
+    return app
+
+
+def _json_answer(outputs, version="1"):
+    return json.dumps({"model_name": "m", "model_version": version, "outputs": outputs}).encode(), \
+        {"Content-Type": "application/json"}
+
+
+GOOD = [0.9, 0.1]
+
+
+@pytest.mark.parametrize("answer,words", [
+    (lambda n, c: (b"not json", {}), "is not JSON"),
+    (lambda n, c: _json_answer([]), "lack 'p'"),
+    (lambda n, c: _json_answer([{"name": "p", "datatype": "FP32", "shape": [n, 3], "data": [0.5] * 3 * n}]),
+     "expected"),
+    (lambda n, c: _json_answer([{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": [True, False] * n}]),
+     "must be numbers"),
+    (lambda n, c: _json_answer([{"name": "p", "datatype": "INT8", "shape": [n, 2], "data": [1, 0] * n}]),
+     "not a float"),
+    (lambda n, c: _json_answer([{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": ["NaN", 1] * n}]),
+     "must be numbers"),
+    (lambda n, c: (json.dumps({"outputs": [{"name": "p", "datatype": "FP32", "shape": [n, 2],
+                                            "parameters": {"binary_data_size": 999999}}]}).encode(),
+                   {"Inference-Header-Content-Length": "10"}), "invalid inference response"),
+    (lambda n, c: _json_answer([{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": [2.0, -1.0] * n}]
+                               if c > 1 else [{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": GOOD * n}]),
+     "invalid answer to POST /v2/models/m/infer: predictions[0].confidence: must be within [0, 1]"),
+    # probabilities at the canaries, then rows that are not: refused, not softmaxed
+    (lambda n, c: _json_answer([{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": GOOD * n}],
+                               version="1" if c == 1 else "2"), "the model changed during the run"),
+])
+def test_hostile_oip_answers_are_refused_with_the_reason(answer, words, tmp_path, test_data):
+    from helpers import LiveServer
+
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    with LiveServer(_oip_impostor(answer)) as srv:
+        r = run_cli("--db", db, "collect", "--test-data", str(test_data), "--batch-size", "4",
+                    srv.url + "/v2/models/m")
+    assert r.exit_code == 1 and words in r.output, r.output
+    stored = _models(db)
+    assert all(m["predictions"] == 0 for m in stored)
