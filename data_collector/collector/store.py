@@ -351,15 +351,14 @@ def list_models(conn: Connection) -> list[ModelInfo]:
     n_pred = (select(predictions.c.model_id, func.count().label("n"))
               .group_by(predictions.c.model_id).subquery())
     q = (select(models.c.id, models.c.name, models.c.version, models.c.fingerprint, models.c.labels,
-                models.c.first_seen, func.coalesce(n_pred.c.n, 0))
+                models.c.first_seen, func.coalesce(n_pred.c.n, 0), models.c.metadata)
          .outerjoin(n_pred, n_pred.c.model_id == models.c.id).order_by(models.c.first_seen, models.c.id))
-    out = [ModelInfo(*r) for r in conn.execute(q)]
-    how = {mid: meta for mid, meta in conn.execute(select(models.c.id, models.c.metadata))}
-    for m in out:
-        meta = how.get(m.id) if isinstance(how.get(m.id), dict) else {}
-        m.identity = str(meta.get("identity", "declared"))
-        m.protocol = str(meta.get("protocol", "native"))
-        m.scores = str(meta.get("scores", "probabilities"))
+    out = []
+    for *row, meta in conn.execute(q):
+        meta = meta if isinstance(meta, dict) else {}
+        out.append(ModelInfo(*row, identity=str(meta.get("identity", "declared")),
+                             protocol=str(meta.get("protocol", "native")),
+                             scores=str(meta.get("scores", "probabilities"))))
     urls: dict[int, list[str]] = {}
     for model_id, url in conn.execute(select(model_urls.c.model_id, model_urls.c.url)
                                       .order_by(model_urls.c.first_seen, model_urls.c.id)):
