@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from . import __version__, store
 from .client import Limits, ModelClient, ModelServerError, display_url
 from .protocols import ProtocolOptions, connect
-from .testset import TestImage, eligible, scan, test_set_hash
+from .testset import HashCache, TestImage, eligible, in_shard, scan, test_set_hash
 from .validate import InvalidAnswer, ModelChanged
 from .validate import predictions as check_predictions
 from .vocab import RunStatus
@@ -45,6 +45,8 @@ class CollectOptions:
     max_metadata_bytes: int = Limits.max_metadata_bytes
     echo_errors: bool = True  # repeat a server's own error text in messages (off in the deploy hook)
     protocol: ProtocolOptions = field(default_factory=ProtocolOptions)  # other serving stacks (protocols.py)
+    shard: tuple[int, int] | None = None  # (I, N): only the images whose sha256 % N == I (testset.in_shard)
+    hash_cache: Path | None = None  # testset.HashCache file; None: hash every file
 
     def limits(self) -> Limits:
         return Limits(deadline=self.timeout, connect_timeout=min(10.0, self.timeout),
@@ -98,7 +100,14 @@ def _accuracy(engine: Engine, model_id: int) -> tuple[float | None, int]:
 def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOptions | None = None,
             progress: ProgressHook | None = None, say: Callable[[str], None] = print) -> list[ModelResult]:
     opts = opts or CollectOptions()
-    items = scan(test_dir)
+    cache = HashCache(opts.hash_cache) if opts.hash_cache else None
+    try:
+        items = scan(test_dir, cache)
+    finally:
+        if cache is not None:
+            cache.close()
+            if cache.error:
+                say(f"warning: {cache.error}")
     ts_hash = test_set_hash(items)
     with engine.begin() as conn:
         reaped = store.reap_dead_runs(conn)
@@ -178,12 +187,14 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, i
     with engine.begin() as conn:
         model_id = store.upsert_model(conn, meta=meta, url=client.url)
         done = store.done_image_ids(conn, model_id=model_id)
-        todo = [i for i in eligible(items, meta["labels"]) if image_ids[i.sha256] not in done]
+        todo = [i for i in eligible(items, meta["labels"])
+                if image_ids[i.sha256] not in done and in_shard(i.sha256, opts.shard)]
         if not todo:
             res.status = RunStatus.SKIPPED
             client.close()
             res.accuracy, res.n_scored = store.model_accuracy(conn, model_id=model_id)
-            say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated, "
+            share = f" (shard {opts.shard[0]}/{opts.shard[1]})" if opts.shard else ""
+            say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated{share}, "
                 "nothing to send")
             return None
         run_id = store.start_run(conn, model_id=model_id, url=client.url, n_planned=len(todo),

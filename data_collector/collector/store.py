@@ -115,10 +115,17 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+MIGRATION_LOCK = 0x70637431  # pg_advisory_xact_lock key: one migration at a time per database
+
+
 def upgrade(engine: Engine) -> None:
+    """Migrate to head. On PostgreSQL, collectors started at once (shards) take turns: the first
+    migrates, the others wait on an advisory lock and then find the schema at head."""
     from alembic import command
 
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         command.upgrade(_alembic_config(conn), "head")
 
 

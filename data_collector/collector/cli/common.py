@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from .. import store
 from ..collect import CollectOptions
 from ..compare import RULES, Thresholds
 from ..protocols import INPUT_MODES, PROTOCOLS, ProtocolOptions, read_labels_file
+from ..testset import default_hash_cache, parse_shard
 
 # The terminal's width on a terminal; otherwise COLUMNS or 80, never a fixed wide layout.
 out = Console(highlight=False, soft_wrap=True)  # messages are lines: the terminal wraps them
@@ -88,6 +90,12 @@ def collect_options(f):
                help="largest metadata answer accepted"),
         option("--no-migrate", env="NO_MIGRATE", is_flag=True, show_default=False,
                help="never create or migrate tables; fail if the schema is not current"),
+        option("--shard", env="SHARD", default=None, show_default="every image",
+               help="I/N: evaluate only the images whose sha256 modulo N is I (N collectors at once)"),
+        option("--shards", env="SHARDS", type=click.IntRange(1), default=None, show_default="none",
+               help="N, with the shard index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)"),
+        option("--hash-cache", env="HASH_CACHE", default=None, show_default="~/.cache/pokemon-classifier-tester",
+               help="file remembering image hashes by path, size and mtime ('off': hash every file)"),
         option("--protocol", env="PROTOCOL", type=click.Choice(PROTOCOLS), default=None,
                show_default="from each URL: /v2/models/NAME is v2", help="the protocol every URL speaks"),
         option("--labels", env="LABELS", default=None, show_default="from the server's metadata",
@@ -112,16 +120,16 @@ def protocol_options_from(kw: dict) -> ProtocolOptions:
     """The protocol options, with the labels and preprocessing files read and checked."""
     labels = None
     if kw.get("labels") and kw.get("labels_file"):
-        fail("give --labels or --labels-file, not both")
+        fail("give --labels or --labels-file, not both", 2)
     if kw.get("labels"):
         labels = tuple(x.strip() for x in kw["labels"].split(",") if x.strip())
         if not labels:
-            fail("--labels: no label given (e.g. --labels bulbasaur,charmander)")
+            fail("--labels: no label given (e.g. --labels bulbasaur,charmander)", 2)
     elif kw.get("labels_file"):
         try:
             labels = read_labels_file(kw["labels_file"].read_text())
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            fail(f"--labels-file {kw['labels_file']}: {e}")
+            fail(f"--labels-file {kw['labels_file']}: {e}", 2)
     spec = None
     if kw.get("preprocessing"):
         from model_server.preprocessing import Preprocessing
@@ -129,23 +137,46 @@ def protocol_options_from(kw: dict) -> ProtocolOptions:
         try:
             doc = json.loads(kw["preprocessing"].read_text())
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            fail(f"--preprocessing {kw['preprocessing']}: {e}")
+            fail(f"--preprocessing {kw['preprocessing']}: {e}", 2)
         spec = doc.get("preprocessing", doc) if isinstance(doc, dict) else None
         if not isinstance(spec, dict):
-            fail(f"--preprocessing {kw['preprocessing']}: not a JSON object")
+            fail(f"--preprocessing {kw['preprocessing']}: not a JSON object", 2)
         try:
             Preprocessing.from_dict(spec)
         except (TypeError, ValueError) as e:
-            fail(f"--preprocessing {kw['preprocessing']}: {e}")
+            fail(f"--preprocessing {kw['preprocessing']}: {e}", 2)
     return ProtocolOptions(protocol=kw.get("protocol"), labels=labels, output=kw.get("output_name"),
                            input_mode=kw.get("input_mode"), preprocessing=spec,
                            binary=kw.get("binary_tensors", True))
 
 
+def shard_from(kw: dict) -> tuple[int, int] | None:
+    """--shard I/N, or --shards N with the index in JOB_COMPLETION_INDEX; None: every image."""
+    if kw.get("shard") and kw.get("shards"):
+        fail("give --shard I/N or --shards N (with JOB_COMPLETION_INDEX), not both", 2)
+    if kw.get("shards"):
+        index = os.environ.get("JOB_COMPLETION_INDEX")
+        if index is None or not index.isdigit():
+            fail("--shards N takes the shard index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), "
+                 "which is not set to a number here; use --shard I/N", 2)
+        text = f"{index}/{kw['shards']}"
+    elif kw.get("shard"):
+        text = kw["shard"]
+    else:
+        return None
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        fail(str(e), 2)
+
+
 def collect_options_from(kw: dict) -> CollectOptions:
+    cache = kw.get("hash_cache")
+    cache_path = None if cache == "off" else Path(cache) if cache else default_hash_cache()
     return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
                           retries=kw["retries"], max_response_bytes=kw["max_response_bytes"],
-                          max_metadata_bytes=kw["max_metadata_bytes"], protocol=protocol_options_from(kw))
+                          max_metadata_bytes=kw["max_metadata_bytes"], protocol=protocol_options_from(kw),
+                          shard=shard_from(kw), hash_cache=cache_path)
 
 
 def threshold_options(f):

@@ -1,0 +1,149 @@
+"""The hash cache (no rereading an unchanged test set) and sharded collection (N collectors at once)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from collector.testset import HashCache, in_shard, parse_shard, scan
+from helpers import color_png, engine_for, run_cli, start_server_process
+
+
+def _count_reads(monkeypatch) -> list[str]:
+    reads: list[str] = []
+    original = Path.read_bytes
+
+    def counting(self):
+        reads.append(self.name)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    return reads
+
+
+def test_an_unchanged_test_set_is_not_read_again(big_data, tmp_path, monkeypatch):
+    cache_file = tmp_path / "cache" / "hashes.sqlite3"
+    first = scan(big_data, HashCache(cache_file))
+    reads = _count_reads(monkeypatch)
+    cache = HashCache(cache_file)
+    assert scan(big_data, cache) == first and reads == []
+    changed = big_data / "red" / "red-03.png"
+    changed.write_bytes(color_png((250, 0, 0), seed=4242, size=20))  # new bytes, new size
+    again = scan(big_data, cache)
+    cache.close()
+    assert reads == ["red-03.png"]  # only the changed file was read
+    sha = {i.path: i.sha256 for i in again}
+    assert sha["red/red-03.png"] != {i.path: i.sha256 for i in first}["red/red-03.png"]
+    assert {k: v for k, v in sha.items() if k != "red/red-03.png"} == {
+        i.path: i.sha256 for i in first if i.path != "red/red-03.png"}
+
+
+def test_an_unusable_cache_only_costs_time(big_data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cache = HashCache(blocker / "hashes.sqlite3")
+    assert cache.error and "unusable" in cache.error
+    assert scan(big_data, cache) == scan(big_data)
+
+
+def test_shards_are_a_stable_partition():
+    shas = [f"{i:064x}" for i in range(0, 10**6, 997)]
+    for n in (1, 3, 4):
+        owners = [[i for i in range(n) if in_shard(s, (i, n))] for s in shas]
+        assert all(len(o) == 1 for o in owners)
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("4/4", "-1/3", "a/b", "3"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+def _collector(db: str, url: str, data: Path, tmp: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    exe = str(Path(sys.executable).parent / "data-collector")
+    return subprocess.Popen([exe, "--db", db, "collect", "--test-data", str(data), "--batch-size", "4",
+                             "--hash-cache", str(tmp / "hashes.sqlite3"), *args, url],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _stored(db: str) -> tuple[list[dict], set[str]]:
+    from sqlalchemy import text
+
+    engine = engine_for(db)
+    with engine.connect() as conn:
+        shas = {r[0] for r in conn.execute(text(
+            "SELECT i.sha256 FROM predictions p JOIN images i ON i.id = p.image_id"))}
+        n = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
+    assert n == len(shas)  # no image stored twice for the one model
+    r = run_cli("--db", db, "models", "--json")
+    return json.loads(r.output), shas
+
+
+@pytest.mark.postgres
+def test_four_shards_at_once_store_exactly_one_run(pg_url, color_model, big_data, tmp_path):
+    proc, (url,) = start_server_process([color_model], tmp_path)
+    try:
+        single = f"sqlite:///{tmp_path / 'single.db'}"
+        p = _collector(single, url, big_data, tmp_path)
+        assert p.wait(600) == 0, p.stderr.read()
+        _, want = _stored(single)
+        shards = [_collector(pg_url, url, big_data, tmp_path, "--shard", f"{i}/4") for i in range(4)]
+        for s in shards:
+            assert s.wait(600) == 0, s.stderr.read()
+        models, got = _stored(pg_url)
+        assert got == want and len(models) == 1 and models[0]["predictions"] == len(want)
+        r = run_cli("--db", pg_url, "report")
+        assert r.exit_code == 0 and r.output.count("colors v1") == 1
+    finally:
+        proc.kill()
+
+
+@pytest.mark.postgres
+def test_a_shard_killed_mid_run_is_rerun_to_the_same_rows(pg_url, color_model, big_data, tmp_path):
+    """Kubernetes restarts a failed index: its rerun adds what it lacked, nothing twice."""
+    proc, (url,) = start_server_process([color_model], tmp_path, predict_delay=0.3)
+    try:
+        env = {"JOB_COMPLETION_INDEX": "1"}
+        victim = _collector(pg_url, url, big_data, tmp_path, "--shards", "2", env=env)
+        others = _collector(pg_url, url, big_data, tmp_path, "--shards", "2", env={"JOB_COMPLETION_INDEX": "0"})
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # wait until the victim stored something, then kill it
+            _, got = _stored(pg_url) if _has_models(pg_url) else ([], set())
+            if any(in_shard(s, (1, 2)) for s in got):
+                break
+            time.sleep(0.2)
+        victim.kill()
+        victim.wait(60)
+        assert others.wait(600) == 0, others.stderr.read()
+        _, partial = _stored(pg_url)
+        rerun = _collector(pg_url, url, big_data, tmp_path, "--shards", "2", env=env)
+        assert rerun.wait(600) == 0, rerun.stderr.read()
+        _, got = _stored(pg_url)
+        assert partial < got
+        eligible = {i.sha256 for i in scan(big_data)}
+        assert got == eligible  # every image once: the two shards together are the whole set
+    finally:
+        proc.kill()
+
+
+def _has_models(db: str) -> bool:
+    from sqlalchemy import inspect
+
+    return "predictions" in inspect(engine_for(db)).get_table_names()
+
+
+def test_shard_options_are_checked(tmp_path, test_data, monkeypatch):
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    r = run_cli("--db", db, "collect", "--test-data", str(test_data), "--shard", "4/4", "http://127.0.0.1:9")
+    assert r.exit_code == 2 and "need 0 <= I < N" in r.output
+    monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
+    r = run_cli("--db", db, "collect", "--test-data", str(test_data), "--shards", "3", "http://127.0.0.1:9")
+    assert r.exit_code == 2 and "JOB_COMPLETION_INDEX" in r.output
+    r = run_cli("--db", db, "collect", "--test-data", str(test_data), "--shards", "3", "--shard", "0/3",
+                "http://127.0.0.1:9")
+    assert r.exit_code == 2 and "not both" in r.output
