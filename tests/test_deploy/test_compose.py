@@ -101,6 +101,13 @@ def test_k8s_overlays_render_and_validate(overlay, tmp_path):
     for m in ("ml-original", "ml-ditto", "ml-ditto-and-mimikyu"):
         assert ("Deployment", m) in kinds and ("Service", m) in kinds
     assert ("CronJob", "data-collector-nightly") in kinds and ("Job", "db-setup") in kinds
+    (sharded,) = [d for d in docs if d["metadata"]["name"] == "data-collector-sharded"]
+    spec = sharded["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] >= 2
+    assert spec["backoffLimitPerIndex"] >= 1
+    (c,) = spec["template"]["spec"]["containers"]
+    assert c["args"][c["args"].index("--shards") + 1] == str(spec["completions"])
+    assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
     assert (("StatefulSet", "postgres") in kinds) == (overlay == "dev")
     assert not [d for d in docs if d["kind"] == "Secret"], "no secret values are committed"
     for d in docs:
