@@ -72,6 +72,7 @@ def storage(n_rows: int) -> dict:
     from sqlalchemy import text
 
     from collector import store
+    from collector.collect import WRITE_ROWS
     from collector.schema import images, models, runs
 
     out = {}
@@ -94,9 +95,9 @@ def storage(n_rows: int) -> dict:
 
     def ours(engine) -> float:
         t = time.perf_counter()
-        for i in range(0, n_rows, 32):  # the collector's path: one transaction per 32-image batch
+        for i in range(0, n_rows, WRITE_ROWS):  # the collector's path: one transaction per write batch
             with engine.begin() as c:
-                store.insert_predictions(c, rows=rows[i:i + 32])
+                store.insert_predictions(c, rows=rows[i:i + WRITE_ROWS])
         return n_rows / (time.perf_counter() - t)
 
     # PostgreSQL: our path vs COPY.

@@ -49,7 +49,7 @@ def create_collector_role(engine, *, role: str, pw: str) -> None:
         ident = sql.Identifier(role)
         for stmt in (
             "REVOKE ALL ON DATABASE {db} FROM {r}",
-            "GRANT CONNECT ON DATABASE {db} TO {r}",
+            "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {r}",  # TEMPORARY: COPY staging (store.py)
             "GRANT USAGE ON SCHEMA public TO {r}",
             "REVOKE CREATE ON SCHEMA public FROM {r}",
             "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {r}",

@@ -31,6 +31,8 @@ REJECTED_BEFORE_GIVING_UP = 8
 # A fingerprint already in the database is trusted only after the server answers this many of
 # its stored images (chosen at random) as stored: same label, every score within SCORE_NOISE.
 VERIFY_IMAGES = 4
+WRITE_ROWS = 256  # answers stored per transaction at most (see _Writer)
+WRITE_INTERVAL_S = 1.0  # ... or after this long, whichever comes first
 SCORE_NOISE = 1e-3  # images refused (4xx) with none accepted: the server rejects everything
 
 
@@ -241,14 +243,14 @@ def _verify(client: ModelClient, meta: dict, known: store.ModelInfo, stored: lis
 
 def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: dict[str, int],
               opts: CollectOptions, progress: ProgressHook | None) -> None:
-    write_lock = threading.Lock()
+    writer = _Writer(engine)
     db_error: list[BaseException] = []
     stop_beating = threading.Event()
 
     def beat() -> None:  # tells other collectors that these runs are alive
         while not stop_beating.wait(store.HEARTBEAT_S):
             try:
-                with write_lock, engine.begin() as conn:
+                with writer.lock, engine.begin() as conn:
                     store.heartbeat(conn, run_ids=[j.run_id for j in jobs if not j.aborted])
             except DBAPIError:
                 pass  # the batch writes will report a database that is gone
@@ -267,14 +269,10 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
         rows = _predict(job, payload)
         if rows:
             try:
-                with write_lock, engine.begin() as conn:
-                    store.insert_predictions(conn, rows=rows)
-                    store.heartbeat(conn, run_ids=[job.run_id])
+                writer.add(job, rows)
             except DBAPIError as e:
                 db_error.append(e)
                 return
-        with job.lock:
-            job.result.n_sent += len(rows)
         if progress:
             progress(job.result.url, len(batch), len(job.todo))
 
@@ -329,6 +327,10 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            writer.flush()  # what was answered is stored, however the run ends
+        except DBAPIError as e:
+            db_error.append(e)
         stop_beating.set()
         beater.join()
         for job in jobs:
@@ -337,6 +339,45 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
         raise DatabaseFailure(f"database error during the run (the failed batch was rolled back; "
                               f"rerun to complete): {_first_line(db_error[0])}")
     _finish(jobs, engine)
+
+
+class _Writer:
+    """Answers are stored in write batches of up to WRITE_ROWS rows, or after WRITE_INTERVAL_S:
+    large enough for COPY speed on PostgreSQL, small enough that a kill loses at most one write
+    batch (the rerun asks those images again). One writer at a time, as SQLite needs."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.lock = threading.Lock()
+        self.rows: list[dict] = []
+        self.owners: dict[int, tuple[_Job, int]] = {}
+        self.since = 0.0
+
+    def add(self, job: _Job, rows: list[dict]) -> None:
+        with self.lock:
+            if not self.rows:
+                self.since = time.monotonic()
+            self.rows += rows
+            held = self.owners.get(id(job), (job, 0))[1]
+            self.owners[id(job)] = (job, held + len(rows))
+            if len(self.rows) >= WRITE_ROWS or time.monotonic() - self.since >= WRITE_INTERVAL_S:
+                self._write()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write()
+
+    def _write(self) -> None:
+        if not self.rows:
+            return
+        rows, owners = self.rows, list(self.owners.values())
+        self.rows, self.owners = [], {}  # a failed write is rolled back and not retried: rerun to complete
+        with self.engine.begin() as conn:
+            store.insert_predictions(conn, rows=rows)
+            store.heartbeat(conn, run_ids=[job.run_id for job, _ in owners])
+        for job, n in owners:
+            with job.lock:
+                job.result.n_sent += n
 
 
 def _first_line(e: BaseException) -> str:

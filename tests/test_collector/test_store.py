@@ -132,3 +132,38 @@ def test_only_a_dead_process_runs_are_marked_interrupted(db_url):
     with engine.begin() as conn:
         store.heartbeat(conn, run_ids=[runs_by_case["other host, fresh"]])
         assert store.reap_dead_runs(conn) == []
+
+
+ODD = 'a, "quoted" \\ label'  # CSV and COPY escaping
+
+
+def test_bulk_inserts_are_idempotent_on_both_paths(db_url):
+    """PostgreSQL takes COPY from 64 rows (falling back to ON CONFLICT when a row is already
+    stored); fewer rows and SQLite take the multi-row INSERT. Either way: nothing twice."""
+    engine = engine_for(db_url)
+    n = store.COPY_MIN_ROWS * 3
+    shas = [f"{i:064x}" for i in range(n)]
+    with engine.begin() as conn:
+        ids = store.upsert_images(conn, rows=[{"sha256": s, "path": f"x/{s[:8]}.png", "label": "x", "kind": "photo"}
+                                              for s in shas])
+        model_id = store.upsert_model(conn, meta={"name": "m", "version": "1", "fingerprint": "e" * 64,
+                                                  "labels": ["x", "y"]}, url="http://m:1")
+        run_id = store.start_run(conn, model_id=model_id, url="http://m:1", n_planned=n, collector_version="t",
+                                 test_set_hash="0" * 64)
+
+    def rows(part):
+        return [{"run_id": run_id, "model_id": model_id, "image_id": ids[s], "predicted_label": ODD,
+                 "confidence": 0.75, "scores": {ODD: 0.75, "y": 0.25}, "latency_ms": 1.0} for s in part]
+
+    with engine.begin() as conn:
+        assert store.insert_predictions(conn, rows=rows(shas[:n // 2])) == n // 2  # COPY, no conflict
+    with engine.begin() as conn:  # overlaps the first half: the conflicting rows are skipped
+        assert store.insert_predictions(conn, rows=rows(shas[n // 3:])) == n - n // 2
+    with engine.begin() as conn:
+        assert store.insert_predictions(conn, rows=rows(shas[:5])) == 0  # the small path, all stored
+        assert store.insert_predictions(conn, rows=rows(shas)) == 0  # the COPY path, all stored
+    with engine.connect() as conn:
+        stored = store.load_rows(conn, model_id=model_id)
+    assert sorted(r["sha256"] for r in stored) == sorted(shas)
+    assert all(r["scores"] == {ODD: 0.75, "y": 0.25} and r["confidence"] == 0.75 and r["predicted_label"] == ODD
+               for r in stored)
