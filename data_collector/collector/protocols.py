@@ -169,8 +169,9 @@ def _tensor_list(value, field: str) -> list[dict]:
 class ForeignClient(ModelClient):
     """A model on another serving stack, answering like this project's server (see the module doc).
 
-    Subclasses describe the model (`_describe`: labels, input, output) and run one inference
-    (`_infer`: raw scores [N, labels] and the model version the server says answered).
+    Subclasses read the model's description in `metadata()` (labels, input, output, then
+    `_identify`) and run one inference in `_infer` (raw scores [N, labels] and the model version
+    the server says answered).
     """
 
     protocol = ""
@@ -196,7 +197,9 @@ class ForeignClient(ModelClient):
             if not self.options.labels:
                 self._fail("publishes no labels: give them in output order with --labels a,b,c or --labels-file FILE")
             return list(self.options.labels)
-        return published if isinstance(published, list) else []
+        if not isinstance(published, list) or not published or not all(isinstance(x, str) for x in published):
+            raise InvalidAnswer("metadata.parameters.labels", "must be a non-empty list of strings")
+        return published
 
     def _tensor_spec(self, published: dict | None, shape: list[int] | None) -> None:
         """The preprocessing for tensor mode: the server's, else --preprocessing, else the defaults."""
