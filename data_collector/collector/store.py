@@ -128,7 +128,7 @@ def upgrade(engine: Engine) -> None:
 
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=MIGRATION_LOCK))
         command.upgrade(_alembic_config(conn), "head")
 
 
@@ -337,7 +337,15 @@ def finish_run(conn: Connection, *, run_id: int, status: RunStatus, n_sent: int,
         status=RunStatus(status).value, finished_at=now(), n_sent=n_sent, n_failed=n_failed, error=error))
 
 
-PREDICTION_COLUMNS = ("run_id", "model_id", "image_id", "predicted_label", "confidence", "scores", "latency_ms")
+# The COPY statements, spelled out (no SQL is assembled at run time); columns in the CSV rows' order.
+_COPY_PREDICTIONS = ("COPY predictions (run_id, model_id, image_id, predicted_label, confidence, scores, latency_ms) "
+                     "FROM STDIN WITH (FORMAT csv)")
+_COPY_STAGING = ("COPY predictions_in (run_id, model_id, image_id, predicted_label, confidence, scores, latency_ms) "
+                 "FROM STDIN WITH (FORMAT csv)")
+_MERGE_STAGING = ("INSERT INTO predictions "
+                  "(run_id, model_id, image_id, predicted_label, confidence, scores, latency_ms) "
+                  "SELECT run_id, model_id, image_id, predicted_label, confidence, scores, latency_ms "
+                  "FROM predictions_in ON CONFLICT (model_id, image_id) DO NOTHING")
 COPY_MIN_ROWS = 64  # below this, one multi-row INSERT costs less than staging a COPY
 
 
@@ -363,7 +371,6 @@ def _copy_predictions(conn: Connection, rows: list[dict]) -> int:
     `ON CONFLICT DO NOTHING`, which costs about twice as much."""
     from psycopg2 import errors
 
-    cols = ", ".join(PREDICTION_COLUMNS)
     buf = io.StringIO()
     out = csv.writer(buf)
     for r in rows:
@@ -374,7 +381,7 @@ def _copy_predictions(conn: Connection, rows: list[dict]) -> int:
         cur.execute("SAVEPOINT copy_predictions")
         try:
             buf.seek(0)
-            cur.copy_expert(f"COPY predictions ({cols}) FROM STDIN WITH (FORMAT csv)", buf)
+            cur.copy_expert(_COPY_PREDICTIONS, buf)
             cur.execute("RELEASE SAVEPOINT copy_predictions")
             return len(rows)
         except errors.UniqueViolation:
@@ -386,9 +393,8 @@ def _copy_predictions(conn: Connection, rows: list[dict]) -> int:
                         "scores json, latency_ms double precision) ON COMMIT DELETE ROWS")
             info["predictions_in"] = True
         buf.seek(0)
-        cur.copy_expert(f"COPY predictions_in ({cols}) FROM STDIN WITH (FORMAT csv)", buf)
-        cur.execute(f"INSERT INTO predictions ({cols}) SELECT {cols} FROM predictions_in "
-                    "ON CONFLICT (model_id, image_id) DO NOTHING")
+        cur.copy_expert(_COPY_STAGING, buf)
+        cur.execute(_MERGE_STAGING)
         inserted = cur.rowcount
         cur.execute("DELETE FROM predictions_in")  # a later batch in this transaction starts empty
     return inserted
