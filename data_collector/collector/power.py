@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 
-from scipy.stats import norm
-
 DEFAULT_FLIP_RATE = 0.03  # per direction, per image: see `flip_rate` above
 DEFAULT_POWER = 0.8
 
@@ -52,6 +50,8 @@ def images_needed(drop: float, alpha: float = 0.05, power: float = DEFAULT_POWER
     """Images per class for the (two-sided, as `compare` runs it) McNemar test to detect `drop`."""
     if not 0 < drop <= 1:
         raise ValueError(f"drop must be in (0, 1], got {drop}")
+    from scipy.stats import norm  # here, not at import (see compare.mcnemar_exact)
+
     discordant = min(1.0, drop + 2 * flip_rate)
     za, zb = norm.ppf(1 - alpha / 2), norm.ppf(power)
     n = (za * math.sqrt(discordant) + zb * math.sqrt(max(discordant - drop ** 2, 0.0))) ** 2 / drop ** 2
