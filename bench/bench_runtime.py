@@ -27,24 +27,10 @@ from pathlib import Path
 
 import requests
 
-from bench.common import ROOT, free_port, test_images
+from bench.common import ROOT, children, free_port, proc_status_kb, test_images
 from collector.health import wait_healthy
 
 TARGETS = {"worker_rss_mb": 120, "start_s": 1.5, "ratio_litert_over_keras": 1.3, "image_added_mb": 200}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def run_backend(backend: str, folder: Path, batches: list, predictions: int) -> dict:
@@ -79,9 +65,10 @@ def run_backend(backend: str, folder: Path, batches: list, predictions: int) -> 
         with ThreadPoolExecutor(2) as pool:
             done = sum(pool.map(post, plan))
         img_s = done / (time.perf_counter() - t)
-        (worker,) = _children(proc.pid)
+        (worker,) = children(proc.pid)
         return {"backend": served, "start_s": start_s, "img_s": img_s, "predictions": done,
-                "worker_rss_mb": rss_mb(worker), "master_rss_mb": rss_mb(proc.pid)}
+                "worker_rss_mb": proc_status_kb(worker, "VmRSS") / 1024,
+                "master_rss_mb": proc_status_kb(proc.pid, "VmRSS") / 1024}
     finally:
         proc.terminate()
         proc.wait(30)

@@ -19,24 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import augmented_testset, servers
-
-
-def vm_hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+from bench.common import augmented_testset, children, proc_status_kb, servers
 
 
 def server_pids() -> list[int]:
@@ -62,8 +45,9 @@ def run_size(n: int, tmp: Path) -> dict:
 
         def sample():
             while not stop.is_set():
-                peak["collector"] = max(peak["collector"], vm_hwm_kb(proc.pid))
-                peak["server"] = max([peak["server"], *(vm_hwm_kb(p) for p in server_pids() if p != proc.pid)])
+                peak["collector"] = max(peak["collector"], proc_status_kb(proc.pid, "VmHWM"))
+                peak["server"] = max([peak["server"],
+                                      *(proc_status_kb(p, "VmHWM") for p in server_pids() if p != proc.pid)])
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)

@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_scale import children
-from bench.common import augmented_testset, servers
+from bench.common import augmented_testset, children, servers
 
 
 def top(raw: Path, n: int = 10) -> tuple[list, list]:
