@@ -230,12 +230,17 @@ class ModelClient:
         return f"{what} ({ctype}, {len(body)} bytes)"
 
     # ---- the protocol --------------------------------------------------------------------
-    def _call_json(self, method: str, path: str, *, max_bytes: int, hint: str = "", **kwargs):
-        """A 200 answer's JSON, or a ModelServerError saying what came instead."""
+    def _call(self, method: str, path: str, *, max_bytes: int, **kwargs) -> tuple[bytes, dict]:
+        """A 200 answer's body and headers, or a ModelServerError saying what came instead."""
         status, headers, body = self._request(method, path, max_bytes=max_bytes, **kwargs)
         if status != 200:
             raise ModelServerError(self.url, f"{method} {path} answered {self._describe(status, headers, body)}",
                                    status=status)
+        return body, headers
+
+    def _call_json(self, method: str, path: str, *, max_bytes: int, hint: str = "", **kwargs):
+        """A 200 answer's JSON, or a ModelServerError saying what came instead."""
+        body, _ = self._call(method, path, max_bytes=max_bytes, **kwargs)
         data = _json(body)
         if data is _NOT_JSON:
             raise ModelServerError(self.url, f"{method} {path} did not return JSON{hint}")

@@ -248,12 +248,7 @@ class ForeignClient(ModelClient):
         return np.stack(arrays).astype(np.float32)
 
     def _post(self, path: str, body: bytes, headers: dict) -> tuple[bytes, dict]:
-        status, resp_headers, raw = self._request("POST", path, max_bytes=self.limits.max_response_bytes,
-                                                  data=body, headers=headers)
-        if status != 200:
-            raise ModelServerError(self.url, f"POST {path} answered {self._describe(status, resp_headers, raw)}",
-                                   status=status)
-        return raw, resp_headers
+        return self._call("POST", path, max_bytes=self.limits.max_response_bytes, data=body, headers=headers)
 
     def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
         raise NotImplementedError
