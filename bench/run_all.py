@@ -15,7 +15,15 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bench_architectures, bench_collector, bench_protocols, bench_runtime, bench_scale, bench_server
+from bench import (
+    bench_architectures,
+    bench_collector,
+    bench_protocols,
+    bench_runtime,
+    bench_scale,
+    bench_server,
+    bench_stream,
+)
 from bench.common import ROOT, machine
 
 
@@ -45,10 +53,34 @@ def main(argv=None) -> dict:
                                                  "--rows", "2000" if small else "20000"])
     print("== scale")
     results["scale"] = bench_scale.main(["--sizes", "100", "200"] if small else [])
+    print("== streaming: 10k -> 200k synthetic images")
+    results["stream"] = bench_stream.main(["--sizes", "500", "2000"] if small else [])
+    print("== scale targets" + (" (smoke sizes: far too small for these targets to mean anything)" if small else ""))
+    for line in scale_targets(results):
+        print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
     return results
+
+
+def scale_targets(results: dict) -> list[str]:
+    """The scaling issue's four ratios against their targets, one line each."""
+    st, co = results["stream"], results["collector"]
+
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    return [
+        f"flat memory: collector peak RSS {st['rss_growth_mb']:+.0f} MB from {st['sizes'][0]['images']} to "
+        f"{st['sizes'][-1]['images']} images (target <= +50 MB): {verdict(st['rss_growth_mb'] <= 50)}",
+        f"flat throughput: net img/s largest / smallest {st['net_img_s_ratio']:.2f} (target 0.85-1.15): "
+        f"{verdict(0.85 <= st['net_img_s_ratio'] <= 1.15)}",
+        f"no rehashing: rerun with nothing to send {st['rerun_ratio']:.1%} of the first run (target <= 10%): "
+        f"{verdict(st['rerun_ratio'] <= 0.10)}",
+        f"bulk inserts: PostgreSQL rows/s ours / COPY {co['ratio_pg_over_copy']:.2f} (target >= 0.6): "
+        f"{verdict(co['ratio_pg_over_copy'] >= 0.6)}",
+    ]
 
 
 if __name__ == "__main__":

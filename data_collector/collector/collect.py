@@ -9,10 +9,12 @@ rules fails alone, the other models of the run go on.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from . import __version__, store
 from .client import Limits, ModelClient, ModelServerError, display_url
 from .protocols import ProtocolOptions, connect
-from .testset import HashCache, TestImage, eligible, in_shard, scan, test_set_hash
+from .testset import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard
 from .validate import InvalidAnswer, ModelChanged
 from .validate import predictions as check_predictions
 from .vocab import RunStatus
@@ -31,6 +33,7 @@ REJECTED_BEFORE_GIVING_UP = 8
 # A fingerprint already in the database is trusted only after the server answers this many of
 # its stored images (chosen at random) as stored: same label, every score within SCORE_NOISE.
 VERIFY_IMAGES = 4
+CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
 WRITE_ROWS = 256  # answers stored per transaction at most (see _Writer)
 WRITE_INTERVAL_S = 1.0  # ... or after this long, whichever comes first
 SCORE_NOISE = 1e-3  # images refused (4xx) with none accepted: the server rejects everything
@@ -74,9 +77,9 @@ class _Job:
     result: ModelResult
     client: ModelClient
     model_id: int
-    run_id: int
-    todo: list[TestImage]
     labels: list[str]
+    run_id: int | None = None  # started when the stream brings the first image it needs
+    planned: int = 0
     failures: list[tuple[str, str | None, str]] = field(default_factory=list)
     aborted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,7 +94,7 @@ class DatabaseFailure(RuntimeError):
     pass
 
 
-ProgressHook = Callable[[str, int, int], None]  # (model key, advance, total)
+ProgressHook = Callable[[str, int, int], None]  # (model key, advance, total planned so far)
 
 
 def _accuracy(engine: Engine, model_id: int) -> tuple[float | None, int]:
@@ -101,57 +104,63 @@ def _accuracy(engine: Engine, model_id: int) -> tuple[float | None, int]:
 
 def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOptions | None = None,
             progress: ProgressHook | None = None, say: Callable[[str], None] = print) -> list[ModelResult]:
+    """The test set streams by in chunks of CHUNK_IMAGES: each chunk is hashed (through the hash
+    cache), stored, checked against what each model has already answered, and sent; memory does
+    not grow with the size of the test set."""
     opts = opts or CollectOptions()
+    test_dir = check_root(Path(test_dir))
     cache = HashCache(opts.hash_cache) if opts.hash_cache else None
+    digest = TestSetHash()
+    stream = chunks(test_dir, CHUNK_IMAGES, cache, digest)
     try:
-        items = scan(test_dir, cache)
+        first = next(stream)  # an empty test set stops here, before any server is asked
+        with engine.begin() as conn:
+            reaped = store.reap_dead_runs(conn)
+        if reaped:
+            say(f"{len(reaped)} run(s) left 'running' by a collector that died are now marked interrupted")
+        results: list[ModelResult] = []
+        jobs: list[_Job] = []
+        seen_fp: dict[str, tuple[str, list[str]]] = {}
+        for url in urls:
+            res = ModelResult(url=display_url(url) if isinstance(url, str) else str(url))
+            results.append(res)
+            job = _plan(res, url, engine=engine, opts=opts, seen_fp=seen_fp, say=say, test_dir=test_dir)
+            if job:
+                jobs.append(job)
+        try:
+            whole = _run_jobs(jobs, itertools.chain([first], stream), engine=engine, test_dir=test_dir,
+                              opts=opts, progress=progress)
+        except (DatabaseFailure, DBAPIError) as e:
+            for job in jobs:  # where the database still answers, the runs end incomplete, not 'running'
+                job.abort("stopped by a database error")
+            _finish(jobs, engine, quiet=True)
+            if isinstance(e, DatabaseFailure):
+                raise
+            raise DatabaseFailure(f"database error: {_first_line(e)}") from None
+        except BaseException:
+            # Ctrl-C, SIGTERM or a bug: this process's runs must not stay 'running'.
+            _finish(jobs, engine, interrupted=True, quiet=True)
+            raise
+        _finish(jobs, engine, test_set_hash=digest.hexdigest() if whole else None)
     finally:
+        stream.close()
         if cache is not None:
             cache.close()
             if cache.error:
                 say(f"warning: {cache.error}")
-    ts_hash = test_set_hash(items)
-    with engine.begin() as conn:
-        reaped = store.reap_dead_runs(conn)
-        image_ids = store.upsert_images(conn, rows=[vars(i) for i in items])
-    if reaped:
-        say(f"{len(reaped)} run(s) left 'running' by a collector that died are now marked interrupted")
-
-    results: list[ModelResult] = []
-    jobs: list[_Job] = []
-    seen_fp: dict[str, tuple[str, list[str]]] = {}
-    by_sha = {i.sha256: i for i in items}
-    try:
-        for url in urls:
-            res = ModelResult(url=display_url(url) if isinstance(url, str) else str(url))
-            results.append(res)
-            job = _plan(res, url, engine=engine, opts=opts, items=items, image_ids=image_ids, ts_hash=ts_hash,
-                        seen_fp=seen_fp, say=say, test_dir=Path(test_dir), by_sha=by_sha)
-            if job:
-                jobs.append(job)
-        if jobs:
-            _run_jobs(jobs, engine=engine, test_dir=Path(test_dir), image_ids=image_ids, opts=opts,
-                      progress=progress)
-    except (DatabaseFailure, DBAPIError) as e:
-        for job in jobs:  # where the database still answers, the runs end incomplete, not 'running'
-            job.abort("stopped by a database error")
-        _finish(jobs, engine, quiet=True)
-        if isinstance(e, DatabaseFailure):
-            raise
-        raise DatabaseFailure(f"database error: {_first_line(e)}") from None
-    except BaseException:
-        # Ctrl-C, SIGTERM or a bug: this process's runs must not stay 'running'.
-        _finish(jobs, engine, interrupted=True, quiet=True)
-        raise
     for job in jobs:
-        job.result.accuracy, job.result.n_scored = _accuracy(engine, job.model_id)
+        res = job.result
+        res.accuracy, res.n_scored = _accuracy(engine, job.model_id)
+        if job.run_id is None:
+            share = f" (shard {opts.shard[0]}/{opts.shard[1]})" if opts.shard else ""
+            say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated{share}, "
+                "nothing to send")
     return results
 
 
-def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, items: list[TestImage],
-          image_ids: dict[str, int], ts_hash: str, seen_fp: dict[str, tuple[str, list[str]]], say,
-          test_dir: Path, by_sha: dict[str, TestImage]) -> _Job | None:
-    """Ask one server who it is; start a run if it has anything to evaluate."""
+def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
+          seen_fp: dict[str, tuple[str, list[str]]], say, test_dir: Path) -> _Job | None:
+    """Ask one server who it is; check a known fingerprint's claim; register the model."""
     try:
         client = connect(url, opts.protocol, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
                          echo_errors=opts.echo_errors)
@@ -174,98 +183,95 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions, i
     seen_fp[res.fingerprint] = (res.url, list(meta["labels"]))
     with engine.connect() as conn:
         known = store.find_model(conn, fingerprint=res.fingerprint)
-        stored = store.sample_predictions(conn, model_id=known.id, limit=VERIFY_IMAGES) if known else []
+        stored = store.sample_predictions(conn, model_id=known.id, limit=4 * VERIFY_IMAGES) if known else []
     if known is not None and list(known.labels) != meta["labels"]:
         res.error = (f"announces fingerprint {res.fingerprint[:12]} of the stored model {known.title} but "
                      f"other labels: refused, nothing stored (a fingerprint names one model)")
         client.close()
         return None
     if stored:
-        problem = _verify(client, meta, known, stored, by_sha, test_dir)
+        problem = _verify(client, meta, known, stored, test_dir)
         if problem:
             res.error = problem
             client.close()
             return None
     with engine.begin() as conn:
         model_id = store.upsert_model(conn, meta=meta, url=client.url)
-        done = store.done_image_ids(conn, model_id=model_id)
-        todo = [i for i in eligible(items, meta["labels"])
-                if image_ids[i.sha256] not in done and in_shard(i.sha256, opts.shard)]
-        if not todo:
-            res.status = RunStatus.SKIPPED
-            client.close()
-            res.accuracy, res.n_scored = store.model_accuracy(conn, model_id=model_id)
-            share = f" (shard {opts.shard[0]}/{opts.shard[1]})" if opts.shard else ""
-            say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated{share}, "
-                "nothing to send")
-            return None
-        run_id = store.start_run(conn, model_id=model_id, url=client.url, n_planned=len(todo),
-                                 collector_version=__version__, test_set_hash=ts_hash)
-    return _Job(res, client, model_id, run_id, todo, list(meta["labels"]))
+    res.status = RunStatus.SKIPPED  # until the stream brings an image it has not answered
+    return _Job(res, client, model_id, list(meta["labels"]))
 
 
 def _verify(client: ModelClient, meta: dict, known: store.ModelInfo, stored: list[dict],
-            items: dict[str, TestImage], test_dir: Path) -> str | None:
+            test_dir: Path) -> str | None:
     """None when the server answers stored images as stored; else why it is refused.
 
     A fingerprint is a claim: before the collector skips a model as evaluated or adds answers
     to it, the server must give the stored answers again for a few stored images chosen at
-    random. Another model announcing this fingerprint, or the model changed behind it, fails.
+    random (those found under their stored path with their stored bytes). Another model
+    announcing this fingerprint, or the model changed behind it, fails.
     """
     payload = []
     for row in stored:
-        item = items.get(row["sha256"])
-        if item is None:
-            continue  # an image no longer in the test set: nothing to send
         try:
-            payload.append((item, row, (test_dir / item.path).read_bytes()))
-        except OSError:
+            data = (test_dir / row["path"]).read_bytes()
+        except (OSError, ValueError):
+            continue  # an image no longer in the test set: nothing to send
+        if hashlib.sha256(data).hexdigest() != row["sha256"]:
             continue
+        payload.append((row, data))
+        if len(payload) == VERIFY_IMAGES:
+            break
     if not payload:
         return None
     refused = "refused, nothing stored"
     try:
-        body = client.predict([(it.path, data) for it, _, data in payload])
+        body = client.predict([(row["path"], data) for row, data in payload])
         preds = check_predictions(body, n_sent=len(payload), labels=meta["labels"],
                                   fingerprint=meta["fingerprint"], version=meta["version"])
     except ModelServerError as e:
         return f"cannot check it is the stored model {known.title}: {e.reason}; {refused}"
     except (InvalidAnswer, ModelChanged) as e:
         return f"invalid answer while checking it is the stored model {known.title}: {e}; {refused}"
-    for (item, row, _), p in zip(payload, preds, strict=True):
+    for (row, _), p in zip(payload, preds, strict=True):
         diff = max(abs(float(p["scores"][k]) - float((row["scores"] or {}).get(k, -1.0))) for k in p["scores"])
         if p["label"] != row["predicted_label"] or diff > SCORE_NOISE:
-            return (f"answers differ from the stored predictions of {known.title} ({item.path}: "
+            return (f"answers differ from the stored predictions of {known.title} ({row['path']}: "
                     f"{p['label']} now, {row['predicted_label']} stored; scores differ by up to {diff:.3g}): "
                     f"the fingerprint is reused by another model, or the model changed; {refused}")
     return None
 
 
-def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: dict[str, int],
-              opts: CollectOptions, progress: ProgressHook | None) -> None:
+Batch = list[tuple[TestImage, int]]  # images and their database ids
+
+
+def _run_jobs(jobs: list[_Job], stream: Iterator[list[TestImage]], *, engine: Engine, test_dir: Path,
+              opts: CollectOptions, progress: ProgressHook | None) -> bool:
+    """Store each chunk's images, plan what each model lacks of it, send it; False when the stream
+    was cut short."""
     writer = _Writer(engine)
     db_error: list[BaseException] = []
+    bugs: list[BaseException] = []
     stop_beating = threading.Event()
 
     def beat() -> None:  # tells other collectors that these runs are alive
         while not stop_beating.wait(store.HEARTBEAT_S):
             try:
                 with writer.lock, engine.begin() as conn:
-                    store.heartbeat(conn, run_ids=[j.run_id for j in jobs if not j.aborted])
+                    store.heartbeat(conn, run_ids=[j.run_id for j in jobs if not j.aborted and j.run_id])
             except DBAPIError:
                 pass  # the batch writes will report a database that is gone
 
-    def send(job: _Job, batch: list[TestImage]) -> None:
+    def send(job: _Job, batch: Batch) -> None:
         if job.aborted or db_error:
             return
-        payload: list[tuple[TestImage, bytes]] = []
-        for item in batch:
+        payload: list[tuple[TestImage, int, bytes]] = []
+        for item, image_id in batch:
             try:
                 data = (test_dir / item.path).read_bytes()
             except OSError as e:
                 job.failures.append((item.path, item.sha256, f"cannot read: {e}"))
                 continue
-            payload.append((item, data))
+            payload.append((item, image_id, data))
         rows = _predict(job, payload)
         if rows:
             try:
@@ -274,14 +280,14 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
                 db_error.append(e)
                 return
         if progress:
-            progress(job.result.url, len(batch), len(job.todo))
+            progress(job.result.url, len(batch), job.planned)
 
-    def _predict(job: _Job, payload: list[tuple[TestImage, bytes]]) -> list[dict]:
+    def _predict(job: _Job, payload: list[tuple[TestImage, int, bytes]]) -> list[dict]:
         if not payload or job.aborted:
             return []
         t0 = time.perf_counter()
         try:
-            body = job.client.predict([(it.path, data) for it, data in payload])
+            body = job.client.predict([(it.path, data) for it, _, data in payload])
         except ModelServerError as e:
             if e.status is not None and 400 <= e.status < 500 and e.status not in (404, 405):
                 if len(payload) == 1:  # this image is the problem: report it, go on
@@ -305,22 +311,61 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
             job.abort(f"invalid answer to POST {job.client.predict_path}: {e}; nothing of it was stored")
             return []
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(payload)
-        return [{"run_id": job.run_id, "model_id": job.model_id, "image_id": image_ids[item.sha256],
+        return [{"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id,
                  "predicted_label": p["label"], "confidence": p["confidence"], "scores": p["scores"],
-                 "latency_ms": per_image_ms} for (item, _), p in zip(payload, preds, strict=True)]
+                 "latency_ms": per_image_ms} for (_, image_id, _), p in zip(payload, preds, strict=True)]
 
-    # Interleave the models' batches so that every server is busy at once.
-    queues = [[job.todo[i:i + opts.batch_size] for i in range(0, len(job.todo), opts.batch_size)] for job in jobs]
-    order = [(jobs[j], q[k]) for k in range(max(map(len, queues))) for j, q in enumerate(queues) if k < len(q)]
-    in_flight = opts.max_in_flight or min(8, 2 * len(jobs))
+    def plan(chunk: list[TestImage]) -> list[list[Batch]]:
+        """Store the chunk's images; start or extend each model's run with what it lacks of them."""
+        with writer.lock, engine.begin() as conn:
+            ids = store.upsert_images(conn, rows=[vars(i) for i in chunk])
+            out = []
+            for job in jobs:
+                if job.aborted:
+                    out.append([])
+                    continue
+                wanted = [(i, ids[i.sha256]) for i in eligible(chunk, job.labels) if in_shard(i.sha256, opts.shard)]
+                done = store.done_among(conn, model_id=job.model_id, image_ids=[k for _, k in wanted])
+                todo = [(i, k) for i, k in wanted if k not in done]
+                if todo and job.run_id is None:
+                    job.run_id = store.start_run(conn, model_id=job.model_id, url=job.client.url,
+                                                 n_planned=len(todo), collector_version=__version__,
+                                                 test_set_hash="")
+                    job.result.status = RunStatus.RUNNING
+                elif todo:
+                    store.plan_more(conn, run_id=job.run_id, n=len(todo))
+                job.planned += len(todo)
+                out.append([todo[i:i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)])
+        return out
+
+    in_flight = opts.max_in_flight or min(8, 2 * max(len(jobs), 1))
     pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="collect")
+    # Batches queued or running at most: the stream is read only as fast as the servers answer.
+    slots = threading.BoundedSemaphore(2 * in_flight)
+
+    def done(f) -> None:
+        slots.release()
+        if not f.cancelled() and f.exception() is not None:
+            bugs.append(f.exception())
+
     beater = threading.Thread(target=beat, name="collect-heartbeat", daemon=True)
     beater.start()
+    whole = True
     try:
-        futures = [pool.submit(send, job, batch) for job, batch in order]
-        wait(futures)
-        for f in futures:
-            f.result()  # re-raise programming errors instead of hiding them
+        for chunk in stream:
+            queues = plan(chunk)
+            # Interleave the models' batches so that every server is busy at once.
+            for k in range(max(map(len, queues), default=0)):
+                for job, q in zip(jobs, queues, strict=True):
+                    if k < len(q):
+                        slots.acquire()
+                        pool.submit(send, job, q[k]).add_done_callback(done)
+            if bugs or db_error or (jobs and all(job.aborted for job in jobs)):
+                whole = False
+                break
+        pool.shutdown(wait=True)
+        if bugs:
+            raise bugs[0]  # re-raise programming errors instead of hiding them
     except BaseException:  # Ctrl-C, SIGTERM or a bug: stop sending, keep what is stored
         for job in jobs:
             job.aborted = True
@@ -338,7 +383,7 @@ def _run_jobs(jobs: list[_Job], *, engine: Engine, test_dir: Path, image_ids: di
     if db_error:
         raise DatabaseFailure(f"database error during the run (the failed batch was rolled back; "
                               f"rerun to complete): {_first_line(db_error[0])}")
-    _finish(jobs, engine)
+    return whole
 
 
 class _Writer:
@@ -385,10 +430,13 @@ def _first_line(e: BaseException) -> str:
     return store.redact_url(lines[0]) if lines else type(e).__name__
 
 
-def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False, quiet: bool = False) -> None:
+def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False, quiet: bool = False,
+            test_set_hash: str | None = None) -> None:
     """Record each run's end. With quiet=True (already failing), a database error is swallowed:
     runs it cannot mark stay 'running' until the next start finds their process dead."""
     for job in jobs:
+        if job.run_id is None:
+            continue  # nothing to send: no run was started (status stays skipped)
         res = job.result
         res.n_failed = len(job.failures)
         if interrupted:
@@ -404,7 +452,7 @@ def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False, quie
                 store.record_failures(conn, run_id=job.run_id, items=job.failures)
                 job.failures = []  # recorded once, even if _finish runs again
                 store.finish_run(conn, run_id=job.run_id, status=res.status, n_sent=res.n_sent,
-                                 n_failed=res.n_failed, error=res.error)
+                                 n_failed=res.n_failed, error=res.error, test_set_hash=test_set_hash)
         except DBAPIError:
             if not quiet:
                 raise

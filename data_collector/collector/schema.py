@@ -63,11 +63,12 @@ runs = Table(
     Column("finished_at", DateTime(timezone=True)),
     # a stored vocab.RunStatus: running | completed | incomplete | failed | interrupted
     Column("status", String(20), nullable=False),
-    Column("n_planned", Integer, nullable=False, default=0),
+    Column("n_planned", Integer, nullable=False, default=0),  # grows while the test set streams by
     Column("n_sent", Integer, nullable=False, default=0),
     Column("n_failed", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("collector_version", String(50), nullable=False),
+    # sha256 of the test set's `sha256 label` lines in walk order; "" until the run has seen all of it
     Column("test_set_hash", String(64), nullable=False),
     Column("owner", String(300)),  # host:pid:token of the collector process running it
     Column("heartbeat_at", DateTime(timezone=True)),  # refreshed while that process is alive

@@ -216,18 +216,24 @@ class ModelInfo:
         return f"{self.name} v{self.version} ({self.fingerprint[:12]})"
 
 
+IN_LIST_MAX = 4096  # values in one IN (...) list (SQLite allows 32,766 bound parameters)
+
+
 def upsert_images(conn: Connection, *, rows: list[dict]) -> dict[str, int]:
     """Insert unseen images (sha256 unique); return sha256 -> id for all of `rows`."""
-    if not rows:
-        return {}
-    stmt = dialect_insert(conn, images).on_conflict_do_nothing(index_elements=["sha256"])
-    conn.execute(stmt, [{k: r[k] for k in ("sha256", "path", "label", "kind")} for r in rows])
-    shas = [r["sha256"] for r in rows]
-    out: dict[str, int] = {}
-    for i in range(0, len(shas), 500):
-        chunk = shas[i:i + 500]
-        q = select(images.c.sha256, images.c.id).where(images.c.sha256.in_(chunk))
-        out.update({sha: image_id for sha, image_id in conn.execute(q)})
+    def ids(shas: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(shas), IN_LIST_MAX):
+            q = select(images.c.sha256, images.c.id).where(images.c.sha256.in_(shas[i:i + IN_LIST_MAX]))
+            out.update({sha: image_id for sha, image_id in conn.execute(q)})
+        return out
+
+    out = ids([r["sha256"] for r in rows])  # a rerun finds them all stored: nothing to insert
+    new = [r for r in rows if r["sha256"] not in out]
+    if new:
+        stmt = dialect_insert(conn, images).on_conflict_do_nothing(index_elements=["sha256"])
+        conn.execute(stmt, [{k: r[k] for k in ("sha256", "path", "label", "kind")} for r in new])
+        out.update(ids([r["sha256"] for r in new]))
     return out
 
 
@@ -252,13 +258,19 @@ def find_model(conn: Connection, *, fingerprint: str) -> ModelInfo | None:
     return ModelInfo(*r) if r else None
 
 
-def done_image_ids(conn: Connection, *, model_id: int) -> set[int]:
-    return set(conn.execute(select(predictions.c.image_id).where(predictions.c.model_id == model_id)).scalars())
+def done_among(conn: Connection, *, model_id: int, image_ids: list[int]) -> set[int]:
+    """Which of `image_ids` the model has a stored prediction for."""
+    out: set[int] = set()
+    for i in range(0, len(image_ids), IN_LIST_MAX):
+        q = select(predictions.c.image_id).where(predictions.c.model_id == model_id,
+                                                 predictions.c.image_id.in_(image_ids[i:i + IN_LIST_MAX]))
+        out.update(conn.execute(q).scalars())
+    return out
 
 
 def sample_predictions(conn: Connection, *, model_id: int, limit: int) -> list[dict]:
     """Up to `limit` stored predictions of a model, chosen at random (a server cannot guess which)."""
-    q = (select(images.c.sha256, predictions.c.predicted_label, predictions.c.scores)
+    q = (select(images.c.sha256, images.c.path, predictions.c.predicted_label, predictions.c.scores)
          .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
          .where(predictions.c.model_id == model_id).order_by(func.random()).limit(limit))
     return [dict(r) for r in conn.execute(q).mappings()]
@@ -331,10 +343,17 @@ def reap_dead_runs(conn: Connection, *, stale_after_s: float = STALE_AFTER_S) ->
     return dead
 
 
+def plan_more(conn: Connection, *, run_id: int, n: int) -> None:
+    """A streaming run plans its images as the test set goes by: n_planned grows until the end."""
+    conn.execute(update(runs).where(runs.c.id == run_id).values(n_planned=runs.c.n_planned + n))
+
+
 def finish_run(conn: Connection, *, run_id: int, status: RunStatus, n_sent: int, n_failed: int,
-               error: str | None = None) -> None:
-    conn.execute(update(runs).where(runs.c.id == run_id).values(
-        status=RunStatus(status).value, finished_at=now(), n_sent=n_sent, n_failed=n_failed, error=error))
+               error: str | None = None, test_set_hash: str | None = None) -> None:
+    values = dict(status=RunStatus(status).value, finished_at=now(), n_sent=n_sent, n_failed=n_failed, error=error)
+    if test_set_hash:  # known once the whole test set has streamed by
+        values["test_set_hash"] = test_set_hash
+    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
 # The COPY statements, spelled out (no SQL is assembled at run time); columns in the CSV rows' order.

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,22 +62,35 @@ class HashCache:
         except (OSError, sqlite3.Error) as e:
             self.conn, self.error = None, f"hash cache {self.path} unusable ({e}); hashing every file"
 
-    def sha256(self, p: Path) -> str:
-        st = p.stat()
-        key = str(p.resolve())
-        if self.conn is not None:
+    def sha256s(self, files: list[tuple[str, os.stat_result]]) -> list[str | None]:
+        """The sha256 of each (absolute path, stat) file, looked up together; None for a file
+        that could not be read."""
+        known: dict[str, tuple] = {}
+        if self.conn is not None and files:
+            marks = ",".join("?" * len(files))
             try:
-                row = self.conn.execute("SELECT size, mtime_ns, sha256 FROM hashes WHERE path = ?", (key,)).fetchone()
+                known = {r[0]: r[1:] for r in self.conn.execute(
+                    f"SELECT path, size, mtime_ns, sha256 FROM hashes WHERE path IN ({marks})",  # noqa: S608 (only ?s)
+                    [path for path, _ in files])}
             except sqlite3.Error:
-                row = None
+                known = {}
+        out: list[str | None] = []
+        for path, st in files:
+            row = known.get(path)
             if row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-                return row[2]
-        sha = hashlib.sha256(p.read_bytes()).hexdigest()
-        if self.conn is not None:
-            self._pending.append((key, st.st_size, st.st_mtime_ns, sha))
-            if len(self._pending) >= 1000:
-                self.flush()
-        return sha
+                out.append(row[2])
+                continue
+            try:
+                sha = _file_sha256(path)
+            except OSError:
+                out.append(None)
+                continue
+            out.append(sha)
+            if self.conn is not None:
+                self._pending.append((path, st.st_size, st.st_mtime_ns, sha))
+        if len(self._pending) >= 1000:
+            self.flush()
+        return out
 
     def flush(self) -> None:
         if self.conn is None or not self._pending:
@@ -116,42 +130,149 @@ def in_shard(sha256: str, shard: tuple[int, int] | None) -> bool:
     return shard is None or int(sha256[:16], 16) % shard[1] == shard[0]
 
 
-def scan(root: Path, cache: HashCache | None = None) -> list[TestImage]:
-    """Every image file under `root`, labelled by its folder, identified by the sha256 of its bytes."""
+def _file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _walk(root: str, rel: str = "") -> Iterator[tuple[str, str]]:
+    """(relative POSIX path, absolute path) of the files under `root` in a stable order (a folder's
+    files by name, then its subfolders by name), one folder's names held at a time: a large test set is never in memory
+    whole. Symbolic links to folders are not followed."""
+    folder = os.path.join(root, rel) if rel else root
+    files: list[str] = []
+    dirs: list[str] = []
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        dirs.append(e.name)
+                    elif e.is_file():
+                        files.append(e.name)
+                except OSError:
+                    continue
+    except OSError:
+        return
+    files.sort()
+    for name in files:
+        yield (f"{rel}/{name}" if rel else name), os.path.join(folder, name)
+    del files
+    for name in sorted(dirs):
+        yield from _walk(root, f"{rel}/{name}" if rel else name)
+
+
+def check_root(root: Path) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise TestSetError(f"test data folder {root} does not exist (see --test-data / TEST_DATA_DIR)")
+    return root
+
+
+HASH_GROUP = 256  # files whose hashes are looked up in the cache at once
+
+
+def iter_images(root: Path, cache: HashCache | None = None) -> Iterator[TestImage]:
+    """Every image file under `root`, labelled by its folder, identified by the sha256 of its bytes,
+    streamed in a stable order. The same bytes under two paths come out twice (see scan)."""
+    root = check_root(root)
     kinds = _manifest_kinds(root)
-    out: list[TestImage] = []
-    seen: dict[str, str] = {}
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        rel = p.relative_to(root).as_posix()
-        parts = rel.split("/")
-        if parts[0] == LOOKALIKES and len(parts) == 3:
-            label, kind = parts[1], ImageKind.LOOKALIKE.value
-        elif len(parts) == 2 and parts[0] != LOOKALIKES:
-            label, kind = parts[0], kinds.get(rel, ImageKind.PHOTO.value)
+    group: list[tuple[str, str, str, str]] = []
+
+    def hashed() -> Iterator[TestImage]:
+        files = []
+        for _, _, _, path in group:
+            try:
+                files.append((path, os.stat(path)))
+            except OSError:
+                files.append((path, None))
+        if cache is not None:
+            shas = cache.sha256s([f for f in files if f[1] is not None])
+            it = iter(shas)
+            shas = [next(it) if st is not None else None for _, st in files]
         else:
-            continue  # not in a labelled folder
-        sha = cache.sha256(p) if cache is not None else hashlib.sha256(p.read_bytes()).hexdigest()
-        if sha in seen:
-            continue  # the same bytes twice: one image (the first path wins)
-        seen[sha] = rel
-        out.append(TestImage(rel, label, kind, sha))
-    if cache is not None:
-        cache.flush()
+            shas = [_sha_or_none(path) if st is not None else None for path, st in files]
+        for (rel, label, kind, _), sha in zip(group, shas, strict=True):
+            if sha is not None:  # None: gone or unreadable since the folder was listed
+                yield TestImage(rel, label, kind, sha)
+        group.clear()
+
+    try:
+        for rel, path in _walk(os.path.abspath(root)):
+            if os.path.splitext(rel)[1].lower() not in IMAGE_SUFFIXES:
+                continue
+            parts = rel.split("/")
+            if parts[0] == LOOKALIKES and len(parts) == 3:
+                label, kind = parts[1], ImageKind.LOOKALIKE.value
+            elif len(parts) == 2 and parts[0] != LOOKALIKES:
+                label, kind = parts[0], kinds.get(rel, ImageKind.PHOTO.value)
+            else:
+                continue  # not in a labelled folder
+            group.append((rel, label, kind, path))
+            if len(group) >= HASH_GROUP:
+                yield from hashed()
+        yield from hashed()
+    finally:
+        if cache is not None:
+            cache.flush()
+
+
+def _sha_or_none(path: str) -> str | None:
+    try:
+        return _file_sha256(path)
+    except OSError:
+        return None
+
+
+def scan(root: Path, cache: HashCache | None = None) -> list[TestImage]:
+    """The whole test set as a list; the same bytes twice are one image (the first path wins)."""
+    out: list[TestImage] = []
+    seen: set[str] = set()
+    for item in iter_images(root, cache):
+        if item.sha256 not in seen:
+            seen.add(item.sha256)
+            out.append(item)
     if not out:
         raise TestSetError(f"no labelled images under {root} (expected <label>/<image> folders)")
     return out
 
 
-def test_set_hash(items: list[TestImage]) -> str:
-    h = hashlib.sha256()
-    for sha, label in sorted((i.sha256, i.label) for i in items):
-        h.update(f"{sha} {label}\n".encode())
-    return h.hexdigest()
+class TestSetHash:
+    """sha256 over the `sha256 label` lines of every labelled file in walk order, fed as they stream by."""
+
+    def __init__(self):
+        self._h = hashlib.sha256()
+
+    def update(self, item: TestImage) -> None:
+        self._h.update(f"{item.sha256} {item.label}\n".encode())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def chunks(root: Path, size: int, cache: HashCache | None = None,
+           digest: TestSetHash | None = None) -> Iterator[list[TestImage]]:
+    """The test set in lists of up to `size` images, duplicates within a list removed (across lists
+    they are left to the database, where an image and a prediction are stored once). `digest` sees
+    every labelled file, whatever the size."""
+    chunk: list[TestImage] = []
+    seen: set[str] = set()
+    any_image = False
+    for item in iter_images(root, cache):
+        if digest is not None:
+            digest.update(item)
+        if item.sha256 in seen:
+            continue
+        seen.add(item.sha256)
+        chunk.append(item)
+        if len(chunk) >= size:
+            any_image = True
+            yield chunk
+            chunk, seen = [], set()
+    if chunk:
+        yield chunk
+    elif not any_image:
+        raise TestSetError(f"no labelled images under {root} (expected <label>/<image> folders)")
 
 
 def eligible(items: list[TestImage], labels: list[str]) -> list[TestImage]:

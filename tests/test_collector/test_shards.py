@@ -16,14 +16,17 @@ from helpers import color_png, engine_for, run_cli, start_server_process
 
 
 def _count_reads(monkeypatch) -> list[str]:
+    """The names of the files the test set's scan hashes (reads) from now on."""
+    from collector import testset
+
     reads: list[str] = []
-    original = Path.read_bytes
+    original = testset._file_sha256
 
-    def counting(self):
-        reads.append(self.name)
-        return original(self)
+    def counting(path: str) -> str:
+        reads.append(Path(path).name)
+        return original(path)
 
-    monkeypatch.setattr(Path, "read_bytes", counting)
+    monkeypatch.setattr(testset, "_file_sha256", counting)
     return reads
 
 
@@ -161,3 +164,45 @@ def test_shard_options_are_checked(tmp_path, test_data, monkeypatch):
     r = run_cli("--db", db, "collect", "--test-data", str(test_data), "--shards", "3", "--shard", "0/3",
                 "http://127.0.0.1:9")
     assert r.exit_code == 2 and "not both" in r.output
+
+
+def test_a_test_set_streams_by_in_chunks_to_the_rows_of_one_pass(db_url, color_model, big_data, tmp_path,
+                                                                  monkeypatch):
+    """Chunks of 7 images (and a copy of one image in a later chunk) store what one chunk stores."""
+    from sqlalchemy import text
+
+    from collector import collect as collect_mod
+    from collector.collect import collect
+    from helpers import serve_model
+
+    (big_data / "red" / "zz-copy.png").write_bytes((big_data / "red" / "red-00.png").read_bytes())
+    seen = {}
+
+    def run(url: str, db: str, chunk: int) -> tuple[list, set[str], tuple]:
+        monkeypatch.setattr(collect_mod, "CHUNK_IMAGES", chunk)
+        engine = engine_for(db)
+        steps: list[tuple[int, int]] = []
+        (r,) = collect([url], engine=engine, test_dir=big_data, say=lambda m: None,
+                       progress=lambda key, advance, total: steps.append((advance, total)))
+        with engine.connect() as conn:
+            shas = {row[0] for row in conn.execute(text(
+                "SELECT i.sha256 FROM predictions p JOIN images i ON i.id = p.image_id"))}
+            n = conn.execute(text("SELECT count(*) FROM predictions")).scalar_one()
+            run_row = tuple(conn.execute(text("SELECT n_planned, n_sent, test_set_hash, status FROM runs")).one())
+        engine.dispose()
+        assert n == len(shas)
+        seen[chunk] = steps
+        return r, shas, run_row
+
+    with serve_model(color_model) as srv:
+        one, want, one_run = run(srv.url, f"sqlite:///{tmp_path / 'one.db'}", 10_000)
+        many, got, many_run = run(srv.url, db_url, 7)
+        again = collect([srv.url], engine=engine_for(db_url), test_dir=big_data, say=lambda m: None)[0]
+    distinct = len({i.sha256 for i in scan(big_data)})
+    assert one.status == many.status == "completed" and got == want and len(got) == distinct
+    assert one_run[2] == many_run[2] and len(many_run[2]) == 64  # the test set's hash, whatever the chunking
+    assert many_run[0] >= distinct and many_run[3] == "completed"
+    totals = [t for _, t in seen[7]]
+    assert totals == sorted(totals) and len(set(totals)) > 3 and totals[-1] == many_run[0]  # grows as planned
+    assert sum(a for a, _ in seen[7]) == totals[-1]
+    assert again.status == "skipped" and again.n_sent == 0

@@ -48,7 +48,7 @@ def collect_cmd(ctx, urls, as_json, **kw):
         def on_progress(key: str, advance: int, total: int) -> None:
             if key not in tasks:
                 tasks[key] = bar.add_task(key, total=total)
-            bar.advance(tasks[key], advance)
+            bar.update(tasks[key], total=total, advance=advance)  # the total grows as the test set streams by
 
         try:
             results = collect(list(split_urls(urls)), engine=engine, test_dir=kw["test_data"],

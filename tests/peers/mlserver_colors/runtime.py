@@ -1,4 +1,4 @@
-"""An MLServer custom runtime that classifies a square by its mean colour, like tests/helpers.write_color_model."""
+"""An MLServer custom runtime that classifies a square by its mean colour, like bench/synthetic.write_color_model."""
 
 import io
 
