@@ -21,10 +21,12 @@ def color_png(rgb: tuple[int, int, int], *, size: int = 24, seed: int = 0) -> by
 
 
 def write_color_model(out: Path, labels: list[str], *, name: str = "colors", version: str = "1",
-                      swap: tuple[str, str] | None = None, scale: float = 12.0) -> Path:
+                      swap: tuple[str, str] | None = None, scale: float = 12.0,
+                      channels: dict[str, int] | None = None) -> Path:
     """A real Keras model that classifies a square by its mean colour.
 
     `swap=("green", "blue")` sends green images to blue: a candidate with one class broken.
+    `channels` names the class of each colour channel (default: red 0, green 1, blue 2).
     """
     import keras
     from keras import layers
@@ -40,7 +42,7 @@ def write_color_model(out: Path, labels: list[str], *, name: str = "colors", ver
     model = keras.Model(inputs, outputs)
     w = np.zeros((3, len(labels)), np.float32)
     b = np.zeros(len(labels), np.float32)
-    channel = {"red": 0, "green": 1, "blue": 2}
+    channel = channels or {"red": 0, "green": 1, "blue": 2}
     for j, lab in enumerate(labels):
         if lab in channel:
             w[channel[lab], j] = scale

@@ -47,7 +47,7 @@ echo "== ./setup_db.sh"
 echo "== deploy hook (data_collector service): evaluates ml_original, writes its report"
 python3 - <<'PY'
 import json, os, urllib.request
-req = urllib.request.Request("http://127.0.0.1:18090/hooks/deployed", method="POST",
+req = urllib.request.Request("http://127.0.0.1:18090/hooks/deployed?wait=1", method="POST",
                              data=json.dumps({"url": "http://127.0.0.1:18081"}).encode(),
                              headers={"Content-Type": "application/json",
                                       "Authorization": f"Bearer {os.environ['HOOK_TOKEN']}"})

@@ -13,12 +13,15 @@ from bench.synthetic import COLORS, color_png, write_color_model  # noqa: F401
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
-def make_test_data(root: Path, *, per_class: int = 6, labels=("red", "green", "blue"), probes: int = 3) -> Path:
+def make_test_data(root: Path, *, per_class: int = 6, labels=("red", "green", "blue"), probes: int = 3,
+                   colors: dict[str, tuple[int, int, int]] | None = None) -> Path:
+    """`colors` gives each label folder its colour (default: the label names a colour)."""
     root.mkdir(parents=True, exist_ok=True)
     for li, lab in enumerate(labels):
         (root / lab).mkdir(exist_ok=True)
         for i in range(per_class):
-            (root / lab / f"{lab}-{i:02d}.png").write_bytes(color_png(COLORS[lab], seed=li * 1000 + i))
+            rgb = (colors or COLORS)[lab]
+            (root / lab / f"{lab}-{i:02d}.png").write_bytes(color_png(rgb, seed=li * 1000 + i))
     (root / "lookalikes" / "purple").mkdir(parents=True, exist_ok=True)
     for i in range(probes):
         (root / "lookalikes" / "purple" / f"p-{i}.png").write_bytes(color_png((150, 20, 160), seed=9000 + i))

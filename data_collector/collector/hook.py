@@ -1,7 +1,10 @@
 """Deploy hook: `POST /hooks/deployed {"url": ...}` evaluates the model now behind that URL.
 
-For CI/CD to call after a deploy. Answers with the verdict (pass / regression / no-baseline /
-error) and the report path. The hook can be made to fetch URLs, so it is locked down:
+For CI/CD to call after a deploy. Answers `202` at once with a job id and its status URL;
+`GET /jobs/ID` gives the state (queued, running, done, failed), the verdict (pass / regression /
+no-baseline / error) and links to the model and compare pages of the web view. With `?wait=1`
+the POST answers when the job is done, with the verdict (200, 502 when the evaluation failed).
+The hook can be made to fetch URLs, so it is locked down:
 - requests need `Authorization: Bearer <token>` (the CLI refuses to start without a token
   unless told `--no-auth` on a loopback address);
 - it only contacts hosts on an allowlist, checked before any connection and again on the
@@ -18,9 +21,12 @@ import ipaddress
 import json
 import socket
 import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, jsonify, request
 from sqlalchemy import Engine
@@ -123,6 +129,7 @@ class DeployQueue:
                 with self._lock:
                     if self._waiting.get(url) is fut:
                         del self._waiting[url]
+                fut.set_running_or_notify_cancel()
                 try:
                     fut.set_result(self._run(url))
                 except BaseException as e:  # noqa: BLE001 - handed to the waiting requests
@@ -130,6 +137,81 @@ class DeployQueue:
         finally:
             with self._lock:
                 self._active -= 1
+
+
+JOBS_KEPT = 200  # finished jobs remembered (the newest), for GET /jobs/ID and the web view
+
+
+class Jobs:
+    """The hook's jobs by id. A request that joins a waiting job gets that job's id."""
+
+    def __init__(self, keep: int = JOBS_KEPT):
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, dict] = OrderedDict()
+        self._ids: dict[int, str] = {}  # id(future) -> job id
+
+    def add(self, url: str, fut: Future) -> str:
+        with self._lock:
+            known = self._ids.get(id(fut))
+            if known in self._jobs:
+                return known
+            job_id = uuid.uuid4().hex
+            self._jobs[job_id] = {"id": job_id, "url": url, "future": fut,
+                                  "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "finished_at": None}
+            self._ids[id(fut)] = job_id
+            fut.add_done_callback(lambda _f: self._done(job_id))
+            while len(self._jobs) > self.keep:
+                _, old = self._jobs.popitem(last=False)
+                self._ids.pop(id(old["future"]), None)
+            return job_id
+
+    def _done(self, job_id: str) -> None:
+        with self._lock:
+            if job_id in self._jobs:
+                self._jobs[job_id]["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def future(self, job_id: str) -> Future | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        return job["future"] if job else None
+
+    def get(self, job_id: str) -> dict | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        return job_status(job) if job else None
+
+    def recent(self, n: int = 20) -> list[dict]:
+        with self._lock:
+            jobs = list(self._jobs.values())[-n:]
+        return [job_status(j) for j in reversed(jobs)]
+
+
+def job_status(job: dict) -> dict:
+    """What GET /jobs/ID answers: state, verdict, result, and links into the web view."""
+    fut: Future = job["future"]
+    out = {"id": job["id"], "url": job["url"], "submitted_at": job["submitted_at"],
+           "finished_at": job["finished_at"], "status_url": f"/jobs/{job['id']}"}
+    if not fut.done():
+        out["state"] = "running" if fut.running() else "queued"
+        return out
+    exc = fut.exception()
+    if exc is not None:
+        message = f"database: {getattr(exc, 'orig', exc)}".splitlines()[0] \
+            if isinstance(exc, (DatabaseFailure, StoreError, DBAPIError)) else "internal error"
+        return {**out, "state": "failed", "verdict": "error", "error": message}
+    result = fut.result()
+    out.update(state="done" if result["verdict"] != "error" else "failed", verdict=result["verdict"],
+               result=result)
+    fp, base = result.get("fingerprint"), result.get("baseline")
+    links = {}
+    if fp and result.get("status") not in ("failed", "error"):
+        links["model"] = f"/models/{quote(fp)}"
+        if base:
+            links["compare"] = f"/compare?baseline={quote(base)}&candidate={quote(fp)}"
+    out["links"] = links
+    return out
 
 
 def _json_body(raw: bytes):
@@ -141,8 +223,9 @@ def _json_body(raw: bytes):
 
 def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | None,
                     allowed: HostPolicy | None = None, max_jobs: int = DEFAULT_MAX_JOBS,
-                    migrate: bool = True) -> Flask:
-    """`token=None` means no authentication: only the CLI's `--no-auth` on loopback passes that."""
+                    migrate: bool = True, enabled: bool = True) -> Flask:
+    """`token=None` means no authentication: only the CLI's `--no-auth` on loopback passes that.
+    `enabled=False`: the app answers the hook's routes with 503 (the web view alone is served)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     policy = allowed or HostPolicy(DEFAULT_ALLOWED_HOSTS)
@@ -152,7 +235,9 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
         return evaluate_deployment(url, engine=engine, settings=settings)
 
     queue = DeployQueue(run, max_jobs=max_jobs)
+    jobs = Jobs()
     app.extensions["deploy_queue"] = queue
+    app.extensions["deploy_jobs"] = jobs
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
@@ -171,6 +256,8 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
 
     @app.post("/hooks/deployed")
     def deployed():
+        if not enabled:
+            return jsonify({"error": "the deploy hook is off on this server: start it with HOOK_TOKEN set"}), 503
         if token is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
@@ -191,10 +278,43 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
             resp = jsonify({"error": f"too many evaluations waiting: {e}; retry later"})
             resp.headers["Retry-After"] = "30"
             return resp, 429
-        try:
-            result = job.result()
-        except (DatabaseFailure, StoreError, DBAPIError) as e:
-            return jsonify({"error": f"database: {getattr(e, 'orig', e)}".splitlines()[0], "verdict": "error"}), 503
-        return jsonify(result), 200 if result["verdict"] != "error" else 502
+        job_id = jobs.add(url, job)
+        if request.args.get("wait") not in ("1", "true", "yes"):
+            resp = jsonify({**jobs.get(job_id), "wait_url": f"/jobs/{job_id}?wait=1"})
+            resp.status_code = 202
+            resp.headers["Location"] = f"/jobs/{job_id}"
+            return resp
+        return _waited(job_id)
+
+    def _waited(job_id: str):
+        """The job's answer once it is done: 200 with the verdict, 502 when the evaluation
+        failed, 503 when the database did."""
+        fut = jobs.future(job_id)
+        if fut is not None:
+            try:
+                fut.result()
+            except (DatabaseFailure, StoreError, DBAPIError) as e:
+                return jsonify({"error": f"database: {getattr(e, 'orig', e)}".splitlines()[0], "verdict": "error",
+                                "job": job_id}), 503
+        status = jobs.get(job_id)
+        if status is None:
+            return jsonify({"error": "no such job (finished jobs are kept for a while only)"}), 404
+        if "result" not in status:
+            return jsonify({"error": status.get("error", "internal error"), "verdict": "error", "job": job_id}), 500
+        return jsonify({**status["result"], "job": job_id, "links": status["links"]}), \
+            200 if status["result"]["verdict"] != "error" else 502
+
+    @app.get("/jobs/<job_id>")
+    def job(job_id: str):
+        if request.args.get("wait") in ("1", "true", "yes"):
+            return _waited(job_id)
+        status = jobs.get(job_id)
+        if status is None:
+            return jsonify({"error": "no such job (finished jobs are kept for a while only)"}), 404
+        return jsonify(status)
+
+    @app.get("/jobs")
+    def job_list():
+        return jsonify({"jobs": jobs.recent()})
 
     return app

@@ -30,8 +30,13 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
     by_kind = {}
     for kind in sorted({r["kind"] for r in known}):
         ks = [r for r in known if r["kind"] == kind]
+        kcm = np.zeros_like(cm)
+        for r in ks:
+            if r["predicted_label"] in idx:
+                kcm[idx[r["label"]], idx[r["predicted_label"]]] += 1
         by_kind[kind] = {"n": len(ks), "accuracy": ratio(sum(r["predicted_label"] == r["label"] for r in ks),
-                                                            len(ks))}
+                                                            len(ks)),
+                         "classes": class_metrics(kcm, labels)}
     classes = class_metrics(cm, labels)
     needed = images_needed(POWER_DROP, POWER_ALPHA)
     for c in classes.values():

@@ -210,6 +210,7 @@ class ModelInfo:
     identity: str = "declared"  # declared: the server's fingerprint; behavioural: from its answers
     protocol: str = "native"  # how it was reached: this project's API, or v2 (Open Inference Protocol)
     scores: str = "probabilities"  # or "logits (softmax applied)"
+    backend: str = ""  # the runtime the server announced (litert, keras), when it said
 
     @property
     def title(self) -> str:
@@ -437,7 +438,8 @@ def list_models(conn: Connection) -> list[ModelInfo]:
         meta = meta if isinstance(meta, dict) else {}
         out.append(ModelInfo(*row, identity=str(meta.get("identity", "declared")),
                              protocol=str(meta.get("protocol", "native")),
-                             scores=str(meta.get("scores", "probabilities"))))
+                             scores=str(meta.get("scores", "probabilities")),
+                             backend=str(meta.get("backend") or "")[:40]))
     urls: dict[int, list[str]] = {}
     for model_id, url in conn.execute(select(model_urls.c.model_id, model_urls.c.url)
                                       .order_by(model_urls.c.first_seen, model_urls.c.id)):
@@ -463,3 +465,45 @@ def model_accuracy(conn: Connection, *, model_id: int) -> tuple[float | None, in
          .where(predictions.c.model_id == model_id, images.c.kind != ImageKind.LOOKALIKE.value))
     n, c = conn.execute(q).one()
     return ((c or 0) / n if n else None), n
+
+
+def class_counts(conn: Connection, *, name: str | None = None) -> dict[int, dict[str, tuple[int, int]]]:
+    """model id -> true label -> (images, right answers), over labelled images; one aggregate query
+    (the models page and the history plot, without loading a prediction row into Python)."""
+    right = func.sum(case((predictions.c.predicted_label == images.c.label, 1), else_=0))
+    q = (select(predictions.c.model_id, images.c.label, func.count(), right)
+         .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
+         .where(images.c.kind != ImageKind.LOOKALIKE.value)
+         .group_by(predictions.c.model_id, images.c.label))
+    if name is not None:
+        q = q.where(predictions.c.model_id.in_(select(models.c.id).where(models.c.name == name)))
+    out: dict[int, dict[str, tuple[int, int]]] = {}
+    for model_id, label, n, ok in conn.execute(q):
+        out.setdefault(model_id, {})[label] = (int(n), int(ok or 0))
+    return out
+
+
+def latest_runs(conn: Connection) -> dict[int, dict]:
+    """model id -> its most recent run (status, started, finished, sent, failed)."""
+    newest = select(func.max(runs.c.id)).group_by(runs.c.model_id).scalar_subquery()
+    q = select(runs.c.model_id, runs.c.status, runs.c.started_at, runs.c.finished_at, runs.c.n_sent,
+               runs.c.n_failed).where(runs.c.id.in_(newest))
+    return {r.model_id: dict(r._mapping) for r in conn.execute(q)}
+
+
+def model_runs(conn: Connection, *, model_id: int, limit: int = 20) -> list[dict]:
+    """The model's runs, newest first, each with up to 20 of its failures."""
+    q = (select(runs.c.id, runs.c.url, runs.c.status, runs.c.started_at, runs.c.finished_at, runs.c.n_planned,
+                runs.c.n_sent, runs.c.n_failed, runs.c.error)
+         .where(runs.c.model_id == model_id).order_by(runs.c.id.desc()).limit(limit))
+    out = [dict(r._mapping) for r in conn.execute(q)]
+    for r in out:
+        r["failures"] = [dict(f._mapping) for f in conn.execute(
+            select(failures.c.path, failures.c.error).where(failures.c.run_id == r["id"])
+            .order_by(failures.c.id).limit(20))]
+    return out
+
+
+def image_path(conn: Connection, *, sha256: str) -> str | None:
+    """The stored relative path of an image, by its sha256."""
+    return conn.execute(select(images.c.path).where(images.c.sha256 == sha256)).scalar_one_or_none()

@@ -65,7 +65,7 @@ def test_only_a_bearer_token_is_accepted(hook_factory):
     assert c.post("/hooks/deployed", json=body, headers={"Authorization": TOKEN}).status_code == 401
     assert c.post("/hooks/deployed", json=body, headers={"Authorization": "Basic " + TOKEN}).status_code == 401
     assert c.post("/hooks/deployed", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert c.post("/hooks/deployed", json=body, headers=AUTH).status_code == 502  # allowed; nobody there
+    assert c.post("/hooks/deployed?wait=1", json=body, headers=AUTH).status_code == 502  # allowed; nobody there
 
 
 def _counting_server():
@@ -107,12 +107,14 @@ def test_no_redirects_and_no_echo_of_the_target(hook_factory):
 
     with LiveServer(app) as target:
         c = hook_factory().test_client()
-        r = c.post("/hooks/deployed", json={"url": target.url}, headers=AUTH)
+        r = c.post("/hooks/deployed?wait=1", json={"url": target.url}, headers=AUTH)
         assert r.status_code == 502 and "redirects are not followed" in r.get_json()["error"]
         assert hits == ["metadata"]  # the redirect was not followed
         hits.clear()
-        r = c.post("/hooks/deployed", json={"url": target.url + "/x"}, headers=AUTH)  # answers 500 with a body
+        r = c.post("/hooks/deployed?wait=1", json={"url": target.url + "/x"}, headers=AUTH)  # answers 500, a body
         assert "SECRET-BODY" not in r.get_data(as_text=True)
+        job = r.get_json()["job"]
+        assert "SECRET-BODY" not in c.get(f"/jobs/{job}").get_data(as_text=True)  # nor in the job's status
 
 
 def test_malformed_bodies_are_400(hook_factory):
@@ -136,7 +138,7 @@ def test_requests_for_one_url_join_and_the_queue_is_bounded(hook_factory, tmp_pa
     queue = app.extensions["deploy_queue"]
     with LiveServer(app) as hook, HostileServer("hangs after the request") as hanging:
         def post(url: str):
-            return requests.post(hook.url + "/hooks/deployed", json={"url": url}, headers=AUTH, timeout=300)
+            return requests.post(hook.url + "/hooks/deployed?wait=1", json={"url": url}, headers=AUTH, timeout=300)
 
         with ThreadPoolExecutor(4) as pool:
             first = pool.submit(post, hanging)
@@ -163,7 +165,7 @@ def test_an_honest_deploy_is_not_queued_behind_a_hanging_one(hook_factory, color
     with LiveServer(app) as hook, HostileServer("hangs after the request") as hanging, \
             serve_model(color_model) as honest:
         def post(url: str, tag: str):
-            r = requests.post(hook.url + "/hooks/deployed", json={"url": url}, headers=AUTH, timeout=300)
+            r = requests.post(hook.url + "/hooks/deployed?wait=1", json={"url": url}, headers=AUTH, timeout=300)
             order.append(tag)
             return r
 

@@ -19,6 +19,7 @@ class Switch:
     """A WSGI app whose model can be replaced behind the same URL (a redeploy)."""
 
     def __init__(self, folder):
+        self.before = None  # called before every request when set (holds answers back)
         self.set(folder)
 
     def set(self, folder):
@@ -26,6 +27,8 @@ class Switch:
         self.app = create_app({"model_dir": str(folder), "load_async": False})
 
     def __call__(self, environ, start_response):
+        if self.before is not None:
+            self.before()
         return self.app(environ, start_response)
 
 
@@ -87,13 +90,47 @@ def test_deploy_hook(tmp_path, big_data):
         assert hook.post("/hooks/deployed", data="x", headers=auth).status_code == 400
         r = hook.post("/hooks/deployed", json={"url": "file:///etc/passwd"}, headers=auth)
         assert r.status_code == 400 and "http" in r.get_json()["error"]
-        r = hook.post("/hooks/deployed", json={"url": srv.url}, headers=auth)
+        r = hook.post("/hooks/deployed?wait=1", json={"url": srv.url}, headers=auth)
         assert r.status_code == 200 and r.get_json()["verdict"] == "no-baseline" and r.get_json()["evaluated"]
-        r = hook.post("/hooks/deployed", json={"url": srv.url}, headers=auth)
+        r = hook.post("/hooks/deployed?wait=1", json={"url": srv.url}, headers=auth)
         assert r.get_json()["evaluated"] is False and n_runs(db) == 1
         switch.set(v2)
-        r = hook.post("/hooks/deployed", json={"url": srv.url}, headers=auth).get_json()
+        r = hook.post("/hooks/deployed?wait=1", json={"url": srv.url}, headers=auth).get_json()
         assert r["verdict"] == "regression" and r["regressed_classes"] == ["green"] and r["evaluated"]
         assert r["report"].endswith(".html") and n_runs(db) == 2
-    r = hook.post("/hooks/deployed", json={"url": "http://127.0.0.1:9"}, headers=auth)
+    r = hook.post("/hooks/deployed?wait=1", json={"url": "http://127.0.0.1:9"}, headers=auth)
     assert r.status_code == 502 and r.get_json()["verdict"] == "error"
+
+
+def test_the_hook_answers_at_once_and_the_job_says_how_it_went(tmp_path, big_data):
+    """202 with a job id at once; GET /jobs/ID: queued or running, then done with the verdict and
+    links into the web view; ?wait=1 on the job gives the synchronous answer."""
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    engine = store.make_engine(db)
+    store.ensure_schema(engine)
+    v1 = write_color_model(tmp_path / "v1", ["red", "green", "blue"], version="1")
+    v2 = write_color_model(tmp_path / "v2", ["red", "green", "blue"], version="2", swap=("green", "blue"))
+    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "rep", opts=CollectOptions())
+    hook = create_hook_app(engine=engine, settings=settings, token="s3cret-token",
+                           allowed=HostPolicy(["127.0.0.1"])).test_client()
+    auth = {"Authorization": "Bearer s3cret-token"}
+    switch = Switch(v1)
+    with LiveServer(switch) as srv:
+        assert hook.post("/hooks/deployed?wait=1", json={"url": srv.url}, headers=auth).status_code == 200
+        switch.set(v2)
+        slow = threading.Event()
+        switch.before = slow.wait  # the model server holds every answer until the test lets it go
+        r = hook.post("/hooks/deployed", json={"url": srv.url}, headers=auth)
+        assert r.status_code == 202
+        job = r.get_json()
+        assert job["state"] in ("queued", "running") and r.headers["Location"] == job["status_url"]
+        assert hook.get(job["status_url"]).get_json()["state"] in ("queued", "running")
+        slow.set()
+        final = hook.get(job["status_url"] + "?wait=1").get_json()
+        assert final["verdict"] == "regression" and final["regressed_classes"] == ["green"]
+        status = hook.get(job["status_url"]).get_json()
+        assert status["state"] == "done" and status["verdict"] == "regression"
+        assert status["links"]["model"] == f"/models/{final['fingerprint']}"
+        assert status["links"]["compare"] == f"/compare?baseline={final['baseline']}&candidate={final['fingerprint']}"
+        assert [j["id"] for j in hook.get("/jobs").get_json()["jobs"]][0] == job["id"]
+    assert hook.get("/jobs/" + "0" * 32).status_code == 404

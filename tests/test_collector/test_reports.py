@@ -32,9 +32,11 @@ def test_html_and_json_report(tmp_path, big_data):
     assert "precision" in r.output and "lookalike probes" in r.output
     p = _Parser()
     p.feed(html_path.read_text())
-    assert p.tags.count("table") >= 2
-    srcs = [i["src"] for i in p.imgs]
-    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)  # 2x2 + history
+    assert p.tags.count("table") >= 4  # per model: classes and confusion matrix
+    # Per model: recall bars and the probe histogram; and the recall history of the two versions.
+    assert p.tags.count("svg") == 5 and p.imgs == []
+    assert "Recall per class, colors v2" in html_path.read_text() and "colors: per-class recall by version" in (
+        html_path.read_text())
     assert "http" not in html_path.read_text()  # self-contained: nothing to fetch
     body = json.loads(json_path.read_text())
     v2rep = next(m for m in body["models"] if m["model"]["version"] == "2")

@@ -187,7 +187,7 @@ def test_compose_services_as_local_processes(tmp_path):
             n = c.execute(text("SELECT COUNT(DISTINCT model_id) FROM predictions")).scalar_one()
         assert n == 3
         # The deploy hook in that same environment: the model is known, nothing new to send.
-        resp = requests.post(f"http://127.0.0.1:{hook_port}/hooks/deployed", json={"url": urls[1]}, timeout=300,
+        resp = requests.post(f"http://127.0.0.1:{hook_port}/hooks/deployed?wait=1", json={"url": urls[1]}, timeout=300,
                              headers={"Authorization": f"Bearer {col_env['HOOK_TOKEN']}"})
         assert resp.status_code == 200 and resp.json()["evaluated"] is False
         assert resp.json()["verdict"] in ("pass", "regression", "no-baseline")

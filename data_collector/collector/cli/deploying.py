@@ -90,52 +90,90 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MIN_TOKEN_CHARS = 16
 
 
+def _server_options(f):
+    for deco in reversed([
+        option("--host", env="HOOK_HOST", default="127.0.0.1", help="address to listen on"),
+        option("--port", env="HOOK_PORT", type=click.IntRange(1, 65535), default=8090, help="port to listen on"),
+        option("--allowed-hosts", env="HOOK_ALLOWED_HOSTS", default=",".join(DEFAULT_ALLOWED_HOSTS),
+               help="comma-separated names, addresses or CIDR networks the hook may contact"),
+        option("--max-jobs", env="HOOK_MAX_JOBS", type=click.IntRange(1, 256), default=DEFAULT_MAX_JOBS,
+               help="evaluations queued or running at once; more are answered 429"),
+        click.option("--no-auth", is_flag=True,
+                     help="accept hook requests without a token (only on a loopback --host; HOOK_TOKEN unset)"),
+        report_dir_option, threshold_options, collect_options, click.pass_context,
+    ]):
+        f = deco(f)
+    return f
+
+
+@click.command("serve")
+@option("--view-db", env="VIEW_DATABASE_URL", default=None, show_default="--db",
+        help="database URL of the web view (a read-only role: ./setup_db.sh creates one)")
+@_server_options
+def serve_cmd(ctx, view_db, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw):
+    """Serve the web view of the evaluations and the deploy hook on one port.
+
+    The view (GET /, /models/..., /compare, /history/...) is read-only. The hook
+    (POST /hooks/deployed) is enabled when HOOK_TOKEN holds a token of 16+ characters, or with
+    --no-auth on loopback; without either the view is served alone.
+    """
+    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, view_db=view_db or ctx.obj["db"],
+           hook_required=False)
+
+
 @click.command("hook")
-@option("--host", env="HOOK_HOST", default="127.0.0.1", help="address to listen on")
-@option("--port", env="HOOK_PORT", type=click.IntRange(1, 65535), default=8090, help="port to listen on")
-@option("--allowed-hosts", env="HOOK_ALLOWED_HOSTS", default=",".join(DEFAULT_ALLOWED_HOSTS),
-        help="comma-separated names, addresses or CIDR networks the hook may contact")
-@option("--max-jobs", env="HOOK_MAX_JOBS", type=click.IntRange(1, 256), default=DEFAULT_MAX_JOBS,
-        help="evaluations queued or running at once; more are answered 429")
-@click.option("--no-auth", is_flag=True,
-              help="accept requests without a token (only on a loopback --host; HOOK_TOKEN unset)")
-@report_dir_option
-@threshold_options
-@collect_options
-@click.pass_context
+@_server_options
 def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw):
-    """Serve POST /hooks/deployed {"url": ...} for CI/CD.
+    """Serve POST /hooks/deployed {"url": ...} for CI/CD (and the web view, as `serve` does).
 
     Requests need `Authorization: Bearer <HOOK_TOKEN>`: the hook does not start without a
     token of 16+ characters in the environment, unless started with --no-auth on loopback.
     """
+    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw,
+           view_db=os.environ.get("VIEW_DATABASE_URL") or ctx.obj["db"], hook_required=True)
+
+
+def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str,
+           hook_required: bool) -> None:
     from werkzeug.serving import make_server
 
     from ..hook import HostPolicy, create_hook_app
+    from ..web import WebContext, register_web
 
     token = os.environ.get("HOOK_TOKEN") or None
+    hook = True
     if no_auth:
         if token:
             fail("--no-auth with HOOK_TOKEN set: choose one", 2)
         if host not in LOOPBACK:
             fail(f"--no-auth only on a loopback address (127.0.0.1, ::1), not {host}", 2)
     elif not token:
-        fail("set HOOK_TOKEN (16+ random characters) for the deploy hook, or start it with --no-auth on "
-             "127.0.0.1 for local use", 2)
+        if hook_required:
+            fail("set HOOK_TOKEN (16+ random characters) for the deploy hook, or start it with --no-auth on "
+                 "127.0.0.1 for local use", 2)
+        hook = False
     elif len(token) < MIN_TOKEN_CHARS or token.lower().startswith("change-me"):
         fail(f"HOOK_TOKEN is too weak: use {MIN_TOKEN_CHARS}+ random characters, not the example value", 2)
-    try:  # no connection yet: the stack may start before ./setup_db.sh creates the role
+    try:  # no connection yet: the stack may start before ./setup_db.sh creates the roles
         engine = store.make_engine(ctx.obj["db"])
+        view_engine = engine if view_db == ctx.obj["db"] else store.make_engine(view_db)
     except store.StoreError as e:
         fail(str(e))
     settings = _deploy_settings(kw, report_dir)
     settings.opts.echo_errors = False  # never repeat a target's answer to the hook's caller
     policy = HostPolicy(allowed_hosts.split(","))
     app = create_hook_app(engine=engine, settings=settings, token=token, allowed=policy, max_jobs=max_jobs,
-                          migrate=not kw["no_migrate"])
+                          migrate=not kw["no_migrate"], enabled=hook)
+    register_web(app, WebContext(view_engine, Path(kw["test_data"]), settings.thresholds,
+                                 jobs=app.extensions["deploy_jobs"] if hook else None))
     server = make_server(host, port, app, threaded=True)
-    err.print(f"deploy hook listening on http://{host}:{port}/hooks/deployed; may contact "
-              f"{policy.describe()}" + ("; NO AUTHENTICATION" if no_auth else ""), markup=False)
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    err.print(f"web view on http://{shown}:{port}/", markup=False)
+    if hook:
+        err.print(f"deploy hook on http://{shown}:{port}/hooks/deployed; may contact {policy.describe()}"
+                  + ("; NO AUTHENTICATION" if no_auth else ""), markup=False)
+    else:
+        err.print("deploy hook off (set HOOK_TOKEN to enable it)", markup=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

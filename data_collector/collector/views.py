@@ -1,0 +1,129 @@
+"""What the web view shows, as JSON-ready dicts: one function per page, behind both the page and
+its `/api/...` endpoint. The numbers come from the same functions as the CLI's: `model_report`
+(report), `compare` (compare), `store.class_counts` (aggregated in the database)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from . import store
+from .compare import Thresholds, compare
+from .reports import model_report
+from .selectors import SelectorError, pick
+from .vocab import is_probe
+
+GALLERY_MAX = 200  # misclassified images listed on a model page at most (the most confident first)
+PROBES_SHOWN = 24
+FLIPS_MAX = 200
+
+
+def _iso(t) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def model_ident(m: store.ModelInfo) -> dict:
+    return {"name": m.name, "version": m.version, "fingerprint": m.fingerprint, "labels": list(m.labels),
+            "identity": m.identity, "protocol": m.protocol, "backend": m.backend, "scores": m.scores}
+
+
+def models_overview(conn: Connection) -> dict:
+    """Every evaluated model, grouped by name (names sorted, newest version first), with its accuracy,
+    per-class recall and latest run — without loading prediction rows (one aggregate query)."""
+    ms = store.list_models(conn)
+    counts = store.class_counts(conn)
+    last = store.latest_runs(conn)
+    groups: dict[str, list[dict]] = {}
+    for m in ms:
+        c = counts.get(m.id, {})
+        n = sum(v[0] for v in c.values())
+        right = sum(v[1] for v in c.values())
+        run = last.get(m.id, {})
+        groups.setdefault(m.name, []).append({
+            **model_ident(m),
+            "predictions": m.predictions,
+            "evaluated_at": _iso(run.get("finished_at") or run.get("started_at") or m.first_seen),
+            "run_status": run.get("status"),
+            "n": n, "accuracy": right / n if n else None,
+            "recall": {lab: (c[lab][1] / c[lab][0] if c.get(lab, (0, 0))[0] else None) for lab in m.labels},
+        })
+    return {"groups": [{"name": name, "versions": list(reversed(vs))} for name, vs in sorted(groups.items())],
+            "n_models": len(ms)}
+
+
+def model_detail(conn: Connection, selector: str, *, label: str | None = None) -> dict:
+    """One model: the report (per class, per image kind, confusion, probes), its runs and failures,
+    the misclassified images (optionally of one true class) and the most confident lookalikes."""
+    ms = store.list_models(conn)
+    m = pick(ms, selector)
+    rows = store.load_rows(conn, model_id=m.id)
+    rep = model_report(m, rows)
+    wrong = [r for r in rows if not is_probe(r["kind"]) and r["predicted_label"] != r["label"]
+             and (label is None or r["label"] == label)]
+    wrong.sort(key=lambda r: -r["confidence"])
+    probes = sorted((r for r in rows if is_probe(r["kind"])), key=lambda r: -r["confidence"])[:PROBES_SHOWN]
+    try:
+        previous = pick(ms, f"{m.name}@previous", relative_to=m)
+    except SelectorError:
+        previous = None
+    return {
+        "model": {**model_ident(m), "urls": list(m.urls)},
+        "report": rep,
+        "runs": [{**r, "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"])}
+                 for r in store.model_runs(conn, model_id=m.id)],
+        "misclassified": {"label": label, "total": len(wrong), "images": [_image(r) for r in wrong[:GALLERY_MAX]]},
+        "lookalikes": [_image(r) for r in probes],
+        "previous": model_ident(previous) if previous else None,
+        "versions": [model_ident(x) for x in ms if x.name == m.name],
+    }
+
+
+def _image(r: dict) -> dict:
+    return {"sha256": r["sha256"], "label": r["label"], "kind": r["kind"], "predicted": r["predicted_label"],
+            "confidence": r["confidence"]}
+
+
+def comparison(conn: Connection, candidate: str, baseline: str | None = None,
+               th: Thresholds | None = None) -> dict:
+    """`compare` of two models (the candidate's previous version by default) and the images whose
+    answer flipped between them, the surest first."""
+    ms = store.list_models(conn)
+    cand = pick(ms, candidate)
+    base = pick(ms, baseline) if baseline else pick(ms, f"{cand.name}@previous", relative_to=cand)
+    base_rows = store.load_rows(conn, model_id=base.id)
+    cand_rows = store.load_rows(conn, model_id=cand.id)
+    result = compare(base, base_rows, cand, cand_rows, th or Thresholds())
+    shared = set(result["shared_labels"])
+    b = {r["sha256"]: r for r in base_rows if not is_probe(r["kind"]) and r["label"] in shared}
+    lost, gained = [], []
+    for r in cand_rows:
+        o = b.get(r["sha256"])
+        if o is None:
+            continue
+        was, now = o["predicted_label"] == o["label"], r["predicted_label"] == r["label"]
+        if was != now:
+            (lost if was else gained).append({**_image(r), "baseline_predicted": o["predicted_label"],
+                                              "baseline_confidence": o["confidence"]})
+    for xs in (lost, gained):
+        xs.sort(key=lambda x: (x["label"], -x["confidence"]))
+    return {"comparison": result, "baseline": model_ident(base), "candidate": model_ident(cand),
+            "flipped": {"right_to_wrong": lost[:FLIPS_MAX], "wrong_to_right": gained[:FLIPS_MAX],
+                        "n_right_to_wrong": len(lost), "n_wrong_to_right": len(gained)},
+            "models": [model_ident(x) for x in ms]}
+
+
+def history(conn: Connection, name: str) -> dict:
+    """Per-class recall of every version of `name`, oldest first (one aggregate query)."""
+    ms = [m for m in store.list_models(conn) if m.name == name]
+    if not ms:
+        raise SelectorError(f"no evaluated model named {name!r}")
+    counts = store.class_counts(conn, name=name)
+    labels: list[str] = []
+    for m in ms:
+        labels += [lab for lab in m.labels if lab not in labels]
+    versions = []
+    for m in ms:
+        c = counts.get(m.id, {})
+        versions.append({**model_ident(m),
+                         "recall": {lab: (c[lab][1] / c[lab][0] if c.get(lab, (0, 0))[0] else None)
+                                    for lab in m.labels}})
+    return {"name": name, "labels": labels, "versions": versions}
