@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test demo models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
+.PHONY: help venv test demo view screenshots models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
 
 help:
 	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v1 and v2"
+	@echo "make view     - serve the web view of the demo database on http://localhost:8090/"
 	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
 	@echo "make models   - retrain the three shipped models (18 min on 2 cores, measured with 'time make models')"
 	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
@@ -33,6 +34,14 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh
+
+# The web view of what `make demo` stored (read-only; the deploy hook stays off without HOOK_TOKEN).
+view: $(STAMP)
+	$(BIN)/data-collector --db "$${DATABASE_URL:-sqlite:///pokemon_tester.db}" serve --port "$${VIEW_PORT:-8090}"
+
+# docs/screenshots/*.png from the demo database (after `make demo`), in Debian's chromium.
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 models: $(STAMP)
 	PYTHON=$(BIN)/python ./model_creation/train_all.sh

@@ -49,3 +49,6 @@ else
   echo "Stored $((after - before)) predictions in ${DATABASE_URL#sqlite:///}."
   echo "Run 'make demo' again: nothing new is evaluated, the models are known by fingerprint."
 fi
+echo
+echo "Web view of these results (models, per-class plots, the misclassified images, compare, history):"
+echo "  make view     then open http://localhost:${VIEW_PORT:-8090}/"

@@ -212,3 +212,18 @@ def store_model(engine, *, name: str, version: str, fingerprint: str, labels: li
         store.insert_predictions(conn, rows=preds)
         store.finish_run(conn, run_id=run_id, status="completed", n_sent=len(answers), n_failed=0)
     return model_id
+
+
+POKEMON_LABELS = ["charmander", "bulbasaur", "pikachu"]
+POKEMON_CHANNELS = {"charmander": 0, "bulbasaur": 1, "pikachu": 2}
+POKEMON_COLOURS = {"charmander": (230, 20, 20), "bulbasaur": (20, 200, 30), "pikachu": (20, 30, 220)}
+
+
+def pokemon_models(tmp_path: Path, db_url: str):
+    """Two versions of a colour model named like Pokemon, collected into `db_url`: v2 lost pikachu
+    (an injected regression: its images are answered bulbasaur). Returns (engine, test-data folder)."""
+    data = make_test_data(tmp_path / "td", per_class=30, labels=POKEMON_LABELS, colors=POKEMON_COLOURS)
+    v1 = write_color_model(tmp_path / "v1", POKEMON_LABELS, name="pokemon", version="1", channels=POKEMON_CHANNELS)
+    v2 = write_color_model(tmp_path / "v2", POKEMON_LABELS, name="pokemon", version="2", channels=POKEMON_CHANNELS,
+                           swap=("pikachu", "bulbasaur"))
+    return collect_models(db_url, data, v1, v2), data

@@ -41,9 +41,12 @@ def recall_strip(recalls: dict[str, float | None]) -> str:
 def bar_chart_svg(title: str, items: list[tuple[str, float | None]], *, vmax: float = 1.0,
                   mark_below: float | None = LOW_RECALL) -> str:
     """Vertical bars with their value printed on top and a title; None is an empty slot."""
-    w_bar, gap, left, top, h = 46, 14, 34, 30, 150
-    width = left + len(items) * (w_bar + gap) + gap
-    out = [f"<svg class='chart' viewBox='0 0 {width} {top + h + 70}' role='img' aria-label='{esc(title)}'>",
+    w_bar, gap, top, h = 46, 14, 30, 150
+    width = max(7.5 * len(title) + 20, 34 + len(items) * (w_bar + gap) + gap)  # the title fits
+    left = width - len(items) * (w_bar + gap) - gap
+    height = top + h + 70
+    out = [f"<svg class='chart' width='{width:.0f}' height='{height}' viewBox='0 0 {width:.0f} {height}' role='img' "
+           f"aria-label='{esc(title)}'>",
            f"<text x='{width / 2}' y='18' text-anchor='middle' class='title'>{esc(title)}</text>"]
     for frac in (0, 0.5, 1):
         y = top + h - frac * h
@@ -71,10 +74,11 @@ def histogram_svg(title: str, bins: dict[str, int]) -> str:
 
 def line_chart_svg(title: str, xs: list[str], series: dict[str, list[float | None]]) -> str:
     """One line per series over the x categories (versions), y in [0, 1], legend under the plot."""
-    left, top, w, h = 40, 30, max(220, 90 * len(xs)), 180
+    left, top, w, h = 40, 30, max(440, 90 * len(xs)), 200
     width = left + w + 20
     legend_rows = (len(series) + 3) // 4
-    out = [f"<svg class='chart wide' viewBox='0 0 {width} {top + h + 40 + 18 * legend_rows}' role='img' "
+    height = top + h + 40 + 18 * legend_rows
+    out = [f"<svg class='chart' width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img' "
            f"aria-label='{esc(title)}'>",
            f"<text x='{width / 2}' y='18' text-anchor='middle' class='title'>{esc(title)}</text>"]
     for frac in (0, 0.25, 0.5, 0.75, 1):
@@ -176,8 +180,8 @@ th:first-child,td:first-child{text-align:left}
 .bad{background:#fadbd8}.unsure{background:#fdebd0}
 .legend{color:#555;font-size:.9em;max-width:60em}
 .scroll{overflow-x:auto;max-width:100%}
-svg.chart{width:100%;max-width:520px;height:auto;background:#fff;border:1px solid #e3e3e3;margin:.3em 0}
-svg.chart.wide{max-width:760px}
+svg.chart{max-width:100%;height:auto;background:#fff;border:1px solid #e3e3e3;margin:.3em .3em .3em 0;
+ vertical-align:top}
 svg .title{font:600 14px sans-serif}svg .axis{font:11px sans-serif;fill:#333}
 svg .value{font:11px sans-serif;fill:#000}svg .grid{stroke:#ddd}
 table.confusion td{min-width:2.6em;text-align:center;font-size:1.05em;padding:6px}

@@ -4,6 +4,9 @@ its `/api/...` endpoint. The numbers come from the same functions as the CLI's: 
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 from sqlalchemy import Connection
 
 from . import store
@@ -21,6 +24,25 @@ def _iso(t) -> str | None:
     return t.isoformat() if t is not None else None
 
 
+def version_key(m: store.ModelInfo) -> tuple:
+    """Versions in natural order (2 < 10; numbers before words), then by when first seen."""
+    parts = tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[.\-_+]", m.version))
+    return parts, m.first_seen or datetime.min.replace(tzinfo=UTC), m.id
+
+
+def by_version(ms: list[store.ModelInfo], name: str) -> list[store.ModelInfo]:
+    """The versions of `name`, oldest to newest in version order."""
+    return sorted((m for m in ms if m.name == name), key=version_key)
+
+
+def previous_version(ms: list[store.ModelInfo], m: store.ModelInfo) -> store.ModelInfo | None:
+    """The version before `m` in version order (the view's 'previous'; `@previous` on the command line
+    is the one seen before)."""
+    same = by_version(ms, m.name)
+    i = next(k for k, x in enumerate(same) if x.id == m.id)
+    return same[i - 1] if i > 0 else None
+
+
 def model_ident(m: store.ModelInfo) -> dict:
     return {"name": m.name, "version": m.version, "fingerprint": m.fingerprint, "labels": list(m.labels),
             "identity": m.identity, "protocol": m.protocol, "backend": m.backend, "scores": m.scores}
@@ -33,7 +55,7 @@ def models_overview(conn: Connection) -> dict:
     counts = store.class_counts(conn)
     last = store.latest_runs(conn)
     groups: dict[str, list[dict]] = {}
-    for m in ms:
+    for m in sorted(ms, key=lambda x: (x.name, version_key(x))):
         c = counts.get(m.id, {})
         n = sum(v[0] for v in c.values())
         right = sum(v[1] for v in c.values())
@@ -61,10 +83,7 @@ def model_detail(conn: Connection, selector: str, *, label: str | None = None) -
              and (label is None or r["label"] == label)]
     wrong.sort(key=lambda r: -r["confidence"])
     probes = sorted((r for r in rows if is_probe(r["kind"])), key=lambda r: -r["confidence"])[:PROBES_SHOWN]
-    try:
-        previous = pick(ms, f"{m.name}@previous", relative_to=m)
-    except SelectorError:
-        previous = None
+    previous = previous_version(ms, m)
     return {
         "model": {**model_ident(m), "urls": list(m.urls)},
         "report": rep,
@@ -73,7 +92,7 @@ def model_detail(conn: Connection, selector: str, *, label: str | None = None) -
         "misclassified": {"label": label, "total": len(wrong), "images": [_image(r) for r in wrong[:GALLERY_MAX]]},
         "lookalikes": [_image(r) for r in probes],
         "previous": model_ident(previous) if previous else None,
-        "versions": [model_ident(x) for x in ms if x.name == m.name],
+        "versions": [model_ident(x) for x in by_version(ms, m.name)],
     }
 
 
@@ -88,7 +107,9 @@ def comparison(conn: Connection, candidate: str, baseline: str | None = None,
     answer flipped between them, the surest first."""
     ms = store.list_models(conn)
     cand = pick(ms, candidate)
-    base = pick(ms, baseline) if baseline else pick(ms, f"{cand.name}@previous", relative_to=cand)
+    base = pick(ms, baseline) if baseline else previous_version(ms, cand)
+    if base is None:
+        raise SelectorError(f"{cand.title} has no earlier version to compare with: choose a baseline")
     base_rows = store.load_rows(conn, model_id=base.id)
     cand_rows = store.load_rows(conn, model_id=cand.id)
     result = compare(base, base_rows, cand, cand_rows, th or Thresholds())
@@ -113,7 +134,7 @@ def comparison(conn: Connection, candidate: str, baseline: str | None = None,
 
 def history(conn: Connection, name: str) -> dict:
     """Per-class recall of every version of `name`, oldest first (one aggregate query)."""
-    ms = [m for m in store.list_models(conn) if m.name == name]
+    ms = by_version(store.list_models(conn), name)
     if not ms:
         raise SelectorError(f"no evaluated model named {name!r}")
     counts = store.class_counts(conn, name=name)

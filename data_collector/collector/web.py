@@ -55,7 +55,8 @@ header a{color:#fff;text-decoration:none;font-weight:600}header .brand{font-size
 form.pick{display:flex;flex-wrap:wrap;gap:.5em;align-items:end;margin:.5em 0}
 form.pick select{max-width:100%}
 .filters a{margin-right:.6em}
-@media (max-width:600px){main{padding:.5em}td,th{padding:2px 4px;font-size:.85em}
+h1,h2{overflow-wrap:anywhere}
+@media (max-width:600px){main{padding:.5em}td,th{padding:2px 4px;font-size:.85em}h1{font-size:1.5em}
  .gallery{grid-template-columns:repeat(auto-fill,minmax(100px,1fr))}}
 """
 
@@ -200,12 +201,12 @@ def _compare_data() -> dict:
 
 
 def _default_candidate(conn) -> str:
-    """The newest model that has an earlier version: what people compare first."""
+    """The highest version of the most recently evaluated model name that has two or more versions."""
     ms = store.list_models(conn)
-    names = [m.name for m in ms]
     for m in reversed(ms):
-        if names.count(m.name) > 1 and ms.index(m) > names.index(m.name):
-            return m.fingerprint
+        versions = views.by_version(ms, m.name)
+        if len(versions) > 1:
+            return versions[-1].fingerprint
     raise SelectorError("no model has two evaluated versions yet: nothing to compare")
 
 
