@@ -23,6 +23,7 @@ from bench import (
     bench_scale,
     bench_server,
     bench_stream,
+    bench_web,
 )
 from bench.common import ROOT, machine
 
@@ -55,6 +56,8 @@ def main(argv=None) -> dict:
     results["scale"] = bench_scale.main(["--sizes", "100", "200"] if small else [])
     print("== streaming: 10k -> 200k synthetic images")
     results["stream"] = bench_stream.main(["--sizes", "500", "2000"] if small else [])
+    print("== web view: 50 models x 2,000 images")
+    results["web"] = bench_web.main(["--models", "4", "--images", "200", "--requests", "3"] if small else [])
     print("== scale targets" + (" (smoke sizes: far too small for these targets to mean anything)" if small else ""))
     for line in scale_targets(results):
         print(line)

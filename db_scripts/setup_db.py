@@ -1,4 +1,5 @@
-"""Prepare a PostgreSQL database: wait for it, migrate as the owner, create the collector role.
+"""Prepare a PostgreSQL database: wait for it, migrate as the owner, create the collector role
+and the web view's read-only role.
 
     python db_scripts/setup_db.py            # settings from the environment (see .env.example)
 
@@ -6,6 +7,8 @@ Environment:
   DATABASE_OWNER_URL   owner connection (runs migrations), e.g. postgresql://owner:pw@postgres:5432/pokemon
   COLLECTOR_DB_USER    least-privilege role the collector uses (SELECT, INSERT, UPDATE only)
   COLLECTOR_DB_PASSWORD its password (or COLLECTOR_DB_PASSWORD_FILE, a secret file)
+  VIEWER_DB_USER       read-only role of the web view (SELECT only; default viewer)
+  VIEWER_DB_PASSWORD   its password (or VIEWER_DB_PASSWORD_FILE); unset: no viewer role
   DB_ATTEMPTS          connection attempts, 1 s apart (default 60)
 """
 
@@ -31,8 +34,13 @@ def secret(name: str) -> str | None:
     return os.environ.get(name)
 
 
-def create_collector_role(engine, *, role: str, pw: str) -> None:
-    """Create or update the role; grant only what collecting needs (no DELETE, TRUNCATE, DDL)."""
+COLLECTOR_GRANTS = ("SELECT, INSERT, UPDATE", True)  # (table privileges, TEMPORARY for COPY staging)
+VIEWER_GRANTS = ("SELECT", False)
+
+
+def create_collector_role(engine, *, role: str, pw: str, grants: tuple[str, bool] = COLLECTOR_GRANTS) -> None:
+    """Create or update the role; grant only what collecting needs (no DELETE, TRUNCATE, DDL), or
+    with VIEWER_GRANTS only what reading needs."""
     if not ROLE_NAME.match(role):
         raise ValueError(f"invalid role name {role!r} (lowercase letters, digits, underscore)")
     from psycopg2 import sql
@@ -47,14 +55,19 @@ def create_collector_role(engine, *, role: str, pw: str) -> None:
         cur.execute("SELECT current_database()")
         (db,) = cur.fetchone()
         ident = sql.Identifier(role)
+        tables, temporary = grants
+        if tables not in (COLLECTOR_GRANTS[0], VIEWER_GRANTS[0]):
+            raise ValueError(f"unexpected privileges {tables!r}")
         for stmt in (
             "REVOKE ALL ON DATABASE {db} FROM {r}",
-            "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {r}",  # TEMPORARY: COPY staging (store.py)
+            # TEMPORARY: COPY staging (store.py)
+            "GRANT CONNECT" + (", TEMPORARY" if temporary else "") + " ON DATABASE {db} TO {r}",
             "GRANT USAGE ON SCHEMA public TO {r}",
             "REVOKE CREATE ON SCHEMA public FROM {r}",
             "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {r}",
-            "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {r}",
-            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {r}",
+            "GRANT " + tables + " ON ALL TABLES IN SCHEMA public TO {r}",
+            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {r}" if temporary else
+            "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {r}",
         ):
             cur.execute(sql.SQL(stmt).format(db=sql.Identifier(db), r=ident))
         raw.commit()
@@ -66,6 +79,8 @@ def main() -> int:
     owner_url = secret("DATABASE_OWNER_URL")
     role = os.environ.get("COLLECTOR_DB_USER", "collector")
     collector_pw = secret("COLLECTOR_DB_PASSWORD")
+    viewer = os.environ.get("VIEWER_DB_USER", "viewer")
+    viewer_pw = secret("VIEWER_DB_PASSWORD")
     if not owner_url:
         print("setup_db: error: DATABASE_OWNER_URL is not set (see .env.example)", file=sys.stderr)
         return 2
@@ -81,12 +96,17 @@ def main() -> int:
         store.connect_check(engine, attempts=int(os.environ.get("DB_ATTEMPTS", "60")))
         store.upgrade(engine)
         create_collector_role(engine, role=role, pw=collector_pw)
+        if viewer_pw:
+            if viewer == role:
+                raise ValueError("VIEWER_DB_USER must differ from COLLECTOR_DB_USER")
+            create_collector_role(engine, role=viewer, pw=viewer_pw, grants=VIEWER_GRANTS)
         with engine.connect() as c:
             rev = c.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     except (store.StoreError, ValueError) as e:
         print(f"setup_db: error: {e}", file=sys.stderr)
         return 1
-    print(f"setup_db: schema at revision {rev}; role {role!r} may SELECT, INSERT, UPDATE")
+    print(f"setup_db: schema at revision {rev}; role {role!r} may SELECT, INSERT, UPDATE"
+          + (f"; role {viewer!r} may SELECT" if viewer_pw else "; no viewer role (VIEWER_DB_PASSWORD unset)"))
     return 0
 
 

@@ -21,6 +21,7 @@ export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=55432 POSTGRES_DB=pokemon_smoke POS
 export COLLECTOR_DB_USER=smoke_collector
 POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export POSTGRES_PASSWORD
 COLLECTOR_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export COLLECTOR_DB_PASSWORD
+VIEWER_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export VIEWER_DB_PASSWORD
 HOOK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); export HOOK_TOKEN
 export HOOK_ALLOWED_HOSTS=127.0.0.1  # host networking: the model services are on loopback
 export ENV_FILE=/nonexistent  # the scripts below must not read a developer's .env
@@ -76,6 +77,21 @@ n=$(./connect_to_db.sh -tAc "SELECT COUNT(*) FROM predictions" </dev/null | tr -
 echo "predictions: $n"
 [ "$n" -gt 0 ] || { echo "docker-smoke: no predictions stored" >&2; exit 1; }
 ./connect_to_db.sh -c "SELECT model, label, n, accuracy FROM v_class_accuracy ORDER BY model, label" </dev/null
+echo "== the web view (data_collector service, read-only role): pages, JSON and a thumbnail"
+python3 - <<'PY'
+import json, urllib.request
+base = "http://127.0.0.1:18090"
+with urllib.request.urlopen(base + "/", timeout=60) as r:
+    page = r.read().decode()
+assert r.status == 200 and "ml_original" in page and "ml_ditto_and_mimikyu" in page, page[:500]
+with urllib.request.urlopen(base + "/api/models/ml_original", timeout=60) as r:
+    model = json.load(r)
+wrong = model["misclassified"]["images"]
+print("ml_original:", model["report"]["accuracy"], "misclassified:", model["misclassified"]["total"])
+assert wrong, model["misclassified"]
+with urllib.request.urlopen(f"{base}/images/{wrong[0]['sha256']}?size=96", timeout=60) as r:
+    assert r.status == 200 and r.headers["Content-Type"] == "image/png" and len(r.read()) > 100
+PY
 echo "== exec line again: nothing new is evaluated"
 compose exec -T data_collector python data_collector.py "${MODEL_URLS[@]}" </dev/null
 n2=$(./connect_to_db.sh -tAc "SELECT COUNT(*) FROM predictions" </dev/null | tr -d '[:space:]')

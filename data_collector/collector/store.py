@@ -483,6 +483,13 @@ def class_counts(conn: Connection, *, name: str | None = None) -> dict[int, dict
     return out
 
 
+def predictions_mark(conn: Connection) -> tuple:
+    """Changes whenever a prediction or a model is stored (ids only grow; stored rows never change):
+    a cache key for aggregates over the predictions. Two index lookups."""
+    return (conn.execute(select(func.max(predictions.c.id))).scalar(),
+            conn.execute(select(func.max(models.c.id))).scalar())
+
+
 def latest_runs(conn: Connection) -> dict[int, dict]:
     """model id -> its most recent run (status, started, finished, sent, failed)."""
     newest = select(func.max(runs.c.id)).group_by(runs.c.model_id).scalar_subquery()

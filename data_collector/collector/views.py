@@ -5,6 +5,7 @@ its `/api/...` endpoint. The numbers come from the same functions as the CLI's: 
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection
@@ -18,6 +19,27 @@ from .vocab import is_probe
 GALLERY_MAX = 200  # misclassified images listed on a model page at most (the most confident first)
 PROBES_SHOWN = 24
 FLIPS_MAX = 200
+
+
+_counts_lock = threading.Lock()
+_counts_cache: dict[tuple, tuple] = {}  # (database, name) -> (predictions mark, class counts)
+
+
+def class_counts(conn: Connection, name: str | None = None) -> dict[int, dict[str, tuple[int, int]]]:
+    """store.class_counts, recomputed only when predictions were added since the last call: stored
+    predictions never change, so the models page does not aggregate every row at every request."""
+    mark = store.predictions_mark(conn)
+    key = (conn.engine.url.render_as_string(hide_password=True), name)
+    with _counts_lock:
+        hit = _counts_cache.get(key)
+    if hit is not None and hit[0] == mark:
+        return hit[1]
+    counts = store.class_counts(conn, name=name)
+    with _counts_lock:
+        _counts_cache[key] = (mark, counts)
+        while len(_counts_cache) > 256:
+            _counts_cache.pop(next(iter(_counts_cache)))
+    return counts
 
 
 def _iso(t) -> str | None:
@@ -52,7 +74,7 @@ def models_overview(conn: Connection) -> dict:
     """Every evaluated model, grouped by name (names sorted, newest version first), with its accuracy,
     per-class recall and latest run — without loading prediction rows (one aggregate query)."""
     ms = store.list_models(conn)
-    counts = store.class_counts(conn)
+    counts = class_counts(conn)
     last = store.latest_runs(conn)
     groups: dict[str, list[dict]] = {}
     for m in sorted(ms, key=lambda x: (x.name, version_key(x))):
@@ -137,7 +159,7 @@ def history(conn: Connection, name: str) -> dict:
     ms = by_version(store.list_models(conn), name)
     if not ms:
         raise SelectorError(f"no evaluated model named {name!r}")
-    counts = store.class_counts(conn, name=name)
+    counts = class_counts(conn, name)
     labels: list[str] = []
     for m in ms:
         labels += [lab for lab in m.labels if lab not in labels]

@@ -145,3 +145,21 @@ def test_compare_page_numbers_equal_the_compare_command(web, db_url):
         direct = compare(ms["1"], store.load_rows(conn, model_id=ms["1"].id), ms["2"],
                          store.load_rows(conn, model_id=ms["2"].id))
     assert page["classes"]["pikachu"]["p_value"] == direct["classes"]["pikachu"]["p_value"]
+
+
+def test_the_models_page_sees_new_predictions_at_once(tmp_path):
+    """The per-class counts are cached between requests until a prediction is added."""
+    from helpers import POKEMON_CHANNELS, POKEMON_COLOURS, POKEMON_LABELS
+
+    data = make_test_data(tmp_path / "td", per_class=5, labels=POKEMON_LABELS, colors=POKEMON_COLOURS)
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    v1 = write_color_model(tmp_path / "v1", POKEMON_LABELS, name="p", version="1", channels=POKEMON_CHANNELS)
+    v2 = write_color_model(tmp_path / "v2", POKEMON_LABELS, name="p", version="2", channels=POKEMON_CHANNELS,
+                           swap=("pikachu", "bulbasaur"))
+    engine = collect_models(db, data, v1)
+    client = create_web_app(engine=engine, test_dir=data).test_client()
+    assert [v["recall"]["pikachu"] for v in client.get("/api/models").get_json()["groups"][0]["versions"]] == [1.0]
+    collect_models(db, data, v2)
+    versions = client.get("/api/models").get_json()["groups"][0]["versions"]
+    assert [(v["version"], v["recall"]["pikachu"]) for v in versions] == [("2", 0.0), ("1", 1.0)]
+    assert [v["recall"]["pikachu"] for v in client.get("/api/history/p").get_json()["versions"]] == [1.0, 0.0]

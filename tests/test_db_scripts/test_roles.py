@@ -50,6 +50,37 @@ def test_collector_role_cannot_drop_truncate_or_delete(pg_url, tmp_path):
         owner.dispose()
 
 
+def test_the_web_view_role_can_only_read(pg_url, tmp_path):
+    role, viewer = f"pct_collector_{uuid.uuid4().hex[:8]}", f"pct_viewer_{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, DATABASE_OWNER_URL=pg_url, COLLECTOR_DB_USER=role, COLLECTOR_DB_PASSWORD="c-password",
+               VIEWER_DB_USER=viewer, VIEWER_DB_PASSWORD="v-password", DB_ATTEMPTS="3")
+    r = subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and f"role '{viewer}' may SELECT" in r.stdout, r.stderr
+    owner = create_engine(pg_url)
+    with owner.begin() as c:
+        c.execute(text("INSERT INTO images (sha256, path, label, kind) VALUES ('ab', 'p', 'l', 'photo')"))
+    as_viewer = create_engine(pg_url.replace("postgres@", f"{viewer}:v-password@"))
+    try:
+        with as_viewer.connect() as c:
+            assert c.execute(text("SELECT path FROM images")).scalar_one() == "p"
+        for stmt in ("INSERT INTO images (sha256, path, label, kind) VALUES ('cd', 'p', 'l', 'photo')",
+                     "UPDATE images SET path = 'q'", "DELETE FROM images", "TRUNCATE images",
+                     "SELECT nextval('images_id_seq')"):
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                with as_viewer.begin() as c:
+                    c.execute(text(stmt))
+    finally:
+        as_viewer.dispose()
+        owner.dispose()
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            for r_ in (role, viewer):
+                c.execute(text(f'DROP OWNED BY "{r_}"'))
+                c.execute(text(f'DROP ROLE "{r_}"'))
+        admin.dispose()
+
+
 def test_setup_db_errors_are_clear(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "COLLECTOR_"))}
     r = subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT, env=env, capture_output=True,
