@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -67,11 +68,10 @@ class HashCache:
         that could not be read."""
         known: dict[str, tuple] = {}
         if self.conn is not None and files:
-            marks = ",".join("?" * len(files))
-            try:
+            try:  # the paths as one JSON array parameter: one fixed statement for any number of files
                 known = {r[0]: r[1:] for r in self.conn.execute(
-                    f"SELECT path, size, mtime_ns, sha256 FROM hashes WHERE path IN ({marks})",  # noqa: S608 (only ?s)
-                    [path for path, _ in files])}
+                    "SELECT path, size, mtime_ns, sha256 FROM hashes WHERE path IN (SELECT value FROM json_each(?))",
+                    (json.dumps([path for path, _ in files]),))}
             except sqlite3.Error:
                 known = {}
         out: list[str | None] = []
