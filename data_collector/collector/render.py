@@ -8,6 +8,7 @@ resource, no script), sized by its viewBox so that it shrinks with the page.
 from __future__ import annotations
 
 import html
+import math
 
 from .compare import COMPARE_LEGEND, class_verdict
 from .formatting import interval, num
@@ -73,18 +74,25 @@ def histogram_svg(title: str, bins: dict[str, int]) -> str:
 
 
 def line_chart_svg(title: str, xs: list[str], series: dict[str, list[float | None]]) -> str:
-    """One line per series over the x categories (versions), y in [0, 1], legend under the plot."""
-    left, top, w, h = 40, 30, max(440, 90 * len(xs)), 200
+    """One line per series over the x categories (versions), legend under the plot. The y axis
+    starts at 0, or just under the lowest value when every value is above 0.5 (recall lives high)."""
+    left, top, w, h = 44, 30, max(440, 90 * len(xs)), 220
     width = left + w + 20
     legend_rows = (len(series) + 3) // 4
     height = top + h + 40 + 18 * legend_rows
+    values = [y for ys in series.values() for y in ys if y is not None]
+    lo = 0.0 if not values or min(values) <= 0.5 else max(0.0, math.floor((min(values) - 0.05) * 10) / 10)
+    ticks = [lo + (1 - lo) * k / 4 for k in range(5)]
+
+    def y_at(v: float) -> float:
+        return top + h - h * (v - lo) / (1 - lo)
+
     out = [f"<svg class='chart' width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img' "
            f"aria-label='{esc(title)}'>",
            f"<text x='{width / 2}' y='18' text-anchor='middle' class='title'>{esc(title)}</text>"]
-    for frac in (0, 0.25, 0.5, 0.75, 1):
-        y = top + h - frac * h
-        out.append(f"<line x1='{left}' x2='{left + w}' y1='{y}' y2='{y}' class='grid'/>"
-                   f"<text x='{left - 4}' y='{y + 4}' text-anchor='end' class='axis'>{frac:g}</text>")
+    for t in ticks:
+        out.append(f"<line x1='{left}' x2='{left + w}' y1='{y_at(t):.1f}' y2='{y_at(t):.1f}' class='grid'/>"
+                   f"<text x='{left - 4}' y='{y_at(t) + 4:.1f}' text-anchor='end' class='axis'>{t:.3g}</text>")
 
     def x_at(i: int) -> float:
         return left + (w * (i + 0.5) / max(len(xs), 1))
@@ -93,11 +101,11 @@ def line_chart_svg(title: str, xs: list[str], series: dict[str, list[float | Non
         out.append(f"<text x='{x_at(i)}' y='{top + h + 16}' text-anchor='middle' class='axis'>{esc(x)}</text>")
     for k, (name, ys) in enumerate(series.items()):
         colour = PALETTE[k % len(PALETTE)]
-        pts = [(x_at(i), top + h - h * y) for i, y in enumerate(ys) if y is not None]
+        pts = [(x_at(i), y_at(y), y) for i, y in enumerate(ys) if y is not None]
         if len(pts) > 1:
             out.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' "
-                       f"points='{' '.join(f'{a:.1f},{b:.1f}' for a, b in pts)}'/>")
-        for (a, b), y in zip(pts, [y for y in ys if y is not None], strict=True):
+                       f"points='{' '.join(f'{a:.1f},{b:.1f}' for a, b, _ in pts)}'/>")
+        for a, b, y in pts:
             out.append(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3.5' fill='{colour}'>"
                        f"<title>{esc(name)}: {num(y)}</title></circle>")
         lx, ly = left + (k % 4) * (w / 4), top + h + 36 + 18 * (k // 4)
