@@ -73,7 +73,9 @@ def test_watch_evaluates_each_new_fingerprint_once(tmp_path, big_data):
     assert len(list(reports.glob("*.html"))) == 2
 
 
-def test_deploy_hook(tmp_path, big_data):
+def _hook_with_two_versions(tmp_path, big_data):
+    """A hook app (SQLite, token s3cret-token, 127.0.0.1 allowed), the auth header, a Switch serving
+    v1 of a colour model, v2 (green broken) and the database URL."""
     db = f"sqlite:///{tmp_path / 'h.db'}"
     engine = store.make_engine(db)
     store.ensure_schema(engine)
@@ -82,8 +84,11 @@ def test_deploy_hook(tmp_path, big_data):
     settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "rep", opts=CollectOptions())
     hook = create_hook_app(engine=engine, settings=settings, token="s3cret-token",
                            allowed=HostPolicy(["127.0.0.1"])).test_client()
-    auth = {"Authorization": "Bearer s3cret-token"}
-    switch = Switch(v1)
+    return hook, {"Authorization": "Bearer s3cret-token"}, Switch(v1), v2, db
+
+
+def test_deploy_hook(tmp_path, big_data):
+    hook, auth, switch, v2, db = _hook_with_two_versions(tmp_path, big_data)
     with LiveServer(switch) as srv:
         assert hook.post("/hooks/deployed", json={"url": srv.url}).status_code == 401
         assert hook.post("/hooks/deployed", json={"u": 1}, headers=auth).status_code == 400
@@ -105,16 +110,7 @@ def test_deploy_hook(tmp_path, big_data):
 def test_the_hook_answers_at_once_and_the_job_says_how_it_went(tmp_path, big_data):
     """202 with a job id at once; GET /jobs/ID: queued or running, then done with the verdict and
     links into the web view; ?wait=1 on the job gives the synchronous answer."""
-    db = f"sqlite:///{tmp_path / 'h.db'}"
-    engine = store.make_engine(db)
-    store.ensure_schema(engine)
-    v1 = write_color_model(tmp_path / "v1", ["red", "green", "blue"], version="1")
-    v2 = write_color_model(tmp_path / "v2", ["red", "green", "blue"], version="2", swap=("green", "blue"))
-    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "rep", opts=CollectOptions())
-    hook = create_hook_app(engine=engine, settings=settings, token="s3cret-token",
-                           allowed=HostPolicy(["127.0.0.1"])).test_client()
-    auth = {"Authorization": "Bearer s3cret-token"}
-    switch = Switch(v1)
+    hook, auth, switch, v2, _ = _hook_with_two_versions(tmp_path, big_data)
     with LiveServer(switch) as srv:
         assert hook.post("/hooks/deployed?wait=1", json={"url": srv.url}, headers=auth).status_code == 200
         switch.set(v2)
