@@ -111,7 +111,7 @@ def _server_options(f):
         help="database URL of the web view (a read-only role: ./setup_db.sh creates one)")
 @_server_options
 def serve_cmd(ctx, view_db, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw):
-    """Serve the web view of the evaluations and the deploy hook on one port.
+    """Serve the web view and the deploy hook.
 
     The view (GET /, /models/..., /compare, /history/...) is read-only. The hook
     (POST /hooks/deployed) is enabled when HOOK_TOKEN holds a token of 16+ characters, or with
@@ -124,7 +124,9 @@ def serve_cmd(ctx, view_db, host, port, allowed_hosts, max_jobs, no_auth, report
 @click.command("hook")
 @_server_options
 def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw):
-    """Serve POST /hooks/deployed {"url": ...} for CI/CD (and the web view, as `serve` does).
+    """Serve the deploy hook for CI/CD (serve, with a token required).
+
+    POST /hooks/deployed {"url": ...}; the web view is served too, as by `serve`.
 
     Requests need `Authorization: Bearer <HOOK_TOKEN>`: the hook does not start without a
     token of 16+ characters in the environment, unless started with --no-auth on loopback.
