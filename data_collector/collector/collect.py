@@ -34,7 +34,7 @@ REJECTED_BEFORE_GIVING_UP = 8
 # its stored images (chosen at random) as stored: same label, every score within SCORE_NOISE.
 VERIFY_IMAGES = 4
 CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
-WRITE_ROWS = 256  # answers stored per transaction at most (see _Writer)
+WRITE_ROWS = 1024  # answers stored per transaction at most (see _Writer)
 WRITE_INTERVAL_S = 1.0  # ... or after this long, whichever comes first
 SCORE_NOISE = 1e-3  # images refused (4xx) with none accepted: the server rejects everything
 

@@ -134,7 +134,7 @@ def test_only_a_dead_process_runs_are_marked_interrupted(db_url):
         assert store.reap_dead_runs(conn) == []
 
 
-ODD = 'a, "quoted" \\ label'  # CSV and COPY escaping
+ODD = 'a, "quoted" \\ label\twith a tab\nand a newline é'  # COPY text-format escaping
 
 
 def test_bulk_inserts_are_idempotent_on_both_paths(db_url):
