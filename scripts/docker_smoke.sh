@@ -16,7 +16,11 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
-export COMPOSE_FILE=docker-compose.yml:docker-compose.smoke.yml COMPOSE_PROJECT_NAME=pct_smoke
+# Host networking cannot publish ports: the base file without its one-line `ports:` entries
+# (written next to it, so that build contexts resolve the same).
+BASE=.docker-compose.smoke-base.yml
+grep -v '^ *ports: \[' docker-compose.yml >"$BASE"
+export COMPOSE_FILE=$BASE:docker-compose.smoke.yml COMPOSE_PROJECT_NAME=pct_smoke
 export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=55432 POSTGRES_DB=pokemon_smoke POSTGRES_USER=smoke_owner
 export COLLECTOR_DB_USER=smoke_collector
 POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export POSTGRES_PASSWORD
@@ -26,7 +30,7 @@ HOOK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); exp
 export HOOK_ALLOWED_HOSTS=127.0.0.1  # host networking: the model services are on loopback
 export ENV_FILE=/nonexistent  # the scripts below must not read a developer's .env
 
-cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; }
+cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; rm -f "$BASE"; }
 trap cleanup EXIT
 
 echo "== build"

@@ -40,13 +40,17 @@ def test_services_healthchecks_and_dependencies():
 
 def test_no_credentials_in_compose_and_only_collector_role_in_collector():
     text = (ROOT / "docker-compose.yml").read_text()
-    for key in ("POSTGRES_PASSWORD", "COLLECTOR_DB_PASSWORD"):
+    for key in ("POSTGRES_PASSWORD", "COLLECTOR_DB_PASSWORD", "VIEWER_DB_PASSWORD"):
         for m in re.finditer(rf"{key}[^\n]*", text):
             assert "${" in m.group(0), m.group(0)
     env = SERVICES["data_collector"]["environment"]
     assert "COLLECTOR_DB_USER" in env["DATABASE_URL"] and "POSTGRES_PASSWORD" not in str(env)
+    assert "VIEWER_DB_USER" in env["VIEW_DATABASE_URL"]  # the web view reads as the read-only role
+    # The view and the hook are published on this machine only.
+    assert [str(p).startswith("127.0.0.1:") for p in SERVICES["data_collector"]["ports"]] == [True]
     example = (ROOT / ".env.example").read_text()
-    for var in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "COLLECTOR_DB_USER", "COLLECTOR_DB_PASSWORD"):
+    for var in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "COLLECTOR_DB_USER", "COLLECTOR_DB_PASSWORD",
+                "VIEWER_DB_USER", "VIEWER_DB_PASSWORD"):
         assert re.search(rf"^{var}=", example, re.M), var
 
 
