@@ -172,20 +172,26 @@ class Jobs:
             if job_id in self._jobs:
                 self._jobs[job_id]["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
 
-    def future(self, job_id: str) -> Future | None:
+    def record(self, job_id: str) -> dict | None:
+        """The job as kept (id, url, future, times), or None."""
         with self._lock:
-            job = self._jobs.get(job_id)
-        return job["future"] if job else None
+            return self._jobs.get(job_id)
 
     def get(self, job_id: str) -> dict | None:
-        with self._lock:
-            job = self._jobs.get(job_id)
+        job = self.record(job_id)
         return job_status(job) if job else None
 
     def recent(self, n: int = 20) -> list[dict]:
         with self._lock:
             jobs = list(self._jobs.values())[-n:]
         return [job_status(j) for j in reversed(jobs)]
+
+
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """What a job that raised answers: (message, status) — 503 when the database failed."""
+    if isinstance(exc, DatabaseFailure | StoreError | DBAPIError):
+        return f"database: {getattr(exc, 'orig', exc)}".splitlines()[0], 503
+    return "internal error", 500
 
 
 def job_status(job: dict) -> dict:
@@ -198,9 +204,7 @@ def job_status(job: dict) -> dict:
         return out
     exc = fut.exception()
     if exc is not None:
-        message = f"database: {getattr(exc, 'orig', exc)}".splitlines()[0] \
-            if isinstance(exc, (DatabaseFailure, StoreError, DBAPIError)) else "internal error"
-        return {**out, "state": "failed", "verdict": "error", "error": message}
+        return {**out, "state": "failed", "verdict": "error", "error": _failure(exc)[0]}
     result = fut.result()
     out.update(state="done" if result["verdict"] != "error" else "failed", verdict=result["verdict"],
                result=result)
@@ -279,34 +283,33 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
             resp.headers["Retry-After"] = "30"
             return resp, 429
         job_id = jobs.add(url, job)
-        if request.args.get("wait") not in ("1", "true", "yes"):
+        if not _wants_wait():
             resp = jsonify({**jobs.get(job_id), "wait_url": f"/jobs/{job_id}?wait=1"})
             resp.status_code = 202
             resp.headers["Location"] = f"/jobs/{job_id}"
             return resp
         return _waited(job_id)
 
+    def _wants_wait() -> bool:
+        return request.args.get("wait") in ("1", "true", "yes")
+
     def _waited(job_id: str):
         """The job's answer once it is done: 200 with the verdict, 502 when the evaluation
         failed, 503 when the database did."""
-        fut = jobs.future(job_id)
-        if fut is not None:
-            try:
-                fut.result()
-            except (DatabaseFailure, StoreError, DBAPIError) as e:
-                return jsonify({"error": f"database: {getattr(e, 'orig', e)}".splitlines()[0], "verdict": "error",
-                                "job": job_id}), 503
-        status = jobs.get(job_id)
-        if status is None:
+        job = jobs.record(job_id)
+        if job is None:
             return jsonify({"error": "no such job (finished jobs are kept for a while only)"}), 404
-        if "result" not in status:
-            return jsonify({"error": status.get("error", "internal error"), "verdict": "error", "job": job_id}), 500
+        exc = job["future"].exception()  # waits for the job
+        if exc is not None:
+            message, code = _failure(exc)
+            return jsonify({"error": message, "verdict": "error", "job": job_id}), code
+        status = job_status(job)
         return jsonify({**status["result"], "job": job_id, "links": status["links"]}), \
             200 if status["result"]["verdict"] != "error" else 502
 
     @app.get("/jobs/<job_id>")
     def job(job_id: str):
-        if request.args.get("wait") in ("1", "true", "yes"):
+        if _wants_wait():
             return _waited(job_id)
         status = jobs.get(job_id)
         if status is None:

@@ -19,16 +19,17 @@ from .render import (
     histogram_svg,
     line_chart_svg,
 )
-from .reports import identity_line, model_report
+from .reports import identity_line, recalls
 
 
 def recall_history(conn: Connection) -> dict[str, list[dict]]:
-    """Per model name: its versions in order of first appearance, with per-class recall."""
+    """Per model name: its versions in order of first appearance, with per-class recall (one
+    aggregate query, as the web view's history)."""
+    counts = store.class_counts(conn)
     out: dict[str, list[dict]] = {}
     for m in store.list_models(conn):
-        rep = model_report(m, store.load_rows(conn, model_id=m.id))
         out.setdefault(m.name, []).append({"version": m.version, "fingerprint": m.fingerprint,
-                                           "recall": {k: v["recall"] for k, v in rep["classes"].items()}})
+                                           "recall": recalls(counts.get(m.id, {}), m.labels)})
     return out
 
 

@@ -64,6 +64,12 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
     }
 
 
+def recalls(counts: dict[str, tuple[int, int]], labels: list[str]) -> dict[str, float | None]:
+    """Per-class recall from (images, right answers) per true label (store.class_counts); None for a
+    class without images — the same numbers as model_report's `classes[...]["recall"]`."""
+    return {lab: (counts[lab][1] / counts[lab][0] if counts.get(lab, (0, 0))[0] else None) for lab in labels}
+
+
 def identity_line(m: dict, *, with_url: bool = True) -> str:
     """How the model was identified and reached (declared or behavioural identity, protocol, URL)."""
     how = "fingerprint declared by the server" if m.get("identity", "declared") == "declared" else \

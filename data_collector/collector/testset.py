@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +138,8 @@ def _file_sha256(path: str) -> str:
 
 def _walk(root: str, rel: str = "") -> Iterator[tuple[str, str]]:
     """(relative POSIX path, absolute path) of the files under `root` in a stable order (a folder's
-    files by name, then its subfolders by name), one folder's names held at a time: a large test set is never in memory
-    whole. Symbolic links to folders are not followed."""
+    files by name, then its subfolders by name), one folder's names held at a time: a large test
+    set is never in memory whole. Symbolic links to folders are not followed."""
     folder = os.path.join(root, rel) if rel else root
     files: list[str] = []
     dirs: list[str] = []
@@ -180,20 +181,16 @@ def iter_images(root: Path, cache: HashCache | None = None) -> Iterator[TestImag
     group: list[tuple[str, str, str, str]] = []
 
     def hashed() -> Iterator[TestImage]:
-        files = []
-        for _, _, _, path in group:
+        present = []  # (rel, label, kind), (path, stat) of the files still there
+        for rel, label, kind, path in group:
             try:
-                files.append((path, os.stat(path)))
+                present.append(((rel, label, kind), (path, os.stat(path))))
             except OSError:
-                files.append((path, None))
-        if cache is not None:
-            shas = cache.sha256s([f for f in files if f[1] is not None])
-            it = iter(shas)
-            shas = [next(it) if st is not None else None for _, st in files]
-        else:
-            shas = [_sha_or_none(path) if st is not None else None for path, st in files]
-        for (rel, label, kind, _), sha in zip(group, shas, strict=True):
-            if sha is not None:  # None: gone or unreadable since the folder was listed
+                continue  # gone since the folder was listed: not part of this test set
+        files = [f for _, f in present]
+        shas = cache.sha256s(files) if cache is not None else [_sha_or_none(path) for path, _ in files]
+        for ((rel, label, kind), _), sha in zip(present, shas, strict=True):
+            if sha is not None:  # None: unreadable
                 yield TestImage(rel, label, kind, sha)
         group.clear()
 
@@ -226,15 +223,7 @@ def _sha_or_none(path: str) -> str | None:
 
 def scan(root: Path, cache: HashCache | None = None) -> list[TestImage]:
     """The whole test set as a list; the same bytes twice are one image (the first path wins)."""
-    out: list[TestImage] = []
-    seen: set[str] = set()
-    for item in iter_images(root, cache):
-        if item.sha256 not in seen:
-            seen.add(item.sha256)
-            out.append(item)
-    if not out:
-        raise TestSetError(f"no labelled images under {root} (expected <label>/<image> folders)")
-    return out
+    return next(chunks(root, sys.maxsize, cache))
 
 
 class TestSetHash:

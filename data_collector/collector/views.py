@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
 from . import store
 from .compare import Thresholds, compare
-from .reports import model_report
+from .reports import model_report, recalls
 from .selectors import SelectorError, pick
 from .vocab import is_probe
 
@@ -47,9 +46,8 @@ def _iso(t) -> str | None:
 
 
 def version_key(m: store.ModelInfo) -> tuple:
-    """Versions in natural order (2 < 10; numbers before words), then by when first seen."""
-    parts = tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[.\-_+]", m.version))
-    return parts, m.first_seen or datetime.min.replace(tzinfo=UTC), m.id
+    """Versions in natural order (2 < 10; numbers before words), then in the order they were stored."""
+    return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[.\-_+]", m.version)), m.id
 
 
 def by_version(ms: list[store.ModelInfo], name: str) -> list[store.ModelInfo]:
@@ -88,7 +86,7 @@ def models_overview(conn: Connection) -> dict:
             "evaluated_at": _iso(run.get("finished_at") or run.get("started_at") or m.first_seen),
             "run_status": run.get("status"),
             "n": n, "accuracy": right / n if n else None,
-            "recall": {lab: (c[lab][1] / c[lab][0] if c.get(lab, (0, 0))[0] else None) for lab in m.labels},
+            "recall": recalls(c, m.labels),
         })
     return {"groups": [{"name": name, "versions": list(reversed(vs))} for name, vs in sorted(groups.items())],
             "n_models": len(ms)}
@@ -163,10 +161,5 @@ def history(conn: Connection, name: str) -> dict:
     labels: list[str] = []
     for m in ms:
         labels += [lab for lab in m.labels if lab not in labels]
-    versions = []
-    for m in ms:
-        c = counts.get(m.id, {})
-        versions.append({**model_ident(m),
-                         "recall": {lab: (c[lab][1] / c[lab][0] if c.get(lab, (0, 0))[0] else None)
-                                    for lab in m.labels}})
+    versions = [{**model_ident(m), "recall": recalls(counts.get(m.id, {}), m.labels)} for m in ms]
     return {"name": name, "labels": labels, "versions": versions}
