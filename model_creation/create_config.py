@@ -59,17 +59,21 @@ def export_card_line(record: dict) -> str:
 
 def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: str, n_params: int,
                      model_bytes: int) -> None:
+    seeds = config["training"].get("member_seeds") or [config["seed"]]
+    networks = (f", {len(seeds)} networks trained alike with seeds {', '.join(map(str, seeds))}, their "
+                "probabilities averaged" if len(seeds) > 1 else "")
     lines = [
         f"# Model card: {config['name']} (version {config['version']})",
         "",
         f"- Labels (output order): {', '.join(config['labels'])}",
-        f"- Architecture: `{config['architecture']}`, {n_params:,} parameters, model file "
+        f"- Architecture: `{config['architecture']}`{networks}; {n_params:,} parameters, model file "
         f"{model_bytes / 1e6:.2f} MB (no optimizer state)",
         f"- Input: {config['input']['height']}x{config['input']['width']} RGB, preprocessing "
         f"`{json.dumps(config['preprocessing'])}`",
         f"- Fingerprint: `{fingerprint}`",
         *([export_card_line(config["tflite"])] if config.get("tflite") else []),
-        f"- Training data hash: `{config['training_data_hash']}`, seed {config['seed']}",
+        f"- Training data hash: `{config['training_data_hash']}`, seed{'s' if len(seeds) > 1 else ''} "
+        f"{', '.join(map(str, seeds))}",
         f"- Training: `{json.dumps(config['training'])}`",
         f"- Libraries: `{json.dumps(config['library_versions'])}`",
         f"- Created: {config['created_at']}",
@@ -92,7 +96,8 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
             continue
         if where == "Validation":
             lines += ["The validation split (`model_creation/validation/`, carved from the training side) is where",
-                      "the recipe was chosen; it is not used for training.", ""]
+                      "the recipe was chosen (the number of networks too:",
+                      "`python -m model_creation.ensemble_validation`); it is not used for training.", ""]
         lines += [f"## {where} {subset}: accuracy {num(m['accuracy'])} on {m['n']} images", "",
                   "| class | support | recall | precision | F1 |", "|---|---|---|---|---|"]
         for lab, c in m["classes"].items():

@@ -4,9 +4,12 @@
         --out trained_models/ml_original
 
 Story: load data (serving preprocessing) -> balance scarce classes -> augment with Keras
-preprocessing layers -> train (Adam, cosine schedule) -> evaluate on the validation split and on
+preprocessing layers -> train (AdamW, cosine schedule) -> evaluate on the validation split and on
 test_data -> export the model without optimizer state -> config.json, training-curve plot,
 MODEL_CARD.md.
+
+`--members K` trains K networks with seeds SEED, SEED+1, ... (each exactly as a one-network run
+with that seed would train it) and ships them as one model that averages their probabilities.
 
 Recipe choices are made on the validation split (`--no-test` evaluates only there); the test
 numbers are computed once, by the run that produces the shipped model.
@@ -165,15 +168,17 @@ def evaluate(model, labels: list[str], spec: Preprocessing, test_dir: Path) -> d
     return metrics
 
 
-def save_plot(history: dict, path: Path, title: str) -> None:
+def save_plot(histories: list[dict], seeds: list[int], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a1.plot(history["loss"], label="train loss")
-    a2.plot(history["accuracy"], label="train accuracy (augmented)")
+    for history, seed in zip(histories, seeds, strict=True):
+        which = f" (seed {seed})" if len(seeds) > 1 else ""
+        a1.plot(history["loss"], label="train loss" + which)
+        a2.plot(history["accuracy"], label="train accuracy (augmented)" + which)
     for ax in (a1, a2):
         ax.set_xlabel("epoch")
         ax.legend()
@@ -183,16 +188,60 @@ def save_plot(history: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def fit_network(x: np.ndarray, y: np.ndarray, *, arch: str, num_classes: int, input_shape: tuple[int, int, int],
+                epochs: int, batch_size: int, seed: int, weight_decay: float, verbose: int):
+    """One network trained from scratch with `seed`: the same weights whatever was trained before it."""
+    import keras
+
+    keras.backend.clear_session()  # fresh layer names and random state, as in a new process
+    keras.utils.set_random_seed(seed)
+    idx = balanced_indices(y, np.random.default_rng(seed))
+    ds = make_dataset(x[idx], y[idx], num_classes, batch_size, seed)
+    model = make_model(arch, input_shape, num_classes)
+    steps_per_epoch = int(np.ceil(len(idx) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        LEARNING_RATE / 10, decay_steps=steps_per_epoch * epochs, warmup_target=LEARNING_RATE,
+        warmup_steps=steps_per_epoch * WARMUP_EPOCHS)
+    trainer = with_augmentation(model, input_shape, seed)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    trainer.compile(optimizer=optimizer,
+                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
+                    metrics=["accuracy"])
+    history = trainer.fit(ds, epochs=epochs, verbose=verbose, shuffle=False).history  # ds shuffles itself
+    return model.get_weights(), history, int(len(idx))
+
+
+def build_export(arch: str, input_shape: tuple[int, int, int], num_classes: int, weights: list[list[np.ndarray]]):
+    """The model that ships: fresh, uncompiled networks carrying the trained weights (no optimizer
+    state); several are averaged (one input, one `probabilities` output)."""
+    import keras
+    from keras import layers
+
+    keras.backend.clear_session()
+    nets = []
+    for w in weights:
+        net = make_model(arch, input_shape, num_classes)
+        net.set_weights(w)
+        nets.append(net)
+    if len(nets) == 1:
+        return nets[0]
+    inputs = keras.Input(shape=input_shape, name="image")
+    outs = [keras.Model(net.input, net.output, name=f"member_{i}")(inputs) for i, net in enumerate(nets)]
+    outputs = layers.Average(name="probabilities")(outs)
+    return keras.Model(inputs, outputs, name=f"{arch}_x{len(nets)}")
+
+
 def train(*, labels: list[str], out: Path, name: str | None = None, version: str = "1",
           arch: str = "compact", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, seed: int = SEED,
-          train_dir: Path = TRAIN_DIR, test_dir: Path | None = TEST_DIR,
+          members: int = 1, train_dir: Path = TRAIN_DIR, test_dir: Path | None = TEST_DIR,
           validation_dir: Path | None = VALIDATION_DIR, command: str = "", verbose: int = 2,
           weight_decay: float = WEIGHT_DECAY, remove: dict[str, float] | None = None) -> dict:
+    if members < 1:
+        raise SystemExit(f"error: --members {members}: at least one network")
     pinned = pin_threads(TRAIN_THREADS)  # before TensorFlow runs anything
-    import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()  # same data, seed and versions: same weights
     spec = Preprocessing()
     labels = list(labels)
@@ -206,25 +255,19 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
     missing = sorted(set(labels) - {r["label"] for r in rows})
     if missing:
         raise SystemExit(f"error: no training images for {missing} in {train_dir}")
-    idx = balanced_indices(y, np.random.default_rng(seed))
-    ds = make_dataset(x[idx], y[idx], len(labels), batch_size, seed)
+    input_shape = (spec.height, spec.width, 3)
+    seeds = [seed + i for i in range(members)]
+    weights, histories = [], []
+    for s in seeds:
+        if members > 1 and verbose:
+            print(f"network {len(weights) + 1} of {members} (seed {s})", flush=True)
+        w, history, n_balanced = fit_network(x, y, arch=arch, num_classes=len(labels), input_shape=input_shape,
+                                             epochs=epochs, batch_size=batch_size, seed=s,
+                                             weight_decay=weight_decay, verbose=verbose)
+        weights.append(w)
+        histories.append(history)
 
-    model = make_model(arch, (spec.height, spec.width, 3), len(labels))
-    steps = int(np.ceil(len(idx) / batch_size)) * epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        LEARNING_RATE / 10, decay_steps=steps, warmup_target=LEARNING_RATE,
-        warmup_steps=int(np.ceil(len(idx) / batch_size)) * WARMUP_EPOCHS)
-    trainer = with_augmentation(model, (spec.height, spec.width, 3), seed)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    trainer.compile(optimizer=optimizer,
-                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
-                    metrics=["accuracy"])
-    history = trainer.fit(ds, epochs=epochs, verbose=verbose, shuffle=False).history  # ds shuffles itself
-
-    # Export without optimizer state: a fresh, uncompiled copy carrying the trained weights.
-    export = make_model(arch, (spec.height, spec.width, 3), len(labels))
-    export.set_weights(model.get_weights())
+    export = build_export(arch, input_shape, len(labels), weights)
     out.mkdir(parents=True, exist_ok=True)
     export.save(out / MODEL_FILE)
 
@@ -237,15 +280,18 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": LEARNING_RATE,
                   "schedule": "cosine with warmup", "label_smoothing": LABEL_SMOOTHING,
                   "weight_decay": weight_decay, "deterministic_ops": True,
-                  "train_images": len(rows), "balanced_samples_per_epoch": int(len(idx)),
+                  "train_images": len(rows), "balanced_samples_per_epoch": n_balanced,
+                  **({"members": members, "member_seeds": seeds} if members > 1 else {}),
                   **({"removed": remove} if remove else {}),
                   "platform": platform_facts(threads=TRAIN_THREADS, pinned=pinned)})
     export_tflite(out)  # model.tflite for the LiteRT backend, recorded in config.json
     config = json.loads((out / CONFIG_FILE).read_text())
-    save_plot(history, out / "training.png", f"{name} ({arch})")
+    save_plot(histories, seeds, out / "training.png",
+              f"{name} ({arch}" + (f", {members} networks averaged)" if members > 1 else ")"))
     write_model_card(out, config, fingerprint=fingerprint(export.get_weights(), labels, spec),
                      command=command or "python -m model_creation.train " + shlex.join(
-                         ["--labels", *labels, "--out", str(out), "--arch", arch, "--epochs", str(epochs)]),
+                         ["--labels", *labels, "--out", str(out), "--arch", arch, "--epochs", str(epochs),
+                          "--members", str(members)]),
                      n_params=export.count_params(), model_bytes=(out / MODEL_FILE).stat().st_size)
     return config
 
@@ -259,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arch", default="compact", choices=sorted(ARCHITECTURES))
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--seed", type=int, default=SEED, help="seed of the first network (the others: +1, +2, ...)")
+    ap.add_argument("--members", type=int, default=1,
+                    help="train this many networks (seeds SEED, SEED+1, ...) and average their probabilities")
     ap.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
     ap.add_argument("--remove", action="append", default=[], metavar="LABEL:FRACTION",
                     help="drop a fixed subset of one class's training images (repeatable)")
@@ -268,7 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     command = "python -m model_creation.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     config = train(labels=args.labels, out=args.out, name=args.name, version=args.version, arch=args.arch,
-                   epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, command=command,
+                   epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, members=args.members,
+                   command=command,
                    weight_decay=args.weight_decay, remove=parse_removals(args.remove),
                    test_dir=None if args.no_test else TEST_DIR)
     for where, metrics in (("validation", config.get("validation_metrics", {})), ("test", config["metrics"])):

@@ -169,3 +169,27 @@ def test_weights_do_not_depend_on_the_thread_environment(tmp_path):
     assert platform["threads"] == {"intra_op": 2, "inter_op": 2}
     assert platform["kernel_env"]["TF_NUM_INTRAOP_THREADS"] == "1"  # recorded, and overridden
     assert platform["machine"] and isinstance(platform["isa_flags"], list)
+
+
+def test_networks_averaged_are_the_one_network_runs_of_their_seeds(trained, tmp_path):
+    """--members 2: networks with seeds 42 and 43, each as a one-network run would train it, averaged."""
+    out, _ = trained
+    base = out.parent
+    common = {"labels": ["red", "green", "blue"], "arch": "tiny", "epochs": 1, "batch_size": 4, "verbose": 0,
+              "train_dir": base / "train", "test_dir": base / "test", "validation_dir": None,
+              "remove": {"green": 0.5}}
+    config = train(out=tmp_path / "pair", members=2, **common)
+    train(out=tmp_path / "seed43", seed=43, **common)
+    assert config["training"]["members"] == 2 and config["training"]["member_seeds"] == [42, 43]
+
+    pair, one, other = (load_model_folder(p, backend="keras") for p in (tmp_path / "pair", out, tmp_path / "seed43"))
+    x = np.random.default_rng(3).random((5, 96, 96, 3), dtype=np.float32)
+    want = (one.predict(x) + other.predict(x)) / 2
+    assert np.allclose(pair.predict(x), want, atol=1e-6)
+    assert np.allclose(pair.predict(x).sum(1), 1, atol=1e-4)
+    assert len({pair.fingerprint, one.fingerprint, other.fingerprint}) == 3
+    assert load_model_folder(tmp_path / "pair", backend="litert").predict(x) == pytest.approx(want, abs=1e-4)
+    card = (tmp_path / "pair" / "MODEL_CARD.md").read_text()
+    assert "2 networks trained alike with seeds 42, 43" in card and "--members 2" in card
+    with pytest.raises(SystemExit, match="at least one network"):
+        train(out=tmp_path / "none", members=0, **common)
