@@ -7,10 +7,10 @@ STAMP  := $(VENV)/.installed
 .PHONY: help venv test demo view screenshots models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
 
 help:
-	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v1 and v2"
+	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v2 and v3"
 	@echo "make view     - serve the web view of the demo database on http://localhost:8090/"
 	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
-	@echo "make models   - retrain the three shipped models (18 min on 2 cores, measured with 'time make models')"
+	@echo "make models   - retrain the three shipped models (45 min on 2 cores, measured with 'time make models')"
 	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
 	@echo "make bench    - benchmarks (writes bench/results.json)"
 	@echo "make gate-study - the regression gate on 6 real retrains of ml_original (about an hour on 2 cores)"

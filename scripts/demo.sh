@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: the whole job on SQLite, no Docker. Starts the three model servers on loopback,
-# plus version 1 of ml_original (trained_models/archive/), collects their predictions, prints the
+# plus version 2 of ml_original (trained_models/archive/), collects their predictions, prints the
 # per-model, per-class report and the version-to-version comparison of ml_original, stops the
 # servers. Run it again: nothing new is evaluated (models are known by fingerprint).
 set -euo pipefail
@@ -11,7 +11,7 @@ export DATABASE_URL=${DATABASE_URL:-sqlite:///pokemon_tester.db}
 LOGS=demo_logs
 mkdir -p "$LOGS"
 
-models=(ml_original ml_ditto ml_ditto_and_mimikyu archive/ml_original_v1)
+models=(ml_original ml_ditto ml_ditto_and_mimikyu archive/ml_original_v2)
 pids=()
 urls=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -36,9 +36,9 @@ before=$(data-collector models --json 2>/dev/null | python -c "import json,sys; 
 data-collector collect "${urls[@]}"
 data-collector report
 echo
-echo "== ml_original, version 1 -> version 2: the regression gate =="
+echo "== ml_original, version 2 -> version 3: the regression gate =="
 status=0
-data-collector compare ml_original@1 ml_original@2 || status=$?
+data-collector compare ml_original@2 ml_original@3 || status=$?
 if [ "$status" -ge 2 ]; then exit "$status"; fi  # 1 is the gate's verdict (a regression), not a demo failure
 after=$(data-collector models --json | python -c "import json,sys; print(sum(m['predictions'] for m in json.load(sys.stdin)))")
 echo

@@ -40,11 +40,11 @@ def test_gate_study_pipeline_on_real_servers(tmp_path, big_data):
     Retrains that only change confidence (scale) are no regression under either rule; the
     candidate with green broken is caught by both, and no other class is flagged.
     """
-    from bench.gate_study import SHIPPED, collect_all, markdown, run_comparisons, summarize
+    from bench.gate_study import BASELINE, collect_all, markdown, run_comparisons, summarize
     from helpers import write_color_model
 
     labels = ["red", "green", "blue"]
-    folders = {SHIPPED: write_color_model(tmp_path / "v1", labels, version="1"),
+    folders = {BASELINE: write_color_model(tmp_path / "v1", labels, version="1"),
                "surer": write_color_model(tmp_path / "s1", labels, version="s1", scale=14.0),
                "shyer": write_color_model(tmp_path / "s2", labels, version="s2", scale=10.0),
                "broken": write_color_model(tmp_path / "b", labels, version="b", swap=("green", "blue"))}
@@ -57,7 +57,7 @@ def test_gate_study_pipeline_on_real_servers(tmp_path, big_data):
     for rule in ("scores", "mcnemar"):
         assert s[rule]["false_alarms_seed"] == 0 and s[rule]["seed_class_comparisons"] == 18
         assert s[rule]["detected"] == 1 and s[rule]["other_classes_flagged"] == 0
-    shyer = next(c for c in comparisons if c["baseline"] == SHIPPED and c["candidate"] == "shyer")
+    shyer = next(c for c in comparisons if c["baseline"] == BASELINE and c["candidate"] == "shyer")
     assert all(x["score_change"] < 0 for x in shyer["classes"].values())  # confidence fell, no answer did
     table = markdown(comparisons, s)
     assert "green (degraded)" in table and "| scores (default) | 6 (18) | 0 | 1 of 1 | 0 |" in table

@@ -200,7 +200,7 @@ def test_mlserver_bytes_and_tensor_agree_with_the_native_numbers(native, mlserve
 def test_a_model_swapped_behind_the_same_name_and_version_is_a_new_model(mlserver, labels_file, tmp_path):
     db = f"sqlite:///{tmp_path / 's.db'}"
     first = _collect(db, "--labels-file", str(labels_file), mlserver.url + "/v2/models/pokemon")["results"][0]
-    swapped = ROOT / "trained_models" / "archive" / "ml_original_v1"  # other weights, same labels
+    swapped = ROOT / "trained_models" / "archive" / "ml_original_v2"  # other weights, same labels
     with MLServer(tmp_path / "swap", {"pokemon": _model_settings("pokemon", swapped, mode="bytes")}) as other:
         second = _collect(db, "--labels-file", str(labels_file), other.url + "/v2/models/pokemon")["results"][0]
     assert second["fingerprint"] != first["fingerprint"]
@@ -273,7 +273,8 @@ def test_a_declared_fingerprint_reused_by_other_weights_is_refused(native, tmp_p
 
     with LiveServer(fake) as srv:
         out = _collect(db, srv.url + "/v2/models/ml_original", expect=1)
-    assert "answers differ from the stored predictions of ml_original v2" in out
+    version = json.loads((ORIGINAL / "config.json").read_text())["version"]
+    assert f"answers differ from the stored predictions of ml_original v{version}" in out
     (m,) = _models(db)
     assert m["predictions"] == real["n_sent"] and m["urls"] == [native]  # nothing stored from the impostor
 

@@ -54,18 +54,23 @@ def test_targets_reached():
         assert metrics(name)["photos"]["accuracy"] >= 0.92
 
 
-@pytest.mark.xfail(strict=True, reason="target not reached: 0.943 on test photos, pikachu recall 0.88")
-def test_ml_original_photo_target():
+def test_ml_original_photo_accuracy_target():
+    assert metrics("ml_original")["photos"]["accuracy"] >= 0.95
+
+
+@pytest.mark.xfail(strict=True, reason="target not reached: pikachu recall 0.84 on test photos (21 of 25; the four "
+                                       "misses are fan art: a blue recolour, a fusion, a two-character drawing, a "
+                                       "faded collage)")
+def test_ml_original_every_class_target():
     photos = metrics("ml_original")["photos"]
-    assert photos["accuracy"] >= 0.95
     assert min(c["recall"] for c in photos["classes"].values()) >= 0.90
 
 
 def test_archived_version_still_loads_and_scores_what_it_recorded():
-    """make demo compares ml_original 1 and 2: version 1 must stay servable and unchanged."""
-    folder = ROOT / "trained_models" / "archive" / "ml_original_v1"
+    """make demo compares ml_original 2 and 3: version 2 must stay servable and unchanged."""
+    folder = ROOT / "trained_models" / "archive" / "ml_original_v2"
     model = load_model_folder(folder)
-    assert model.name == "ml_original" and model.version == "1" and model.labels == BASE
+    assert model.name == "ml_original" and model.version == "2" and model.labels == BASE
     assert model.fingerprint != load_model_folder(ROOT / "trained_models" / "ml_original").fingerprint
     x, y, _ = load_split(ROOT / "test_data", model.labels, model.spec, ("photo",))
     got = per_class_metrics(y, model.predict(x).argmax(1), model.labels)
@@ -73,7 +78,5 @@ def test_archived_version_still_loads_and_scores_what_it_recorded():
     assert got["n"] == want["n"] and got["accuracy"] == pytest.approx(want["accuracy"], abs=0.02)
 
 
-@pytest.mark.xfail(strict=True, reason="target not reached: ditto recall 0.50 (4 of 8 test sprites: Gen V "
-                                       "front frames, 4 one-off styles; it trains on Gen V back frames, 1 artwork)")
 def test_ditto_recall_target():
     assert metrics("ml_ditto_and_mimikyu")["sprites"]["classes"]["ditto"]["recall"] >= 0.8

@@ -15,7 +15,7 @@ from helpers import write_color_model
 from model_server.model import ModelFolderError, load_model_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["ml_original", "ml_ditto", "ml_ditto_and_mimikyu", "archive/ml_original_v1"]
+SHIPPED = ["ml_original", "ml_ditto", "ml_ditto_and_mimikyu", "archive/ml_original_v2"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
