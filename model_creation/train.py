@@ -11,7 +11,8 @@ MODEL_CARD.md.
 `--members K` trains K networks with seeds SEED, SEED+1, ... (each exactly as a one-network run
 with that seed would train it) and ships them as one model that averages their probabilities.
 
-Recipe choices are made on the validation split (`--no-test` evaluates only there); the test
+Recipe choices are made on the training side: the validation split (`--no-test` evaluates only
+there) or `model_creation.cross_validate` (folds over training and validation data); the test
 numbers are computed once, by the run that produces the shipped model.
 `--remove pikachu:0.75` drops a fixed subset (by content hash, the same for every seed) of one
 class's training images: the deliberately degraded retrains of the gate study.
