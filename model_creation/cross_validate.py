@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from model_server.preprocessing import Preprocessing  # noqa: E402
 
-from .data import load_split  # noqa: E402
+from .data import load_split, per_class_metrics  # noqa: E402
 from .split_data import SEED, TRAIN_DIR, VALIDATION_DIR  # noqa: E402
 from .train import BATCH_SIZE, EPOCHS, TRAIN_THREADS, WEIGHT_DECAY, build_export, fit_network, pin_threads  # noqa: E402
 
@@ -60,8 +60,9 @@ def assign_folds(rows: list[dict], folds: int, seed: int = SEED) -> np.ndarray:
 def scores(probs: np.ndarray, y: np.ndarray, photo: np.ndarray) -> dict:
     true_p = probs[np.arange(len(y)), y]
     pred = probs.argmax(1)
-    recall = {LABELS[c]: float(np.mean(pred[y == c] == c)) for c in np.unique(y)}
-    return {"accuracy": float(np.mean(pred == y)), "photo_accuracy": float(np.mean(pred[photo] == y[photo])),
+    every, photos = per_class_metrics(y, pred, LABELS), per_class_metrics(y[photo], pred[photo], LABELS)
+    recall = {lab: c["recall"] for lab, c in every["classes"].items() if c["support"]}
+    return {"accuracy": every["accuracy"], "photo_accuracy": photos["accuracy"],
             "min_recall": min(recall.values()), "recall": recall,
             "log_loss": float(-np.mean(np.log(np.clip(true_p, 1e-7, 1.0))))}
 
