@@ -1,26 +1,28 @@
 """The regression gate on real retrains: false alarms over seeds, detections over real regressions.
 
-    python -m bench.gate_study                 # or: make gate-study (about an hour on 2 cores)
+    python -m bench.gate_study                 # or: make gate-study (about 90 minutes on 2 cores)
+    python -m bench.gate_study --recipe v2     # the one-network recipe of version 2 (about 30 minutes)
     python -m bench.gate_study --work DIR      # keep the trained models in DIR (a rerun reuses
                                                # those trained with the same recipe and data)
 
-Trains `ml_original` again, with the one-network recipe and training data of its version 2
-(`trained_models/archive/ml_original_v2`, seed 42, the baseline of every comparison here):
-- with seeds 43, 44 and 45 (nothing changed but the seed: every class flagged is a false alarm);
-- with seed 42 and a fixed half, and a fixed three quarters, of the pikachu training images
-  removed, and three quarters of the squirtle ones (real regressions of one class).
-Serves version 2 and every retrain with the real model server, collects them all with
+Trains `ml_original` again with the recipe and training data of a shipped version (the baseline
+of every comparison here):
+- `v3` (default): the shipped model, `trained_models/ml_original`, three networks averaged
+  (seeds 42, 43, 44); retrained as three more such models with seeds 45-47, 48-50 and 51-53;
+- `v2`: `trained_models/archive/ml_original_v2`, one network (seed 42); retrained with seeds
+  43, 44 and 45.
+Nothing changes but the seeds, so every class flagged between two of these is a false alarm.
+Then the baseline's seeds again with a fixed half, and a fixed three quarters, of the pikachu
+training images removed, and three quarters of the squirtle ones (real regressions of one class).
+Serves the baseline and every retrain with the real model server, collects them all with
 the collector into one SQLite database, and runs `compare` with the default rule ("scores") and
 the rule of earlier versions ("mcnemar"), each seed pair in both directions and
-version 2 against each degraded retrain — on the validation split first (where the defaults were
-checked), then on test_data. Prints the Markdown tables of BENCHMARKS.md and writes every number
-to bench/gate_study.json.
+the baseline against each degraded retrain — on the validation split first (where the defaults
+were checked), then on test_data. Prints the Markdown tables of BENCHMARKS.md and writes every
+number to bench/gate_study.json.
 
-The gate's thresholds are the CLI defaults, fixed before this study was run; the recipe is the
-one chosen on the validation split. Nothing here looks at the test set to choose anything.
-(Version 3 averages three such networks: retrains of it vary less from seed to seed, so these
-one-network retrains are the harder test of false alarms; an hour of training per three of them
-kept the study on single networks.)
+The gate's thresholds are the CLI defaults, fixed before this study was run; the recipes are
+those chosen on the training side. Nothing here looks at the test set to choose anything.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from collector.formatting import num
 from model_creation.split_data import VALIDATION_DIR
 
 BASE_LABELS = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
-BASELINE = "v2"
-BASELINE_DIR = ROOT / "trained_models" / "archive" / "ml_original_v2"
-SEEDS = {f"seed{s}": {"seed": s, "remove": []} for s in (43, 44, 45)}
+RECIPES = {
+    "v3": {"dir": ROOT / "trained_models" / "ml_original", "members": 3, "seeds": (45, 48, 51)},
+    "v2": {"dir": ROOT / "trained_models" / "archive" / "ml_original_v2", "members": 1, "seeds": (43, 44, 45)},
+}
+BASELINE = "v3"
 REGRESSIONS = {
     "pikachu-50": {"seed": 42, "remove": ["pikachu:0.5"], "hurt": "pikachu"},
     "pikachu-75": {"seed": 42, "remove": ["pikachu:0.75"], "hurt": "pikachu"},
@@ -49,13 +53,21 @@ REGRESSIONS = {
 }
 
 
-def reusable(out: Path, spec: dict, epochs: int | None, arch: str | None) -> bool:
-    """A model trained by an earlier run with this recipe (version 2's, unless overridden)."""
+def seed_variants(recipe: str) -> dict[str, dict]:
+    """The seed-only retrains of a recipe, named by their seeds ("seed43", "seeds45-47")."""
+    k = RECIPES[recipe]["members"]
+    return {(f"seed{s}" if k == 1 else f"seeds{s}-{s + k - 1}"): {"seed": s, "remove": []}
+            for s in RECIPES[recipe]["seeds"]}
+
+
+def reusable(out: Path, spec: dict, recipe: str, epochs: int | None, arch: str | None) -> bool:
+    """A model trained by an earlier run with this recipe (the baseline's, unless overridden)."""
     if not ((out / "model.keras").is_file() and (out / "config.json").is_file()):
         return False
     have = json.loads((out / "config.json").read_text())
-    baseline = json.loads((BASELINE_DIR / "config.json").read_text())
+    baseline = json.loads((RECIPES[recipe]["dir"] / "config.json").read_text())
     same = (have["seed"] == spec["seed"]
+            and have["training"].get("members", 1) == RECIPES[recipe]["members"]
             and have["architecture"] == (arch or baseline["architecture"])
             and have["training"]["epochs"] == (epochs or baseline["training"]["epochs"])
             and sorted(f"{k}:{v}" for k, v in have["training"].get("removed", {}).items()) == sorted(spec["remove"]))
@@ -64,13 +76,14 @@ def reusable(out: Path, spec: dict, epochs: int | None, arch: str | None) -> boo
     return same
 
 
-def train_variant(name: str, spec: dict, work: Path, epochs: int | None, arch: str | None) -> Path:
+def train_variant(name: str, spec: dict, recipe: str, work: Path, epochs: int | None, arch: str | None) -> Path:
     out = work / name
-    if reusable(out, spec, epochs, arch):
+    if reusable(out, spec, recipe, epochs, arch):
         print(f"{name}: trained already ({out})", flush=True)
         return out
     cmd = [sys.executable, "-m", "model_creation.train", "--labels", *BASE_LABELS, "--out", str(out),
-           "--name", "ml_original", "--version", f"study-{name}", "--seed", str(spec["seed"]), "--no-test"]
+           "--name", "ml_original", "--version", f"study-{name}", "--seed", str(spec["seed"]),
+           "--members", str(RECIPES[recipe]["members"]), "--no-test"]
     for r in spec["remove"]:
         cmd += ["--remove", r]
     if epochs:
@@ -102,7 +115,8 @@ def collect_all(folders: dict[str, Path], db_url: str, test_dir: Path = ROOT / "
         raise SystemExit(f"error: collection failed: {[(r.url, r.status.value, r.error) for r in bad]}")
 
 
-def run_comparisons(folders: dict[str, Path], db_url: str, seeds=SEEDS, regressions=REGRESSIONS) -> list[dict]:
+def run_comparisons(folders: dict[str, Path], db_url: str, seeds: dict, regressions=REGRESSIONS,
+                    baseline: str = BASELINE) -> list[dict]:
     from collector import store
     from collector.compare import Thresholds, compare
     from model_server.model import load_model_folder
@@ -112,8 +126,8 @@ def run_comparisons(folders: dict[str, Path], db_url: str, seeds=SEEDS, regressi
     with engine.connect() as conn:
         models = {name: store.find_model(conn, fingerprint=fps[name]) for name in folders}
         rows = {name: store.load_rows(conn, model_id=m.id) for name, m in models.items()}
-    pairs = [(a, b, "seed pair", None) for a, b in itertools.permutations([BASELINE, *seeds], 2)]
-    pairs += [(BASELINE, name, "regression", spec["hurt"]) for name, spec in regressions.items()]
+    pairs = [(a, b, "seed pair", None) for a, b in itertools.permutations([baseline, *seeds], 2)]
+    pairs += [(baseline, name, "regression", spec["hurt"]) for name, spec in regressions.items()]
     out = []
     for base, cand, kind, hurt in pairs:
         entry = {"baseline": base, "candidate": cand, "kind": kind, "hurt": hurt}
@@ -174,27 +188,31 @@ def markdown(comparisons: list[dict], summary: dict, *, summary_only: bool = Fal
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default=BASELINE,
+                    help="the shipped version whose model and recipe are the baseline (default: %(default)s)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "gate_study_models",
-                    help="where the retrained models go (reused when there)")
+                    help="where the retrained models go, one folder per recipe (reused when there)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "gate_study.json")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs (trial runs of the pipeline only)")
     ap.add_argument("--arch", help="override the recipe's architecture (trial runs of the pipeline only)")
     args = ap.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
+    work = args.work / args.recipe
+    work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    folders = {BASELINE: BASELINE_DIR}
-    for name, spec in {**SEEDS, **REGRESSIONS}.items():
-        folders[name] = train_variant(name, spec, args.work, args.epochs, args.arch)
-    result: dict = {}
+    seeds = seed_variants(args.recipe)
+    folders = {args.recipe: RECIPES[args.recipe]["dir"]}
+    for name, spec in {**seeds, **REGRESSIONS}.items():
+        folders[name] = train_variant(name, spec, args.recipe, work, args.epochs, args.arch)
+    result: dict = {"recipe": args.recipe, "baseline": str(RECIPES[args.recipe]["dir"].relative_to(ROOT))}
     # The validation split first: the rule's defaults were checked there before the test set was
     # looked at. It has ~15 images a class, so it shows false alarms more than detections.
     for split, data in (("validation", VALIDATION_DIR), ("test", ROOT / "test_data")):
-        db_path = args.work / f"study-{split}.db"
+        db_path = work / f"study-{split}.db"
         if db_path.exists():
             os.remove(db_path)
         db_url = f"sqlite:///{db_path}"
         collect_all(folders, db_url, test_dir=data)
-        comparisons = run_comparisons(folders, db_url)
+        comparisons = run_comparisons(folders, db_url, seeds, baseline=args.recipe)
         result[split] = {"comparisons": comparisons, "summary": summarize(comparisons)}
         print(f"\n## On the {split} split ({data.relative_to(ROOT)})\n")
         print(markdown(comparisons, result[split]["summary"], summary_only=split == "validation"))

@@ -61,3 +61,30 @@ def test_gate_study_pipeline_on_real_servers(tmp_path, big_data):
     assert all(x["score_change"] < 0 for x in shyer["classes"].values())  # confidence fell, no answer did
     table = markdown(comparisons, s)
     assert "green (degraded)" in table and "| scores (default) | 6 (18) | 0 | 1 of 1 | 0 |" in table
+
+
+def test_gate_study_retrains_the_baselines_recipe(tmp_path):
+    """Seed retrains are named by their networks' seeds, and a model trained with another number
+    of networks, seed, or removal is not reused as a retrain of the recipe."""
+    import json
+
+    from bench.gate_study import RECIPES, reusable, seed_variants
+
+    assert list(seed_variants("v3")) == ["seeds45-47", "seeds48-50", "seeds51-53"]
+    assert list(seed_variants("v2")) == ["seed43", "seed44", "seed45"]
+    v3_members = {s for spec in seed_variants("v3").values() for s in range(spec["seed"], spec["seed"] + 3)}
+    assert v3_members.isdisjoint({42, 43, 44})  # no network shared with the shipped model
+
+    base = json.loads((RECIPES["v3"]["dir"] / "config.json").read_text())
+    out = tmp_path / "seeds45-47"
+    out.mkdir()
+    (out / "model.keras").write_bytes(b"")
+    cfg = {**base, "seed": 45, "training": {**base["training"], "members": 3}}
+    (out / "config.json").write_text(json.dumps(cfg))
+    spec = {"seed": 45, "remove": []}
+    assert reusable(out, spec, "v3", None, None)
+    assert not reusable(out, spec, "v2", None, None)  # one network is another recipe
+    assert not reusable(out, {"seed": 48, "remove": []}, "v3", None, None)
+    assert not reusable(out, {"seed": 45, "remove": ["pikachu:0.5"]}, "v3", None, None)
+    (out / "config.json").write_text(json.dumps({**cfg, "training_data_hash": "other"}))
+    assert not reusable(out, spec, "v3", None, None)  # other data: stale
