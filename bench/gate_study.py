@@ -101,6 +101,37 @@ def train_variant(name: str, spec: dict, recipe: str, work: Path, epochs: int | 
     return out
 
 
+def networks_of(name: str, folder: Path, dest: Path) -> dict[str, Path]:
+    """Each network of an averaged model as a one-network model folder ("NAME-net45"): the
+    trainings of a three-network study are also three times as many one-network retrains."""
+    import keras
+
+    from model_creation.train import build_export
+
+    config = json.loads((folder / "config.json").read_text())
+    seeds = config["training"]["member_seeds"]
+    dest.mkdir(parents=True, exist_ok=True)
+    stamp = (folder / "model.keras").stat().st_mtime_ns
+    out = {f"{name}-net{seed}": dest / f"{name}-net{seed}" for seed in seeds}
+    if all((net / "config.json").is_file()
+           and json.loads((net / "config.json").read_text()).get("study_source_mtime_ns") == stamp
+           for net in out.values()):
+        return out
+    model = keras.models.load_model(folder / "model.keras", compile=False)
+    shape, weights = tuple(model.input_shape[1:]), [model.get_layer(f"member_{i}").get_weights()
+                                                     for i in range(len(seeds))]
+    for net, seed, w in zip(out.values(), seeds, weights, strict=True):
+        single = build_export(config["architecture"], shape, len(config["labels"]), [w])
+        net.mkdir(exist_ok=True)
+        single.save(net / "model.keras")
+        training = {k: v for k, v in config["training"].items() if k not in ("members", "member_seeds")}
+        one = {k: v for k, v in config.items() if k not in ("tflite", "metrics", "validation_metrics")}
+        one.update(version=f"{config['version']}-net{seed}", seed=seed, training=training,
+                   study_source_mtime_ns=stamp)
+        (net / "config.json").write_text(json.dumps(one, indent=2))
+    return out
+
+
 def collect_all(folders: dict[str, Path], db_url: str, test_dir: Path = ROOT / "test_data") -> None:
     from collector import store
     from collector.collect import CollectOptions, collect
@@ -115,8 +146,13 @@ def collect_all(folders: dict[str, Path], db_url: str, test_dir: Path = ROOT / "
         raise SystemExit(f"error: collection failed: {[(r.url, r.status.value, r.error) for r in bad]}")
 
 
-def run_comparisons(folders: dict[str, Path], db_url: str, seeds: dict, regressions=REGRESSIONS,
-                    baseline: str = BASELINE) -> list[dict]:
+def study_pairs(seed_models: list[str], regressions: list[tuple[str, str, str]]) -> list[tuple]:
+    """Every ordered pair of the seed-only models, then each (baseline, degraded retrain, class hurt)."""
+    return ([(a, b, "seed pair", None) for a, b in itertools.permutations(seed_models, 2)]
+            + [(base, cand, "regression", hurt) for base, cand, hurt in regressions])
+
+
+def run_comparisons(folders: dict[str, Path], db_url: str, pairs: list[tuple]) -> list[dict]:
     from collector import store
     from collector.compare import Thresholds, compare
     from model_server.model import load_model_folder
@@ -126,8 +162,6 @@ def run_comparisons(folders: dict[str, Path], db_url: str, seeds: dict, regressi
     with engine.connect() as conn:
         models = {name: store.find_model(conn, fingerprint=fps[name]) for name in folders}
         rows = {name: store.load_rows(conn, model_id=m.id) for name, m in models.items()}
-    pairs = [(a, b, "seed pair", None) for a, b in itertools.permutations([baseline, *seeds], 2)]
-    pairs += [(baseline, name, "regression", spec["hurt"]) for name, spec in regressions.items()]
     out = []
     for base, cand, kind, hurt in pairs:
         entry = {"baseline": base, "candidate": cand, "kind": kind, "hurt": hurt}
@@ -160,12 +194,17 @@ def summarize(comparisons: list[dict]) -> dict:
     return summary
 
 
-def markdown(comparisons: list[dict], summary: dict, *, summary_only: bool = False) -> str:
+def markdown(comparisons: list[dict], summary: dict, *, summary_only: bool = False,
+             flagged_only: bool = False) -> str:
+    """The class-by-class table (with `flagged_only`: the degraded classes and whatever either rule
+    flagged) and the summary table."""
     lines = ["| baseline → candidate | class | recall | change | McNemar p | score change | "
              "score p (Holm) | MDD | new rule | old rule |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         for lab, x in c["classes"].items():
+            if flagged_only and lab != c["hurt"] and lab not in c["scores"]["flagged"] + c["mcnemar"]["flagged"]:
+                continue
             new = ("**flagged**" if lab in c["scores"]["flagged"] else
                    "dropped, below the detectable size" if x["below_detectable"] else
                    "dropped, not significant" if x["status"] == "dropped-not-significant" else "")
@@ -203,19 +242,34 @@ def main(argv: list[str] | None = None) -> dict:
     folders = {args.recipe: RECIPES[args.recipe]["dir"]}
     for name, spec in {**seeds, **REGRESSIONS}.items():
         folders[name] = train_variant(name, spec, args.recipe, work, args.epochs, args.arch)
+    studies = {"models": (folders, study_pairs([args.recipe, *seeds], [
+        (args.recipe, name, spec["hurt"]) for name, spec in REGRESSIONS.items()]))}
+    if RECIPES[args.recipe]["members"] > 1:
+        # Each network alone: the one-network recipe, retrained with 3 + 9 seeds, and each
+        # degraded retrain compared with the baseline's network of the same seed.
+        nets = {}
+        for name, folder in folders.items():
+            nets.update(networks_of(name, folder, work / "networks"))
+        seed_nets = [n for n in nets if n.split("-net")[0] in (args.recipe, *seeds)]
+        studies["networks"] = (nets, study_pairs(seed_nets, [
+            (f"{args.recipe}-net{n.split('-net')[1]}", n, REGRESSIONS[n.split("-net")[0]]["hurt"])
+            for n in nets if n.split("-net")[0] in REGRESSIONS]))
     result: dict = {"recipe": args.recipe, "baseline": str(RECIPES[args.recipe]["dir"].relative_to(ROOT))}
     # The validation split first: the rule's defaults were checked there before the test set was
     # looked at. It has ~15 images a class, so it shows false alarms more than detections.
-    for split, data in (("validation", VALIDATION_DIR), ("test", ROOT / "test_data")):
-        db_path = work / f"study-{split}.db"
-        if db_path.exists():
-            os.remove(db_path)
-        db_url = f"sqlite:///{db_path}"
-        collect_all(folders, db_url, test_dir=data)
-        comparisons = run_comparisons(folders, db_url, seeds, baseline=args.recipe)
-        result[split] = {"comparisons": comparisons, "summary": summarize(comparisons)}
-        print(f"\n## On the {split} split ({data.relative_to(ROOT)})\n")
-        print(markdown(comparisons, result[split]["summary"], summary_only=split == "validation"))
+    for study, (models, pairs) in studies.items():
+        result[study] = {}
+        for split, data in (("validation", VALIDATION_DIR), ("test", ROOT / "test_data")):
+            db_path = work / f"study-{study}-{split}.db"
+            if db_path.exists():
+                os.remove(db_path)
+            db_url = f"sqlite:///{db_path}"
+            collect_all(models, db_url, test_dir=data)
+            comparisons = run_comparisons(models, db_url, pairs)
+            result[study][split] = {"comparisons": comparisons, "summary": summarize(comparisons)}
+            print(f"\n## {study}: on the {split} split ({data.relative_to(ROOT)})\n")
+            print(markdown(comparisons, result[study][split]["summary"],
+                           summary_only=split == "validation", flagged_only=study == "networks"))
     result["seconds"] = round(time.monotonic() - t0)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {args.out} ({result['seconds']} s)")

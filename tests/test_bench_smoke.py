@@ -40,7 +40,7 @@ def test_gate_study_pipeline_on_real_servers(tmp_path, big_data):
     Retrains that only change confidence (scale) are no regression under either rule; the
     candidate with green broken is caught by both, and no other class is flagged.
     """
-    from bench.gate_study import BASELINE, collect_all, markdown, run_comparisons, summarize
+    from bench.gate_study import BASELINE, collect_all, markdown, run_comparisons, study_pairs, summarize
     from helpers import write_color_model
 
     labels = ["red", "green", "blue"]
@@ -50,8 +50,8 @@ def test_gate_study_pipeline_on_real_servers(tmp_path, big_data):
                "broken": write_color_model(tmp_path / "b", labels, version="b", swap=("green", "blue"))}
     db = f"sqlite:///{tmp_path / 'study.db'}"
     collect_all(folders, db, test_dir=big_data)
-    comparisons = run_comparisons(folders, db, seeds={"surer": {}, "shyer": {}},
-                                  regressions={"broken": {"hurt": "green"}})
+    comparisons = run_comparisons(folders, db, study_pairs([BASELINE, "surer", "shyer"],
+                                                           [(BASELINE, "broken", "green")]))
     assert len(comparisons) == 6 + 1  # 3 seed-like models, every ordered pair; one regression
     s = summarize(comparisons)
     for rule in ("scores", "mcnemar"):
@@ -88,3 +88,25 @@ def test_gate_study_retrains_the_baselines_recipe(tmp_path):
     assert not reusable(out, {"seed": 45, "remove": ["pikachu:0.5"]}, "v3", None, None)
     (out / "config.json").write_text(json.dumps({**cfg, "training_data_hash": "other"}))
     assert not reusable(out, spec, "v3", None, None)  # other data: stale
+
+
+def test_gate_study_serves_each_network_of_the_shipped_model_alone(tmp_path):
+    """The networks of an averaged model, split into one-network model folders: each loads and
+    serves with its own identity, and their mean is the shipped model's answer."""
+    import numpy as np
+
+    from bench.gate_study import RECIPES, networks_of
+    from model_server.model import load_model_folder
+
+    shipped = RECIPES["v3"]["dir"]
+    nets = networks_of("v3", shipped, tmp_path)
+    assert list(nets) == ["v3-net42", "v3-net43", "v3-net44"]
+    whole = load_model_folder(shipped, backend="keras")
+    alone = [load_model_folder(path, backend="keras") for path in nets.values()]
+    assert len({m.fingerprint for m in alone} | {whole.fingerprint}) == 4
+    assert {m.version for m in alone} == {"3-net42", "3-net43", "3-net44"}
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 96, 96, 3), dtype=np.float32)
+    mean = np.mean([m.predict(x) for m in alone], axis=0)
+    np.testing.assert_allclose(mean, whole.predict(x), atol=1e-5)
+    assert networks_of("v3", shipped, tmp_path) == nets  # done already: reused
