@@ -13,7 +13,7 @@ help:
 	@echo "make models   - retrain the three shipped models (45 min on 2 cores, measured with 'time make models')"
 	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
 	@echo "make bench    - benchmarks (writes bench/results.json)"
-	@echo "make gate-study - the regression gate on 6 real retrains of the shipped ml_original (about 90 minutes on 2 cores)"
+	@echo "make gate-study - the regression gate on 6 real retrains of the shipped ml_original (about 80 minutes on 2 cores)"
 	@echo "make lint     - ruff"
 	@echo "make reliability - fuzzing, hostile inputs, faults, 60 s load, dependency audit"
 	@echo "make docker-smoke - build the images and run the compose stack for real"

@@ -1,7 +1,7 @@
 """The regression gate on real retrains: false alarms over seeds, detections over real regressions.
 
-    python -m bench.gate_study                 # or: make gate-study (about 90 minutes on 2 cores)
-    python -m bench.gate_study --recipe v2     # the one-network recipe of version 2 (about 30 minutes)
+    python -m bench.gate_study                 # or: make gate-study (about 80 minutes on 2 cores)
+    python -m bench.gate_study --recipe v2     # the one-network recipe of version 2 (30-50 minutes)
     python -m bench.gate_study --work DIR      # keep the trained models in DIR (a rerun reuses
                                                # those trained with the same recipe and data)
 
