@@ -19,7 +19,9 @@ the collector into one SQLite database, and runs `compare` with the default rule
 the rule of earlier versions ("mcnemar"), each seed pair in both directions and
 the baseline against each degraded retrain — on the validation split first (where the defaults
 were checked), then on test_data. Prints the Markdown tables of BENCHMARKS.md and writes every
-number to bench/gate_study.json.
+number to bench/gate_study.json. With `v3`, each network of each of those models is then served
+alone and compared the same way (a one-network study from the same trainings: 12 seeds, every
+ordered pair, and 9 degraded networks, each against the baseline's network of the same seed).
 
 The gate's thresholds are the CLI defaults, fixed before this study was run; the recipes are
 those chosen on the training side. Nothing here looks at the test set to choose anything.
