@@ -249,13 +249,15 @@ def main(argv: list[str] | None = None) -> dict:
     if RECIPES[args.recipe]["members"] > 1:
         # Each network alone: the one-network recipe, retrained with 3 + 9 seeds, and each
         # degraded retrain compared with the baseline's network of the same seed.
-        nets = {}
+        nets, seed_nets, degraded = {}, [], []
         for name, folder in folders.items():
-            nets.update(networks_of(name, folder, work / "networks"))
-        seed_nets = [n for n in nets if n.split("-net")[0] in (args.recipe, *seeds)]
-        studies["networks"] = (nets, study_pairs(seed_nets, [
-            (f"{args.recipe}-net{n.split('-net')[1]}", n, REGRESSIONS[n.split("-net")[0]]["hurt"])
-            for n in nets if n.split("-net")[0] in REGRESSIONS]))
+            for net, path in networks_of(name, folder, work / "networks").items():
+                nets[net] = path
+                if name in REGRESSIONS:  # "pikachu-75-net43" against "v3-net43"
+                    degraded.append((args.recipe + net.removeprefix(name), net, REGRESSIONS[name]["hurt"]))
+                else:
+                    seed_nets.append(net)
+        studies["networks"] = (nets, study_pairs(seed_nets, degraded))
     result: dict = {"recipe": args.recipe, "baseline": str(RECIPES[args.recipe]["dir"].relative_to(ROOT))}
     # The validation split first: the rule's defaults were checked there before the test set was
     # looked at. It has ~15 images a class, so it shows false alarms more than detections.
