@@ -9,21 +9,23 @@ followed, and every failure becomes one ModelServerError naming the URL and the 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import random
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
+import urllib3.util.connection
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .redact import redact_url
+from .urls import BadURL, HostPolicy, NotAllowed, parse_target
+from .urls import display as display_url
 from .validate import InvalidAnswer
 from .validate import metadata as check_metadata
 
@@ -40,12 +42,21 @@ class Limits:
     max_metadata_bytes: int = 1 * MiB
 
 
-class ModelServerError(RuntimeError):
-    """One line for the user: `URL: reason`. `reason` alone is what a run records."""
+# What a caller of the deploy hook is told of a failed target: a category, never the socket's
+# own error (which would tell an open port from a closed one).
+REFUSED = "refused by allowlist"
+NO_ANSWER = "no answer"
+NOT_A_MODEL_SERVER = "not a model server"
+CLAIM_REFUSED = "not the stored model whose fingerprint it announces"
 
-    def __init__(self, url: str, reason: str, *, status: int | None = None):
+
+class ModelServerError(RuntimeError):
+    """One line for the user: `URL: reason`. `reason` alone is what a run records; `category`
+    (REFUSED, NO_ANSWER, NOT_A_MODEL_SERVER) is all the deploy hook's caller sees."""
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, category: str = NOT_A_MODEL_SERVER):
         super().__init__(f"{url}: {reason}")
-        self.url, self.reason, self.status = url, reason, status
+        self.url, self.reason, self.status, self.category = url, reason, status, category
 
 
 class _DeadlineExceeded(Exception):
@@ -56,29 +67,16 @@ class _TooLarge(Exception):
     pass
 
 
-def display_url(url: str) -> str:
-    """The URL as shown and stored: any user:password@ replaced by ***@."""
+def check_url(url: str, *, allow_userinfo: bool = True) -> str:
+    """The canonical form of a model-server URL (urls.parse_target), or a ModelServerError."""
     try:
-        p = urlsplit(url)
-    except ValueError:
-        return redact_url(url)
-    if "@" not in p.netloc:
-        return url
-    return urlunsplit(p._replace(netloc="***@" + p.netloc.rsplit("@", 1)[1]))
+        return parse_target(url, allow_userinfo=allow_userinfo).url
+    except BadURL as e:
+        raise ModelServerError(display_url(url), str(e)) from None
 
 
-def check_url(url: str) -> str:
-    if not isinstance(url, str) or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
-        raise ModelServerError(display_url(str(url))[:200].encode("unicode_escape").decode(),
-                               "not a valid URL: it contains spaces or control characters")
-    try:
-        p = urlsplit(url)
-        p.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ModelServerError(display_url(url), "not a valid URL (bad host or port)") from None
-    if p.scheme not in ("http", "https") or not p.hostname:
-        raise ModelServerError(display_url(url), "not an http(s) URL (e.g. http://ml_original:8080)")
-    return url.rstrip("/")
+class Refused(Exception):
+    """A connection the allowlist refused (deliberately no OSError: urllib3 must not retry or wrap it)."""
 
 
 # ---- sockets the watchdog can shut ---------------------------------------------------------
@@ -86,7 +84,44 @@ _current = threading.local()
 
 
 class _Tracked:
-    """Registers the socket of each connection used by the request running in this thread."""
+    """Registers the socket of each connection used by the request running in this thread, and
+    connects only to addresses its `policy` allows (None: any)."""
+
+    policy: HostPolicy | None = None
+
+    def _new_conn(self) -> socket.socket:
+        if self.policy is None:
+            return super()._new_conn()
+        host = self._dns_host.strip("[]").lower()
+        try:
+            addresses = self.policy.resolve(host, self.port)
+        except NotAllowed as e:
+            raise Refused(str(e)) from None
+        refusal, failure = None, None
+        for addr in addresses:
+            try:
+                self.policy.check_peer(host, addr)
+            except NotAllowed as e:
+                refusal = e
+                continue
+            try:  # to the address just checked: no second lookup between the check and the connect
+                sock = urllib3.util.connection.create_connection(
+                    (str(addr), self.port), self.timeout, source_address=self.source_address,
+                    socket_options=self.socket_options)
+            except TimeoutError as e:
+                raise urllib3.exceptions.ConnectTimeoutError(self, f"connect to {host} timed out") from e
+            except OSError as e:
+                failure = e
+                continue
+            try:  # the peer of the socket itself
+                self.policy.check_peer(host, ipaddress.ip_address(sock.getpeername()[0].split("%")[0]))
+            except (NotAllowed, OSError, ValueError) as e:
+                sock.close()
+                raise Refused(str(e)) from None
+            return sock
+        if failure is not None:
+            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {failure}")
+        raise Refused(str(refusal or f"host {host!r} has no allowed address"))
 
     def _track(self) -> None:
         socks = getattr(_current, "socks", None)
@@ -119,25 +154,41 @@ class _HTTPSPool(HTTPSConnectionPool):
 
 
 class _Adapter(HTTPAdapter):
+    def __init__(self, policy: HostPolicy | None = None, **kwargs):
+        self._policy = policy  # read by init_poolmanager, which HTTPAdapter.__init__ calls
+        super().__init__(**kwargs)
+
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        if self._policy is None:
+            self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+            return
+        extra = {"policy": self._policy}
+        http_conn = type("_PolicedHTTPConnection", (_HTTPConnection,), extra)
+        https_conn = type("_PolicedHTTPSConnection", (_HTTPSConnection,), extra)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("_PolicedHTTPPool", (_HTTPPool,), {"ConnectionCls": http_conn}),
+            "https": type("_PolicedHTTPSPool", (_HTTPSPool,), {"ConnectionCls": https_conn})}
 
 
 class ModelClient:
     predict_path = "/predict"  # as named in messages
 
     def __init__(self, url: str, *, limits: Limits | None = None, retries: int = 3, backoff: float = 0.5,
-                 pool_size: int = 4, echo_errors: bool = True):
-        self._target = check_url(url)
-        self.url = display_url(self._target)  # what messages and the database see
+                 pool_size: int = 4, echo_errors: bool = True, policy: HostPolicy | None = None):
+        try:
+            target = parse_target(url)
+        except BadURL as e:
+            raise ModelServerError(display_url(url), str(e)) from None
+        self._target = target.url  # the canonical string: what urllib3 parses back is what was checked
+        self.url = target.display  # what messages and the database see
         self.limits = limits or Limits()
         self.retries = retries
         self.backoff = backoff
         self.echo_errors = echo_errors  # False: never repeat what the server said (the deploy hook)
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or netrc credentials from the environment
-        adapter = _Adapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        adapter = _Adapter(policy, pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -181,12 +232,17 @@ class ModelClient:
         except _TooLarge as e:
             raise ModelServerError(self.url, f"{method} {path}: the response {e} than the limit of {max_bytes} "
                                              "bytes (--max-response-bytes / --max-metadata-bytes)") from None
+        except Refused as e:
+            raise ModelServerError(self.url, f"{method} {path}: refused by the allowlist: {e}",
+                                   category=REFUSED) from None
         except (_DeadlineExceeded, requests.RequestException, urllib3.exceptions.HTTPError,
                 http.client.HTTPException, OSError, ValueError) as e:
             if fired.is_set():
                 raise ModelServerError(self.url, f"{method} {path}: no complete answer within the deadline of "
-                                                 f"{lim.deadline:g} s (--timeout)") from None
-            raise ModelServerError(self.url, f"{method} {path}: {_transport_reason(e, lim)}") from None
+                                                 f"{lim.deadline:g} s (--timeout)", category=NO_ANSWER) from None
+            reason = _transport_reason(e, lim)
+            category = NOT_A_MODEL_SERVER if reason.startswith("the response body does not decode") else NO_ANSWER
+            raise ModelServerError(self.url, f"{method} {path}: {reason}", category=category) from None
         finally:
             watchdog.cancel()
             _current.socks = None
@@ -214,7 +270,8 @@ class ModelClient:
             return status, headers, body
         if last is None:  # retries < 0 cannot happen (click bounds it); say so rather than loop
             raise ModelServerError(self.url, f"{method} {path}: no attempt made")
-        raise ModelServerError(self.url, f"{last.reason} (after {self.retries + 1} attempts)", status=last.status)
+        raise ModelServerError(self.url, f"{last.reason} (after {self.retries + 1} attempts)", status=last.status,
+                               category=last.category)
 
     def _describe(self, status: int, headers: dict, body: bytes) -> str:
         """`HTTP 404: <the server's JSON error>` or a summary; never a dump of the body."""

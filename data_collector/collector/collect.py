@@ -22,9 +22,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__, store
-from .client import Limits, ModelClient, ModelServerError, display_url
+from .client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
 from .protocols import ProtocolOptions, connect
 from .testset import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard
+from .urls import HostPolicy
 from .validate import InvalidAnswer, ModelChanged
 from .validate import predictions as check_predictions
 from .vocab import RunStatus
@@ -52,6 +53,7 @@ class CollectOptions:
     protocol: ProtocolOptions = field(default_factory=ProtocolOptions)  # other serving stacks (protocols.py)
     shard: tuple[int, int] | None = None  # (I, N): only the images whose sha256 % N == I (testset.in_shard)
     hash_cache: Path | None = None  # testset.HashCache file; None: hash every file
+    policy: HostPolicy | None = None  # the hosts every connection may reach (the deploy hook's allowlist)
 
     def limits(self) -> Limits:
         return Limits(deadline=self.timeout, connect_timeout=min(10.0, self.timeout),
@@ -70,6 +72,7 @@ class ModelResult:
     accuracy: float | None = None
     n_scored: int = 0
     error: str | None = None  # the reason, without the URL
+    category: str | None = None  # of a failure: client.REFUSED, NO_ANSWER, NOT_A_MODEL_SERVER, CLAIM_REFUSED
 
 
 @dataclass
@@ -84,10 +87,10 @@ class _Job:
     aborted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, category: str = NOT_A_MODEL_SERVER) -> None:
         with self.lock:
             if not self.aborted:
-                self.aborted, self.result.error = True, reason
+                self.aborted, self.result.error, self.result.category = True, reason, category
 
 
 class DatabaseFailure(RuntimeError):
@@ -163,11 +166,11 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
     """Ask one server who it is; check a known fingerprint's claim; register the model."""
     try:
         client = connect(url, opts.protocol, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
-                         echo_errors=opts.echo_errors)
+                         echo_errors=opts.echo_errors, policy=opts.policy)
         res.url = client.url
         meta = client.metadata()
     except ModelServerError as e:
-        res.error = e.reason
+        res.error, res.category = e.reason, e.category
         return None
     res.name, res.version, res.fingerprint = meta["name"], meta["version"], meta["fingerprint"]
     if res.fingerprint in seen_fp:
@@ -176,6 +179,7 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
         if first_labels != meta["labels"]:
             res.error = (f"announces fingerprint {res.fingerprint[:12]} of {first_url} but other labels: refused, "
                          "nothing stored (a fingerprint names one model)")
+            res.category = CLAIM_REFUSED
             return None
         res.status, res.error = RunStatus.SKIPPED, f"same model as {first_url}"
         say(f"{res.url}: same fingerprint as {first_url}; evaluated once")
@@ -187,12 +191,13 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
     if known is not None and list(known.labels) != meta["labels"]:
         res.error = (f"announces fingerprint {res.fingerprint[:12]} of the stored model {known.title} but "
                      f"other labels: refused, nothing stored (a fingerprint names one model)")
+        res.category = CLAIM_REFUSED
         client.close()
         return None
     if stored:
         problem = _verify(client, meta, known, stored, test_dir)
         if problem:
-            res.error = problem
+            res.error, res.category = problem, CLAIM_REFUSED
             client.close()
             return None
     with engine.begin() as conn:
@@ -297,7 +302,7 @@ def _run_jobs(jobs: list[_Job], stream: Iterator[list[TestImage]], *, engine: En
                     return []
                 mid = len(payload) // 2  # isolate the bad image(s) by halving
                 return _predict(job, payload[:mid]) + _predict(job, payload[mid:])
-            job.abort(e.reason)
+            job.abort(e.reason, e.category)
             return []
         try:
             preds = check_predictions(body, n_sent=len(payload), labels=job.labels,

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from . import store
+from .client import NOT_A_MODEL_SERVER
 from .collect import CollectOptions, collect
 from .compare import Thresholds, compare
 from .html_report import recall_history, render_html
@@ -43,7 +44,11 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
     out = {"url": res.url, "status": res.status.value, "name": res.name, "version": res.version,
            "fingerprint": res.fingerprint, "images_sent": res.n_sent, "evaluated": res.n_sent > 0}
     if res.status in FAILED_STATUSES:
-        out["error"] = res.error
+        if settings.opts.echo_errors:
+            out["error"] = res.error
+        else:  # the caller learns a category, not what the socket or the target said
+            log.warning("evaluation of %s failed: %s", res.url, res.error)
+            out["error"] = f"could not evaluate URL: {res.category or NOT_A_MODEL_SERVER}"
         out["verdict"] = "error"
         return out
     with engine.connect() as conn:

@@ -16,83 +16,35 @@ The hook can be made to fetch URLs, so it is locked down:
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
-import ipaddress
 import json
-import socket
+import logging
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from flask import Flask, jsonify, request
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from .client import ModelServerError, check_url
+from .client import REFUSED
 from .collect import DatabaseFailure
 from .deploy import DeploySettings, evaluate_deployment
+from .http_headers import secure_headers
 from .store import StoreError, ensure_schema
+from .urls import BadURL, HostPolicy, NotAllowed, parse_target
+
+__all__ = ["DEFAULT_ALLOWED_HOSTS", "DEFAULT_MAX_JOBS", "HostPolicy", "NotAllowed", "create_hook_app"]
+log = logging.getLogger("collector.hook")
 
 DEFAULT_ALLOWED_HOSTS = ("ml_original", "ml_ditto", "ml_ditto_and_mimikyu")  # the compose file's services
 DEFAULT_MAX_JOBS = 8
-# Never reachable through a name, only when listed as an address: cloud metadata and link-local.
-ALWAYS_BLOCKED = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "0.0.0.0/8")]
-
-
-class NotAllowed(ValueError):
-    pass
-
-
-class HostPolicy:
-    """Which hosts the hook may contact: names, IP addresses and CIDR networks."""
-
-    def __init__(self, entries: list[str] | tuple[str, ...], *, resolve=socket.getaddrinfo):
-        self.names: set[str] = set()
-        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for e in (x.strip().lower() for x in entries):
-            if not e:
-                continue
-            try:
-                self.networks.append(ipaddress.ip_network(e, strict=False))
-            except ValueError:
-                self.names.add(e.rstrip("."))
-        self._resolve = resolve
-
-    def describe(self) -> str:
-        return ", ".join(sorted(self.names) + [str(n) for n in self.networks]) or "(nothing)"
-
-    def _addresses(self, host: str, port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        try:
-            infos = self._resolve(host, port, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError):
-            raise NotAllowed(f"host {host!r} does not resolve") from None
-        return {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
-
-    def check(self, url: str) -> None:
-        p = urlsplit(url)
-        host = (p.hostname or "").lower().rstrip(".")
-        port = p.port or (443 if p.scheme == "https" else 80)
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        # Before any connection: the name itself, or the literal address, must be listed.
-        if literal is None and host not in self.names:
-            raise NotAllowed(f"host {host!r} is not in HOOK_ALLOWED_HOSTS")
-        if literal is not None and not any(literal in n for n in self.networks):
-            raise NotAllowed(f"address {host} is not in HOOK_ALLOWED_HOSTS")
-        # After name resolution: every address must be allowed, and none of the blocked ranges.
-        for addr in self._addresses(host, port):
-            listed = any(addr in n for n in self.networks)
-            if any(addr in n for n in ALWAYS_BLOCKED) and not listed:
-                raise NotAllowed(f"host {host!r} resolves to {addr}, a link-local or metadata address")
-            if literal is not None and not listed:
-                raise NotAllowed(f"address {addr} is not in HOOK_ALLOWED_HOSTS")
 
 
 class QueueFull(RuntimeError):
@@ -232,7 +184,11 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
     `enabled=False`: the app answers the hook's routes with 503 (the web view alone is served)."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    secure_headers(app)
     policy = allowed or HostPolicy(DEFAULT_ALLOWED_HOSTS)
+    # The policy goes with every connection the jobs make; the target's own words never come back.
+    settings = dataclasses.replace(settings, opts=dataclasses.replace(settings.opts, policy=policy,
+                                                                       echo_errors=False))
 
     def run(url: str) -> dict:
         ensure_schema(engine, migrate=migrate)  # the stack may start before ./setup_db.sh ran
@@ -251,7 +207,8 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
         return resp
 
     @app.errorhandler(Exception)
-    def _unexpected(_e: Exception):
+    def _unexpected(e: Exception):
+        log.error("unexpected error on %s %s", request.method, request.path, exc_info=e)
         return jsonify({"error": "internal error"}), 500
 
     @app.get("/health")
@@ -270,12 +227,15 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
             return jsonify({"error": 'body must be JSON {"url": "http://model:8080"}'}), 400
         try:
-            url = check_url(body["url"])
-            policy.check(url)
-        except ModelServerError as e:
-            return jsonify({"error": e.reason}), 400
+            target = parse_target(body["url"], allow_userinfo=False)
+        except BadURL as e:
+            return jsonify({"error": str(e)}), 400
+        try:
+            policy.check(target)
         except NotAllowed as e:
-            return jsonify({"error": f"{e}; allowed: {policy.describe()}"}), 403
+            log.info("hook: %s refused: %s", target.display, e)
+            return jsonify({"error": f"could not evaluate URL: {REFUSED} ({e}); allowed: {policy.describe()}"}), 403
+        url = target.url
         try:
             job = queue.submit(url)
         except QueueFull as e:

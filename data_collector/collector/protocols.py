@@ -28,6 +28,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import numpy as np
 
 from .client import ModelClient, ModelServerError, display_url
+from .urls import BadURL, parse_target
 from .validate import FINGERPRINT, InvalidAnswer
 from .validate import metadata as check_metadata
 
@@ -103,11 +104,11 @@ def connect(url: str, options: ProtocolOptions | None = None, **kwargs) -> Model
     """The client for `url`'s protocol (kwargs as ModelClient's: limits, retries, ...)."""
     options = options or ProtocolOptions()
     try:
-        address = parse_address(url, options.protocol)
-    except AddressError as e:
+        address = parse_address(parse_target(url).url, options.protocol)
+    except (AddressError, BadURL) as e:
         raise ModelServerError(display_url(url), str(e)) from None
     if address.protocol == "native":
-        return ModelClient(url, **kwargs)
+        return ModelClient(address.url, **kwargs)
     return (OIPClient if address.protocol == "v2" else V1Client)(address, options, **kwargs)
 
 

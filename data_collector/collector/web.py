@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -34,8 +35,11 @@ from . import store, views
 from .compare import Thresholds
 from .formatting import num
 from .html_report import history_svg, model_section
+from .http_headers import secure_headers
 from .render import BASE_CSS, compare_table, esc, recall_strip
 from .selectors import SelectorError
+
+log = logging.getLogger("collector.web")
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 THUMB_SIZES = (64, 96, 128, 256)
@@ -104,6 +108,7 @@ def _warm_up() -> None:
 def create_web_app(*, engine: Engine, test_dir: Path, thresholds: Thresholds | None = None) -> Flask:
     """The view alone (tests, benchmarks); `data-collector serve` adds it to the hook's app."""
     app = Flask(__name__)
+    secure_headers(app)
     register_web(app, WebContext(engine, Path(test_dir), thresholds or Thresholds()))
 
     @app.errorhandler(HTTPException)
@@ -111,7 +116,8 @@ def create_web_app(*, engine: Engine, test_dir: Path, thresholds: Thresholds | N
         return jsonify({"error": e.description}), e.code or 500
 
     @app.errorhandler(Exception)
-    def _unexpected(_e):
+    def _unexpected(e):
+        log.error("unexpected error on %s %s", request.path, request.method, exc_info=e)
         return jsonify({"error": "internal error"}), 500
 
     return app
@@ -157,10 +163,7 @@ def _page(title: str, body: str) -> Response:
             f"<style>{WEB_CSS}</style></head><body><header><a class='brand' href='/'>Classifier tester</a>"
             "<a href='/'>Models</a><a href='/compare'>Compare</a><a href='/jobs/view'>Jobs</a></header>"
             f"<main>{body}</main></body></html>")
-    resp = Response(html, mimetype="text/html")
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    return resp
+    return Response(html, mimetype="text/html")  # headers: http_headers.secure_headers
 
 
 def _model_href(fp: str) -> str:

@@ -140,6 +140,7 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
     from werkzeug.serving import make_server
 
     from ..hook import HostPolicy, create_hook_app
+    from ..http_headers import RequestHandler
     from ..web import WebContext, register_web
 
     token = os.environ.get("HOOK_TOKEN") or None
@@ -168,7 +169,7 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
                           migrate=not kw["no_migrate"], enabled=hook)
     register_web(app, WebContext(view_engine, Path(kw["test_data"]), settings.thresholds,
                                  jobs=app.extensions["deploy_jobs"] if hook else None))
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True, request_handler=RequestHandler)
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     err.print(f"web view on http://{shown}:{port}/", markup=False)
     if hook:

@@ -1,0 +1,293 @@
+"""Model-server URLs: one strict parse, and the allowlist enforced on the socket.
+
+A URL string is parsed once, here, and only what every parser reads the same way is accepted:
+`scheme://[userinfo@]host[:port][/path]` in printable ASCII, where the WHATWG URL standard (what
+browsers and many proxies use), RFC 3986 (`urllib.parse`) and urllib3 (what requests connects
+with) cannot disagree. Refused: backslashes, whitespace and control characters, a second `@`,
+percent-encoded bytes or non-ASCII characters in the host, IPv6 zone ids, IPv4 in any form but
+dotted decimal (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`), a trailing dot, dot segments in
+the path (`..`, `%2e`), a query or fragment. The client connects with the canonical string built
+from the parsed parts, and that string is parsed back by urllib3 and compared before it is used.
+
+`HostPolicy` is the deploy hook's allowlist. It is checked before a job is queued, and again in
+the connection itself (`check_peer`): the name is resolved by the policy, every address is
+checked, the socket connects to a checked address, and its peer address is checked once more.
+A name that resolves to an allowed address when the job is queued and to another one when the
+collector connects (DNS rebinding) is refused at connect time, on every connection and retry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import urllib3.util
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Printable ASCII that needs no escaping anywhere in a URL (RFC 3986 reserved + unreserved + '%').
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)", re.S)
+_USERINFO = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:%]*")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?")
+# WHATWG reads a host whose last label is a number (decimal, 0x hex, octal) as an IPv4 address.
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")
+_DOT_SEGMENT = re.compile(r"(?:\.|%2e){1,2}", re.I)
+
+
+class BadURL(ValueError):
+    """A URL refused by the strict parse; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed model-server URL. `url` is the canonical string the HTTP client is given."""
+
+    scheme: str
+    host: str  # lowercase; an IPv6 address without brackets
+    port: int | None
+    path: str  # '' or '/...' without a trailing slash
+    userinfo: str | None = None
+
+    @property
+    def netloc_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (443 if self.scheme == "https" else 80)
+
+    @property
+    def url(self) -> str:
+        auth = f"{self.userinfo}@" if self.userinfo is not None else ""
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.scheme}://{auth}{self.netloc_host}{port}{self.path}"
+
+    @property
+    def display(self) -> str:
+        """The URL as shown and stored: userinfo replaced by ***."""
+        auth = "***@" if self.userinfo is not None else ""
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.scheme}://{auth}{self.netloc_host}{port}{self.path}"
+
+
+def parse_target(text: object, *, allow_userinfo: bool = True) -> Target:
+    """The one parse of a model-server URL (see the module doc); BadURL says what is refused."""
+    if not isinstance(text, str):
+        raise BadURL("not a valid URL: not a string")
+    if len(text) > 2048:
+        raise BadURL("not a valid URL: longer than 2048 characters")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise BadURL("not a valid URL: it contains spaces or control characters")
+    if "\\" in text:
+        raise BadURL("not a valid URL: it contains a backslash")
+    if not text.isascii():
+        raise BadURL("not a valid URL: non-ASCII characters (write a host in its IDNA form, xn--...)")
+    if not _URL_CHARS.fullmatch(text):
+        raise BadURL("not a valid URL: characters that must be percent-encoded")
+    m = _SCHEME.fullmatch(text)
+    if not m or m["scheme"].lower() not in ("http", "https"):
+        raise BadURL("not an http(s) URL (e.g. http://ml_original:8080)")
+    scheme, rest = m["scheme"].lower(), m["rest"]
+    if "?" in rest or "#" in rest:
+        raise BadURL("not a valid URL: a model server's address has no query or fragment")
+    authority, slash, path = rest.partition("/")
+    path = (slash + path).rstrip("/")
+    userinfo = None
+    if "@" in authority:
+        if not allow_userinfo:
+            raise BadURL("not a valid URL: credentials (user@) are not accepted here")
+        userinfo, _, authority = authority.rpartition("@")
+        if "@" in userinfo or not _USERINFO.fullmatch(userinfo):
+            raise BadURL("not a valid URL: a second '@' or unencoded characters in the credentials")
+    host, port = _split_host_port(authority)
+    _check_path(path)
+    target = Target(scheme, host, port, path, userinfo)
+    _cross_check(target)
+    return target
+
+
+def _split_host_port(authority: str) -> tuple[str, int | None]:
+    if authority.startswith("["):
+        inner, close, after = authority[1:].partition("]")
+        if not close:
+            raise BadURL("not a valid URL: an IPv6 address without its closing ']'")
+        host = _ipv6_host(inner)
+        port_text = after[1:] if after.startswith(":") else None
+        if after and port_text is None:
+            raise BadURL("not a valid URL (bad host or port)")
+    else:
+        host, colon, port_text = authority.partition(":")
+        if not colon:
+            port_text = None
+        host = _name_or_ipv4(host)
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not port_text.isascii() or not 0 < int(port_text) < 65536:
+            raise BadURL("not a valid URL (bad host or port)")
+        port = int(port_text)
+    return host, port
+
+
+def _ipv6_host(inner: str) -> str:
+    if "%" in inner:
+        raise BadURL("not a valid URL: IPv6 zone ids (%...) are not accepted")
+    try:
+        return ipaddress.IPv6Address(inner).compressed
+    except ValueError:
+        raise BadURL("not a valid URL: not an IPv6 address between [ ]") from None
+
+
+def _name_or_ipv4(host: str) -> str:
+    host = host.lower()
+    if not host:
+        raise BadURL("not an http(s) URL (e.g. http://ml_original:8080): no host")
+    if "%" in host or "[" in host or "]" in host:
+        raise BadURL("not a valid URL: percent-encoded or bracketed characters in the host")
+    if host.endswith("."):
+        raise BadURL("not a valid URL: a host ending in '.' (write it without the trailing dot)")
+    labels = host.split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        try:
+            addr = ipaddress.IPv4Address(host)  # dotted decimal only: no octal, hex or short forms
+        except ValueError:
+            raise BadURL("not a valid URL: an IPv4 address is written as four decimal numbers (a.b.c.d)") from None
+        if str(addr) != host:
+            raise BadURL("not a valid URL: an IPv4 address is written as four decimal numbers (a.b.c.d)")
+        return host
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise BadURL("not a valid URL: the host is not a DNS name or an IP address")
+    return host
+
+
+def _check_path(path: str) -> None:
+    if "@" in path:
+        raise BadURL("not a valid URL: '@' in the path")
+    for segment in path.split("/")[1:]:
+        if _DOT_SEGMENT.fullmatch(segment):
+            raise BadURL("not a valid URL: '.' or '..' segments in the path")
+    if re.search(r"%(?![0-9A-Fa-f]{2})", path):
+        raise BadURL("not a valid URL: a '%' that starts no percent-encoded byte")
+
+
+def _cross_check(target: Target) -> None:
+    """The canonical string as urllib3 (the connecting parser) and urllib.parse read it."""
+    canonical = target.url
+    try:
+        u3 = urllib3.util.parse_url(canonical)
+        rfc = urlsplit(canonical)
+        rfc_port = rfc.port
+    except (ValueError, urllib3.exceptions.LocationParseError):
+        raise BadURL("not a valid URL (bad host or port)") from None
+    u3_host = (u3.host or "").lower().strip("[]")
+    if (u3_host != target.host or u3.port != target.port or (rfc.hostname or "") != target.host
+            or rfc_port != target.port or (u3.path or "") != target.path):
+        raise BadURL("not a valid URL: parsers disagree on its host, port or path")
+
+
+def display(url: str) -> str:
+    """A URL as shown: its credentials hidden. Falls back to a redacted, escaped text."""
+    from .redact import redact_url
+
+    try:
+        return parse_target(url).display
+    except BadURL:
+        text = redact_url(str(url))[:200]
+        return text.encode("unicode_escape").decode("ascii")
+
+
+# ---- the allowlist ---------------------------------------------------------------------------
+# Never reachable through a name, only when listed as an address: cloud metadata and link-local.
+ALWAYS_BLOCKED = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128")]
+
+
+class NotAllowed(ValueError):
+    """A host or address the allowlist refuses."""
+
+
+def _plain(addr: IPAddress) -> IPAddress:
+    """IPv4-mapped IPv6 (::ffff:a.b.c.d) as the IPv4 address it reaches."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+class HostPolicy:
+    """Which hosts a caller's URL may reach: names, IP addresses and CIDR networks.
+
+    An address is allowed when a listed network holds it. A listed name may resolve to any
+    address but a link-local or metadata one (unless listed); an unlisted name only to listed
+    addresses. Literal addresses must be listed.
+    """
+
+    def __init__(self, entries: list[str] | tuple[str, ...], *, resolve=socket.getaddrinfo):
+        self.names: set[str] = set()
+        self.networks: list[IPNetwork] = []
+        for e in (x.strip().lower() for x in entries):
+            if not e:
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(e, strict=False))
+            except ValueError:
+                self.names.add(e.rstrip("."))
+        self._resolve = resolve
+
+    def describe(self) -> str:
+        return ", ".join(sorted(self.names) + [str(n) for n in self.networks]) or "(nothing)"
+
+    def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """Every address `host` resolves to now (an IP literal is itself)."""
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
+        try:
+            infos = self._resolve(host, port, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            raise NotAllowed(f"host {host!r} is not allowed (it does not resolve)") from None
+        out: list[IPAddress] = []
+        for info in infos:
+            addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            if addr not in out:
+                out.append(addr)
+        return out
+
+    def _listed(self, addr: IPAddress) -> bool:
+        addr = _plain(addr)
+        return any(addr in n for n in self.networks)
+
+    def check_peer(self, host: str, addr: IPAddress) -> None:
+        """May a connection for `host` go to `addr`? Raises NotAllowed."""
+        plain = _plain(addr)
+        if self._listed(plain):
+            return
+        if host in self.names and not any(plain in n for n in ALWAYS_BLOCKED):
+            return
+        if host in self.names:
+            raise NotAllowed(f"host {host!r} resolves to {plain}, a link-local or metadata address")
+        raise NotAllowed(f"address {plain} (for {host!r}) is not in the allowlist")
+
+    def check(self, target: Target | str) -> None:
+        """Before any connection: the host and every address it resolves to now."""
+        if isinstance(target, str):
+            target = parse_target(target)
+        host = target.host
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            if not self._listed(literal):
+                raise NotAllowed(f"address {host} is not in the allowlist")
+            return
+        addresses = self.resolve(host, target.effective_port)
+        if not addresses:
+            raise NotAllowed(f"host {host!r} is not allowed (it does not resolve)")
+        if host not in self.names and not all(self._listed(a) for a in addresses):
+            raise NotAllowed(f"host {host!r} is not in the allowlist, nor are all of its addresses")
+        for addr in addresses:
+            self.check_peer(host, addr)
