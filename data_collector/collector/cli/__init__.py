@@ -11,8 +11,20 @@ import click
 
 from .. import __version__, store
 from ..redact import redact_url
+from ..text import literal
 from . import collecting, database, deploying, reporting
 from .common import fail, option
+
+
+class LiteralFormatter(logging.Formatter):
+    """Log lines (-v) with every control and format character of a message escaped: a server's
+    text cannot forge a log line or reach the terminal as an escape sequence."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return literal(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:  # noqa: N802
+        return literal(super().formatException(ei), keep_newlines=True)
 
 
 class _Group(click.Group):
@@ -41,7 +53,9 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
     """Evaluate model servers on the labelled test set and store every prediction."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LiteralFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
     ctx.obj = {"db": db, "db_attempts": db_attempts, "verbose": verbose}
 
 

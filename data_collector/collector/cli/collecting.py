@@ -15,8 +15,9 @@ from ..client import ModelServerError
 from ..collect import DatabaseFailure, ModelResult, collect
 from ..formatting import num
 from ..testset import TestSetError
+from ..text import literal
 from ..vocab import FAILED_STATUSES
-from .common import collect_options, collect_options_from, err, fail, open_store, out, split_urls, table
+from .common import collect_options, collect_options_from, err, fail, lines, open_store, out, split_urls, table
 
 
 class RateColumn(ProgressColumn):
@@ -47,13 +48,13 @@ def collect_cmd(ctx, urls, as_json, **kw):
 
         def on_progress(key: str, advance: int, total: int) -> None:
             if key not in tasks:
-                tasks[key] = bar.add_task(key, total=total)
+                tasks[key] = bar.add_task(literal(key), total=total)
             bar.update(tasks[key], total=total, advance=advance)  # the total grows as the test set streams by
 
         try:
             results = collect(list(split_urls(urls)), engine=engine, test_dir=kw["test_data"],
                               opts=collect_options_from(kw), progress=on_progress,
-                              say=lambda m: err.print(m, markup=False))
+                              say=lambda m: err.print(m))
         except TestSetError as e:
             fail(str(e), 2)
         except (ModelServerError, DatabaseFailure, store.StoreError) as e:
@@ -68,10 +69,10 @@ def collect_cmd(ctx, urls, as_json, **kw):
     failed_images = sum(r.n_failed for r in results)
     if failed_images:
         err.print(f"warning: {failed_images} image(s) could not be classified and were skipped; "
-                  "see the failures table", markup=False)
+                  "see the failures table")
     if bad:
         for r in bad:
-            err.print(f"error: {r.url}: {r.status}: {r.error}", markup=False)
+            err.print(f"error: {r.url}: {r.status}: {r.error}")
         sys.exit(1)
 
 
@@ -85,7 +86,7 @@ def print_summary(results: list[ModelResult]) -> None:
     for col in ("sent", "failed", "accuracy", "n"):
         t.add_column(col, justify="right", no_wrap=True)
     for r in results:
-        t.add_row(f"{r.name}\n{r.url}", r.version, r.fingerprint[:12], r.status, str(r.n_sent), str(r.n_failed),
+        t.add_row(lines(r.name, r.url), r.version, r.fingerprint[:12], r.status, str(r.n_sent), str(r.n_failed),
                   num(r.accuracy), str(r.n_scored) if r.accuracy is not None else "-")
     out.print(t)
 
@@ -118,6 +119,6 @@ def models_cmd(ctx, as_json):
     t.add_column("first seen", no_wrap=True)
     for m in rows:
         how = m.identity + ("" if m.protocol == "native" else f", {m.protocol}")
-        t.add_row("\n".join([m.name, *m.urls]), m.version, f"{m.fingerprint[:12]}\n{how}", str(len(m.labels)),
+        t.add_row(lines(m.name, *m.urls), m.version, lines(m.fingerprint[:12], how), str(len(m.labels)),
                   str(m.predictions), m.first_seen.strftime("%Y-%m-%d") if m.first_seen else "")
     out.print(t)

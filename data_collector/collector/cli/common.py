@@ -11,20 +11,45 @@ import click
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import store
 from ..collect import CollectOptions
 from ..compare import RULES, Thresholds
 from ..protocols import INPUT_MODES, PROTOCOLS, ProtocolOptions, read_labels_file
 from ..testset import default_hash_cache, parse_shard
+from ..text import literal
+
+
+class LiteralConsole(Console):
+    """A console that never reads text as markup, emoji codes or escapes: every string printed (a
+    message, a table cell) is shown as written, its control and format characters escaped, line
+    breaks included. Styled or multi-line output is built as `Text` (see `lines`, `styled`)."""
+
+    def render_str(self, text: str, *, style="", justify=None, overflow=None, **_ignored) -> Text:
+        return Text(literal(text), style=style, justify=justify, overflow=overflow)
+
 
 # The terminal's width on a terminal; otherwise COLUMNS or 80, never a fixed wide layout.
-out = Console(highlight=False, soft_wrap=True)  # messages are lines: the terminal wraps them
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = LiteralConsole(highlight=False, markup=False, emoji=False, soft_wrap=True)  # the terminal wraps lines
+err = LiteralConsole(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+def lines(*parts: object) -> Text:
+    """One table cell of several lines, each shown literally."""
+    return Text("\n").join(Text(literal(p)) for p in parts)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line of literal parts, some of them (text, style)."""
+    return Text.assemble(*((literal(p[0]), p[1]) if isinstance(p, tuple) else literal(p) for p in parts))
 
 
 def fail(msg: str, code: int = 1):
-    err.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False)
+    try:
+        err.print(styled(("error:", "bold red"), " ", msg))
+    except Exception:  # noqa: BLE001 - the error path itself must not raise
+        sys.stderr.write("error: " + literal(msg).encode("ascii", "backslashreplace").decode() + "\n")
     sys.exit(code)
 
 

@@ -24,8 +24,7 @@ def db_upgrade(ctx):
         store.upgrade(engine)
     except Exception as e:  # noqa: BLE001 - reported, not a traceback
         fail(f"migration failed: {getattr(e, 'orig', e)}")
-    out.print(f"schema at revision {store.current_revision(engine)} on {store.safe_url(ctx.obj['db'])}",
-              markup=False)
+    out.print(f"schema at revision {store.current_revision(engine)} on {store.safe_url(ctx.obj['db'])}")
 
 
 @db_group.command("destroy")
@@ -43,4 +42,4 @@ def db_destroy(ctx, yes):
         store.destroy(engine)
     except Exception as e:  # noqa: BLE001
         fail(f"could not drop the tables: {getattr(e, 'orig', e)}")
-    out.print(f"dropped all tables in {target}", markup=False)
+    out.print(f"dropped all tables in {target}")

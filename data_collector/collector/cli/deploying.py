@@ -70,7 +70,7 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
                     fp = client.metadata()["fingerprint"]
                     client.close()
                 except ModelServerError as e:
-                    err.print(f"watch: {e}", markup=False)
+                    err.print(f"watch: {e}")
                     continue
                 if handled.get(url) == fp:
                     continue
@@ -78,12 +78,12 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
                 if result["verdict"] != "error":
                     handled[url] = fp
                 if result["evaluated"] or result["verdict"] == "error":
-                    out.print(_verdict_line(result), markup=False)
+                    out.print(_verdict_line(result))
             if cycles and n >= cycles:
                 return
             time.sleep(interval)
     except KeyboardInterrupt:
-        err.print("watch: stopped", markup=False)
+        err.print("watch: stopped")
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -171,12 +171,12 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
                                  jobs=app.extensions["deploy_jobs"] if hook else None))
     server = make_server(host, port, app, threaded=True, request_handler=RequestHandler)
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    err.print(f"web view on http://{shown}:{port}/", markup=False)
+    err.print(f"web view on http://{shown}:{port}/")
     if hook:
         err.print(f"deploy hook on http://{shown}:{port}/hooks/deployed; may contact {policy.describe()}"
-                  + ("; NO AUTHENTICATION" if no_auth else ""), markup=False)
+                  + ("; NO AUTHENTICATION" if no_auth else ""))
     else:
-        err.print("deploy hook off (set HOOK_TOKEN to enable it)", markup=False)
+        err.print("deploy hook off (set HOOK_TOKEN to enable it)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

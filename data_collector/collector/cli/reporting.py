@@ -13,15 +13,26 @@ from ..formatting import num
 from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
 from ..reports import identity_line, model_report
 from ..selectors import SelectorError, resolve
-from .common import default_test_data, fail, open_store, option, out, table, threshold_options, thresholds_from
+from .common import (
+    default_test_data,
+    fail,
+    open_store,
+    option,
+    out,
+    styled,
+    table,
+    threshold_options,
+    thresholds_from,
+)
 
 
 def print_model_report(rep: dict) -> None:
     m = rep["model"]
     kinds = ", ".join(f"{k} {num(v['accuracy'])} (n={v['n']})" for k, v in rep["by_kind"].items())
-    out.print(f"\n[bold]{m['name']}[/] v{m['version']} ({m['fingerprint'][:12]}): accuracy "
-              f"{num(rep['accuracy'])} on {rep['n']} labelled images" + (f"; {kinds}" if kinds else ""))
-    out.print(identity_line(m), markup=False)
+    out.print()
+    out.print(styled((m["name"], "bold"), f" v{m['version']} ({m['fingerprint'][:12]}): accuracy "
+                     f"{num(rep['accuracy'])} on {rep['n']} labelled images" + (f"; {kinds}" if kinds else "")))
+    out.print(identity_line(m))
     t = table()
     t.add_column("class", no_wrap=True)
     for col in ("support", "precision", "recall", "F1", "MDD"):
@@ -35,8 +46,7 @@ def print_model_report(rep: dict) -> None:
              if c["support"] < pw["images_needed_per_class"]]
     out.print(f"MDD: smallest accuracy drop a class's images can show on answers alone (McNemar, alpha "
               f"{pw['alpha']}). To detect a {pw['drop']:.2f} drop with 80% power a class needs "
-              f"~{pw['images_needed_per_class']} images" + (f"; short: {', '.join(short)}" if short else ""),
-              markup=False)
+              f"~{pw['images_needed_per_class']} images" + (f"; short: {', '.join(short)}" if short else ""))
     labels = rep["confusion"]["labels"]
     # Columns are numbered like the rows: full names on the rows, a grid that fits 80 columns.
     cm = table("confusion: rows true, columns predicted (numbered as the rows)")
@@ -86,11 +96,12 @@ def report_cmd(ctx, selectors, json_path, html_path):
         print_model_report(rep)
     if json_path:
         json_path.write_text(json.dumps({"models": reports}, indent=2))
-        out.print(f"\nwrote {json_path}", markup=False)
+        out.print()
+        out.print(f"wrote {json_path}")
     if html_path:
         from ..html_report import render_html
         html_path.write_text(render_html(reports, history))
-        out.print(f"wrote {html_path}", markup=False)
+        out.print(f"wrote {html_path}")
 
 
 VERDICT_SHORT = {"regressed": "REGRESSED", "dropped-not-significant": "n.s.", "ok": ""}
@@ -99,10 +110,9 @@ VERDICT_SHORT = {"regressed": "REGRESSED", "dropped-not-significant": "n.s.", "o
 def print_comparison(c: dict) -> None:
     b, k = c["baseline"], c["candidate"]
     th = c["thresholds"]
-    out.print(f"baseline  {b['name']} v{b['version']} ({b['fingerprint'][:12]})", markup=False)
-    out.print(f"candidate {k['name']} v{k['version']} ({k['fingerprint'][:12]})", markup=False)
-    out.print(f"{c['n_common_images']} images seen by both, of labels both know; {th['description']}",
-              markup=False)
+    out.print(f"baseline  {b['name']} v{b['version']} ({b['fingerprint'][:12]})")
+    out.print(f"candidate {k['name']} v{k['version']} ({k['fingerprint'][:12]})")
+    out.print(f"{c['n_common_images']} images seen by both, of labels both know; {th['description']}")
     t = table()
     t.add_column("class", no_wrap=True)
     # The bootstrap CI of the change is in --json and --html: with it the table outgrows 80 columns.
@@ -116,28 +126,28 @@ def print_comparison(c: dict) -> None:
                   num(x["p_value"], 2), num(x["score_change"], 2, signed=True), num(x["score_p_adjusted"], 2),
                   num(x["min_detectable_drop"], 2), verdict)
     out.print(t)
-    out.print(COMPARE_LEGEND, markup=False)
+    out.print(COMPARE_LEGEND)
     if c["dropped_not_significant"]:
         out.print(f"n.s.: dropped by more than {th['max_drop']} but not flagged; <MDD: by less than the "
-                  "smallest drop its images can show on answers alone", markup=False)
+                  "smallest drop its images can show on answers alone")
     for lab, x in c["new_labels"].items():
-        out.print(f"new label {lab}: recall {num(x['recall'])} (n={x['n']}), not compared", markup=False)
+        out.print(f"new label {lab}: recall {num(x['recall'])} (n={x['n']}), not compared")
     if c["dropped_labels"]:
-        out.print(f"labels the candidate no longer has: {', '.join(c['dropped_labels'])}", markup=False)
+        out.print(f"labels the candidate no longer has: {', '.join(c['dropped_labels'])}")
     for lab in c["regressed_classes"]:
         x = c["classes"][lab]
-        out.print(f"{lab}: {class_verdict(x)} (evidence: {' and '.join(x['flagged_by'])})", markup=False)
+        out.print(f"{lab}: {class_verdict(x)} (evidence: {' and '.join(x['flagged_by'])})")
     for lab in c["dropped_not_significant"]:
         out.print(f"{lab}: {class_verdict(c['classes'][lab])} (McNemar p = {num(c['classes'][lab]['p_value'])}, "
-                  f"score p = {num(c['classes'][lab]['score_p_adjusted'])})", markup=False)
+                  f"score p = {num(c['classes'][lab]['score_p_adjusted'])})")
     if c["verdict"] == "regression":
         names = ", ".join(c["regressed_classes"]) or "overall accuracy"
-        out.print(f"[bold red]REGRESSION[/]: {names}")
+        out.print(styled(("REGRESSION", "bold red"), f": {names}"))
     elif c["dropped_not_significant"]:
-        out.print("[bold green]PASS[/]: no class regressed significantly; "
-                  f"{len(c['dropped_not_significant'])} dropped without enough evidence to tell")
+        out.print(styled(("PASS", "bold green"), ": no class regressed significantly; "
+                         f"{len(c['dropped_not_significant'])} dropped without enough evidence to tell"))
     else:
-        out.print("[bold green]PASS[/]: no class regressed")
+        out.print(styled(("PASS", "bold green"), ": no class regressed"))
 
 
 @click.command("compare")
@@ -208,7 +218,7 @@ def plan_cmd(min_drop, alpha, power, flip_rate, test_data):
             counts[i.label][i.kind] += 1
     needed = images_needed(min_drop, alpha, power, flip_rate)
     out.print(f"to detect a {min_drop:.2f} accuracy drop (McNemar, alpha {alpha}, power {power}, flip rate "
-              f"{flip_rate} each way) a class needs {needed} images", markup=False)
+              f"{flip_rate} each way) a class needs {needed} images")
     t = table()
     t.add_column("class", no_wrap=True)
     for col in ("photos", "sprites", "images", "MDD now", "needed", "short by"):
@@ -219,5 +229,4 @@ def plan_cmd(min_drop, alpha, power, flip_rate, test_data):
         t.add_row(lab, str(c.get("photo", 0)), str(c.get("sprite", 0)), str(n),
                   num(min_detectable_drop(n, alpha), 2), str(needed), str(max(0, needed - n)) if n < needed else "")
     out.print(t)
-    out.print("MDD now: smallest accuracy drop the class's images can show at all (every flip one way)",
-              markup=False)
+    out.print("MDD now: smallest accuracy drop the class's images can show at all (every flip one way)")
