@@ -24,10 +24,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .answers import InvalidAnswer, NativeAnswer, NativeMetadata, NotJSON, decode
+from .redact import redact_secrets, register_userinfo
+from .text import literal
 from .urls import BadURL, HostPolicy, NotAllowed, parse_target
 from .urls import display as display_url
-from .validate import InvalidAnswer
-from .validate import metadata as check_metadata
+from .validate import native_facts, stored_metadata
 
 MiB = 1024 * 1024
 
@@ -55,6 +57,7 @@ class ModelServerError(RuntimeError):
     (REFUSED, NO_ANSWER, NOT_A_MODEL_SERVER) is all the deploy hook's caller sees."""
 
     def __init__(self, url: str, reason: str, *, status: int | None = None, category: str = NOT_A_MODEL_SERVER):
+        reason = redact_secrets(reason)  # a server that echoes the credentials it was sent
         super().__init__(f"{url}: {reason}")
         self.url, self.reason, self.status, self.category = url, reason, status, category
 
@@ -75,6 +78,46 @@ def check_url(url: str, *, allow_userinfo: bool = True) -> str:
         raise ModelServerError(display_url(url), str(e)) from None
 
 
+MAX_HEADER_BYTES = 64 * 1024  # a response's status line and headers, all together
+MAX_HEADERS = 100
+
+
+class _HeadersTooLarge(http.client.HTTPException):
+    pass
+
+
+class _HeaderBudget:
+    """A response's socket file while its status line and headers are read: counts bytes and lines."""
+
+    def __init__(self, fp):
+        self._fp, self.used, self.lines = fp, 0, 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._fp.readline(limit)
+        self.used += len(line)
+        self.lines += 1
+        if self.used > MAX_HEADER_BYTES or self.lines > MAX_HEADERS + 2:  # + status line and blank line
+            raise _HeadersTooLarge(f"more than {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} headers")
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self._fp, name)
+
+
+class _BoundedResponse(http.client.HTTPResponse):
+    """http.client's response, its headers counted against MAX_HEADER_BYTES and MAX_HEADERS (the
+    standard library allows 100 lines of 64 KiB each: 6 MB a response)."""
+
+    def begin(self):
+        real = self.fp
+        self.fp = _HeaderBudget(real)
+        try:
+            super().begin()
+        finally:
+            if self.fp is not None:
+                self.fp = real
+
+
 class Refused(Exception):
     """A connection the allowlist refused (deliberately no OSError: urllib3 must not retry or wrap it)."""
 
@@ -88,6 +131,7 @@ class _Tracked:
     connects only to addresses its `policy` allows (None: any)."""
 
     policy: HostPolicy | None = None
+    response_class = _BoundedResponse
 
     def _new_conn(self) -> socket.socket:
         if self.policy is None:
@@ -181,6 +225,8 @@ class ModelClient:
         except BadURL as e:
             raise ModelServerError(display_url(url), str(e)) from None
         self._target = target.url  # the canonical string: what urllib3 parses back is what was checked
+        if target.userinfo:
+            register_userinfo(target.userinfo)
         self.url = target.display  # what messages and the database see
         self.limits = limits or Limits()
         self.retries = retries
@@ -295,27 +341,45 @@ class ModelClient:
                                    status=status)
         return body, headers
 
-    def _call_json(self, method: str, path: str, *, max_bytes: int, hint: str = "", **kwargs):
-        """A 200 answer's JSON, or a ModelServerError saying what came instead."""
-        body, _ = self._call(method, path, max_bytes=max_bytes, **kwargs)
-        data = _json(body)
-        if data is _NOT_JSON:
-            raise ModelServerError(self.url, f"{method} {path} did not return JSON{hint}")
-        return data
+    def _call_typed(self, method: str, path: str, kind, what: str, *, max_bytes: int, hint: str = "",
+                    **kwargs):
+        """A 200 answer decoded as `kind` (answers.py) and its raw body, or a ModelServerError."""
+        body, headers = self._call(method, path, max_bytes=max_bytes, **kwargs)
+        return self._decode(body, kind, what, f"{method} {path}", hint), body, headers
+
+    def _decode(self, body: bytes, kind, what: str, request_line: str, hint: str = ""):
+        try:
+            return decode(body, kind, what)
+        except NotJSON:
+            raise ModelServerError(self.url, f"{request_line} did not return JSON{hint}") from None
+        except InvalidAnswer as e:
+            raise ModelServerError(self.url, f"invalid {what}: {e.problem}") from None
 
     def metadata(self) -> dict:
-        """The model's checked identity (name, version, fingerprint, labels, ...)."""
-        meta = self._call_json("GET", "/metadata", max_bytes=self.limits.max_metadata_bytes,
-                               hint=": is this a model server?")
-        try:
-            return check_metadata(meta)
-        except InvalidAnswer as e:
-            raise ModelServerError(self.url, f"invalid metadata: {e}") from None
+        """The model's checked identity (name, version, fingerprint, labels), the collector's facts
+        about it, and the server's other keys as opaque JSON."""
+        meta, body, _ = self._call_typed("GET", "/metadata", NativeMetadata, "metadata",
+                                         max_bytes=self.limits.max_metadata_bytes, hint=": is this a model server?")
+        return stored_metadata(meta, facts=native_facts(meta), server=extra_keys(body, NativeMetadata))
 
-    def predict(self, images: list[tuple[str, bytes]]) -> dict:
-        """The raw JSON answer to one batch (checked by validate.predictions)."""
+    def predict(self, images: list[tuple[str, bytes]]) -> NativeAnswer:
+        """The typed answer to one batch (checked further by validate.predictions)."""
         files = [("images", (name.rsplit("/", 1)[-1], data, "application/octet-stream")) for name, data in images]
-        return self._call_json("POST", "/predict", max_bytes=self.limits.max_response_bytes, files=files)
+        answer, _, _ = self._call_typed("POST", "/predict", NativeAnswer, "answer to POST /predict",
+                                        max_bytes=self.limits.max_response_bytes, files=files)
+        return answer
+
+
+def extra_keys(body: bytes, kind) -> dict | None:
+    """The keys of a JSON object `body` that `kind` does not read: kept as opaque data only."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    known = set(kind.__struct_fields__)
+    return {literal(k)[:200]: v for k, v in doc.items() if k not in known} or None
 
 
 _NOT_JSON = object()
@@ -344,6 +408,9 @@ def _transport_reason(e: BaseException, lim: Limits) -> str:
         chain.append(nxt)
     names = " ".join(type(x).__name__ for x in chain)
     text = " ".join(str(x) for x in chain).lower()
+    too_large = next((x for x in chain if isinstance(x, _HeadersTooLarge)), None)
+    if too_large is not None or "_headerstoolarge" in names.lower():
+        return f"the response headers are over the limit ({MAX_HEADER_BYTES} bytes, {MAX_HEADERS} headers)"
     if isinstance(e, requests.ConnectTimeout) or "connecttimeout" in names.lower():
         return f"cannot connect: no answer within {lim.connect_timeout:g} s"
     if "refused" in text:

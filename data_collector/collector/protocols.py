@@ -21,23 +21,24 @@ import hashlib
 import io
 import json
 import re
-import struct
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import numpy as np
 
+from model_server import oip
+
+from .answers import AnsweringModel, InvalidAnswer, NativeAnswer, NativePrediction, V1Answer, V1Status
 from .client import ModelClient, ModelServerError, display_url
 from .urls import BadURL, parse_target
-from .validate import FINGERPRINT, InvalidAnswer
-from .validate import metadata as check_metadata
+from .validate import SUM_TOLERANCE, identity
 
 PROTOCOLS = ("native", "v2", "v1")
 INPUT_MODES = ("bytes", "tensor")
-HEADER_LENGTH = "Inference-Header-Content-Length"
-CANARIES = 8
+HEADER_LENGTH = oip.HEADER_LENGTH
 ROUND_DECIMALS = 2  # canary probabilities enter the behavioural fingerprint at this precision
-SUM_TOLERANCE = 0.01
+MAX_SCORE = 1e4  # |logit| at most: beyond it a server is broken or hostile (and softmax would overflow)
+FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 _V2 = re.compile(r"^(?P<prefix>.*?)/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/?$")
 _V1 = re.compile(r"^(?P<prefix>.*?)/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?/?$")
@@ -154,19 +155,6 @@ def are_probabilities(rows: np.ndarray) -> bool:
 
 
 # ---- Open Inference Protocol v2 --------------------------------------------------------------
-def _tensor_list(value, field: str) -> list[dict]:
-    if not isinstance(value, list):
-        raise InvalidAnswer(field, f"must be a list of tensors, got {type(value).__name__}")
-    out = []
-    for i, t in enumerate(value):
-        if not (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("datatype"), str)
-                and isinstance(t.get("shape"), list)
-                and all(isinstance(d, int) and not isinstance(d, bool) for d in t["shape"])):
-            raise InvalidAnswer(f"{field}[{i}]", "must be {name, datatype, shape: [int, ...]}")
-        out.append(t)
-    return out
-
-
 class ForeignClient(ModelClient):
     """A model on another serving stack, answering like this project's server (see the module doc).
 
@@ -198,9 +186,9 @@ class ForeignClient(ModelClient):
             if not self.options.labels:
                 self._fail("publishes no labels: give them in output order with --labels a,b,c or --labels-file FILE")
             return list(self.options.labels)
-        if not isinstance(published, list) or not published or not all(isinstance(x, str) for x in published):
+        if not published:
             raise InvalidAnswer("metadata.parameters.labels", "must be a non-empty list of strings")
-        return published
+        return list(published)
 
     def _tensor_spec(self, published: dict | None, shape: list[int] | None) -> None:
         """The preprocessing for tensor mode: the server's, else --preprocessing, else the defaults."""
@@ -216,7 +204,7 @@ class ForeignClient(ModelClient):
         except (TypeError, ValueError) as e:
             self._fail(f"preprocessing: {e}")
 
-    def _identify(self, name: str, versions: list, declared, extra: dict) -> dict:
+    def _identify(self, name: str, versions: list | None, declared, facts: dict, server: dict | None = None) -> dict:
         """Ask the canaries; fix logits vs probabilities, the version and the identity; check it all."""
         raw, answered_version = self._infer(canary_images())
         self.logits = not are_probabilities(raw)
@@ -225,15 +213,14 @@ class ForeignClient(ModelClient):
                    or (str(versions[0]) if isinstance(versions, list) and len(versions) == 1 else None)
                    or "unversioned")
         if isinstance(declared, str) and FINGERPRINT.fullmatch(declared):
-            fingerprint, identity = declared, "declared"
+            fingerprint, kind = declared, "declared"
         else:
-            fingerprint, identity = behavioural_fingerprint(name, str(version), list(self.labels), probs), "behavioural"
-        clean = check_metadata({
-            "name": name, "version": version, "fingerprint": fingerprint, "labels": list(self.labels),
-            "identity": identity, "protocol": self.protocol, "address": self.url, "input_mode": self.input_mode,
-            "scores": "logits (softmax applied)" if self.logits else "probabilities",
-            **({"preprocessing": self.spec.to_dict()} if self.spec else {}), **extra,
-        })
+            fingerprint, kind = behavioural_fingerprint(name, str(version), list(self.labels), probs), "behavioural"
+        clean = identity(name=name, version=version, fingerprint=fingerprint, labels=list(self.labels), facts={
+            "identity": kind, "protocol": self.protocol, "address": self.url, "input_mode": self.input_mode,
+            "scores": "logits (softmax applied)" if self.logits else "probabilities", "backend": None,
+            **({"preprocessing": self.spec.to_dict()} if self.spec else {}), **facts,
+        }, server=server)
         self.name, self.version, self.fingerprint = clean["name"], clean["version"], clean["fingerprint"]
         return clean
 
@@ -254,18 +241,17 @@ class ForeignClient(ModelClient):
     def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
         raise NotImplementedError
 
-    def predict(self, images: list[tuple[str, bytes]]) -> dict:
+    def predict(self, images: list[tuple[str, bytes]]) -> NativeAnswer:
         """The answer in this project's shape, for validate.predictions."""
         raw, version = self._infer(images)
         probs = _softmax(raw) if self.logits else raw
         preds = []
         for row in probs:
             best = int(np.argmax(row))
-            preds.append({"label": self.labels[best], "confidence": float(row[best]),
-                          "scores": {lab: _clip(v) for lab, v in zip(self.labels, row, strict=True)}})
+            preds.append(NativePrediction(label=self.labels[best], confidence=_clip(row[best]),
+                                          scores={lab: _clip(v) for lab, v in zip(self.labels, row, strict=True)}))
         answered = version if version is not None and not self.address.version else self.version
-        return {"model": {"name": self.name, "version": answered, "fingerprint": self.fingerprint},
-                "predictions": preds}
+        return NativeAnswer(model=AnsweringModel(fingerprint=self.fingerprint, version=answered), predictions=preds)
 
 
 class OIPClient(ForeignClient):
@@ -281,90 +267,87 @@ class OIPClient(ForeignClient):
 
     def metadata(self) -> dict:
         lim = self.limits.max_metadata_bytes
-        server = self._call_json("GET", "/v2", max_bytes=lim, hint=": is this an Open Inference Protocol server?")
-        extensions = server.get("extensions") if isinstance(server, dict) else None
-        self.binary = self.options.binary and isinstance(extensions, list) and "binary_tensor_data" in extensions
-        meta = self._call_json("GET", self.path, max_bytes=lim, hint=": is this an Open Inference Protocol server?")
+        hint = ": is this an Open Inference Protocol server?"
+        server, _, _ = self._call_typed("GET", "/v2", oip.ServerMetadata, "server metadata", max_bytes=lim, hint=hint)
+        self.binary = self.options.binary and "binary_tensor_data" in server.extensions
+        meta, _, _ = self._call_typed("GET", self.path, oip.ModelMetadata, "metadata", max_bytes=lim, hint=hint)
+        params = meta.parameters or oip.ModelParameters()
         try:
-            if not isinstance(meta, dict):
-                raise InvalidAnswer("metadata", "must be a JSON object")
-            inputs = _tensor_list(meta.get("inputs"), "metadata.inputs")
-            outputs = _tensor_list(meta.get("outputs"), "metadata.outputs")
-            params = meta.get("parameters") if isinstance(meta.get("parameters"), dict) else {}
-            name = meta.get("name") if isinstance(meta.get("name"), str) and meta.get("name") else self.address.model
-            self.labels = self._labels(params.get("labels"))
-            self._choose_output(outputs, len(self.labels))
-            self._choose_input(inputs, params)
-            return self._identify(name, meta.get("versions"), params.get("fingerprint"), {
-                "input": self.input_name, "output": self.output_name, "binary_tensors": self.binary,
-                "platform": meta.get("platform")})
+            self.labels = self._labels(params.labels)
+            self._choose_output(meta.outputs, len(self.labels))
+            self._choose_input(meta.inputs, params)
+            return self._identify(meta.name or self.address.model, meta.versions, params.fingerprint, {
+                "input": self.input_name, "output": self.output_name, "binary_tensors": self.binary},
+                server={"platform": meta.platform} if meta.platform else None)
         except InvalidAnswer as e:
             raise ModelServerError(self.url, f"invalid metadata: {e}") from None
 
-    def _choose_output(self, outputs: list[dict], n_labels: int) -> None:
-        floats = [o for o in outputs if o["datatype"] in ("FP32", "FP64", "FP16")]
+    def _choose_output(self, outputs: list[oip.TensorMetadata], n_labels: int) -> None:
+        floats = [o for o in outputs if o.datatype in ("FP32", "FP64", "FP16")]
         if self.options.output:
-            chosen = [o for o in outputs if o["name"] == self.options.output]
+            chosen = [o for o in outputs if o.name == self.options.output]
             if not chosen:
                 self._fail(f"has no output {self.options.output!r} (--output); it has "
-                           + ", ".join(repr(o["name"]) for o in outputs))
+                           + ", ".join(repr(o.name) for o in outputs))
         else:
-            chosen = [o for o in floats if len(o["shape"]) == 2 and o["shape"][-1] in (n_labels, -1)] or floats
+            chosen = [o for o in floats if len(o.shape) == 2 and o.shape[-1] in (n_labels, -1)] or floats
             if len(chosen) > 1:
-                self._fail("has several float outputs (" + ", ".join(repr(o["name"]) for o in chosen)
+                self._fail("has several float outputs (" + ", ".join(repr(o.name) for o in chosen)
                            + "): pick the scores with --output NAME")
             if not chosen:
                 self._fail("has no float output to read scores from")
         out = chosen[0]
-        if out["shape"] and out["shape"][-1] not in (-1, n_labels):
-            self._fail(f"output {out['name']!r} has {out['shape'][-1]} scores per image but {n_labels} labels "
+        if out.shape and out.shape[-1] not in (-1, n_labels):
+            self._fail(f"output {out.name!r} has {out.shape[-1]} scores per image but {n_labels} labels "
                        "are known: check --labels")
-        self.output_name = out["name"]
+        self.output_name = out.name
 
-    def _choose_input(self, inputs: list[dict], params: dict) -> None:
+    def _choose_input(self, inputs: list[oip.TensorMetadata], params: oip.ModelParameters) -> None:
         def fits(t, mode):
             if mode == "bytes":
-                return t["datatype"] == "BYTES" and (len(t["shape"]) == 1 or t["shape"][1:] == [1])
-            return t["datatype"] == "FP32" and len(t["shape"]) == 4 and t["shape"][-1] == 3
+                return t.datatype == "BYTES" and (len(t.shape) == 1 or t.shape[1:] == [1])
+            return t.datatype == "FP32" and len(t.shape) == 4 and t.shape[-1] == 3
 
         mode = self.options.input_mode
         if mode is None:
             mode = next((m for m in INPUT_MODES if any(fits(t, m) for t in inputs)), None)
             if mode is None:
                 self._fail("has no input the collector can feed: a BYTES [N] input of encoded images or an FP32 "
-                           "[N,H,W,3] input (inputs: " + ", ".join(f"{t['name']} {t['datatype']} {t['shape']}"
+                           "[N,H,W,3] input (inputs: " + ", ".join(f"{t.name!r} {t.datatype!r} {t.shape}"
                                                                     for t in inputs) + "); see --input-mode")
         chosen = [t for t in inputs if fits(t, mode)] or (inputs if len(inputs) == 1 else [])
         if not chosen:
             self._fail(f"--input-mode {mode}: the model has no such input")
-        self.input_mode, self.input_name = mode, chosen[0]["name"]
-        self.bytes_shape_2d = mode == "bytes" and len(chosen[0]["shape"]) == 2
+        self.input_mode, self.input_name = mode, chosen[0].name
+        self.bytes_shape_2d = mode == "bytes" and len(chosen[0].shape) == 2
         if mode == "tensor":
-            spec = params.get("preprocessing") if isinstance(params.get("preprocessing"), dict) else None
-            self._tensor_spec(spec, chosen[0]["shape"])
+            self._tensor_spec(params.preprocessing, chosen[0].shape)
 
     def _request_body(self, images: list[tuple[str, bytes]]) -> tuple[bytes, dict]:
+        """The request in the codec's types (model_server.oip), as JSON or with a binary tail."""
         n = len(images)
+        blob = b""
         if self.input_mode == "bytes":
-            inp = {"name": self.input_name, "datatype": "BYTES", "shape": [n, 1] if self.bytes_shape_2d else [n]}
+            inp = oip.RequestInput(name=self.input_name, datatype="BYTES", shape=[n, 1] if self.bytes_shape_2d else [n])
             if self.binary:
-                blob = b"".join(struct.pack("<I", len(data)) + data for _, data in images)
+                blob = oip.encode_bytes([data for _, data in images])
             else:
-                inp["parameters"] = {"content_type": "base64"}
-                inp["data"] = [base64.b64encode(data).decode() for _, data in images]
+                inp.parameters = oip.TensorParameters(content_type="base64")
+                inp.data = [base64.b64encode(data).decode() for _, data in images]
         else:
             x = self._preprocess(images)
-            inp = {"name": self.input_name, "datatype": "FP32", "shape": list(x.shape)}
+            inp = oip.RequestInput(name=self.input_name, datatype="FP32", shape=list(x.shape))
             if self.binary:
                 blob = x.astype("<f4").tobytes()
             else:
-                inp["data"] = x.ravel().tolist()
-        out_spec = {"name": self.output_name}
+                inp.data = x.ravel().tolist()
+        out_spec = oip.RequestOutput(name=self.output_name)
+        if self.binary:
+            inp.parameters = oip.TensorParameters(binary_data_size=len(blob))
+            out_spec.parameters = oip.TensorParameters(binary_data=True)
+        head = oip.encode(oip.InferenceRequest(inputs=[inp], outputs=[out_spec]))
         if not self.binary:
-            return json.dumps({"inputs": [inp], "outputs": [out_spec]}).encode(), {"Content-Type": "application/json"}
-        inp["parameters"] = {"binary_data_size": len(blob)}
-        out_spec["parameters"] = {"binary_data": True}
-        head = json.dumps({"inputs": [inp], "outputs": [out_spec]}).encode()
+            return head, {"Content-Type": "application/json"}
         return head + blob, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
 
     def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
@@ -383,46 +366,54 @@ class OIPClient(ForeignClient):
                 raise InvalidAnswer(HEADER_LENGTH, f"{head_len[:20]!r} does not fit a body of {len(raw)} bytes")
             raw, tail = raw[:int(head_len)], raw[int(head_len):]
         try:
-            resp = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            resp = oip.decode(raw, oip.InferenceResponse)
+        except oip.msgspec.ValidationError as e:
+            raise InvalidAnswer("response", str(e)) from None
+        except (oip.msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             raise InvalidAnswer("response", "is not JSON") from None
-        if not isinstance(resp, dict):
-            raise InvalidAnswer("response", "must be a JSON object")
-        outputs = _tensor_list(resp.get("outputs"), "outputs")
         offset, found = 0, None
-        for o in outputs:  # binary outputs follow the JSON in the order listed
-            params = o.get("parameters") if isinstance(o.get("parameters"), dict) else {}
-            size = params.get("binary_data_size")
-            if size is not None and not (isinstance(size, int) and 0 <= size <= len(tail) - offset):
-                raise InvalidAnswer(f"outputs[{o['name']!r}].binary_data_size", "does not fit the binary data")
-            if o["name"] == self.output_name:
+        for o in resp.outputs:  # binary outputs follow the JSON in the order listed
+            size = o.parameters.binary_data_size if o.parameters else None
+            if size is not None and size > len(tail) - offset:
+                raise InvalidAnswer(f"outputs[{o.name!r}].binary_data_size", "does not fit the binary data")
+            if o.name == self.output_name:
                 found = (o, tail[offset:offset + size] if size is not None else None)
             offset += size or 0
         if found is None:
             raise InvalidAnswer("outputs", f"lack {self.output_name!r}")
         o, blob = found
         k = len(self.labels)
-        count = int(np.prod(o["shape"])) if o["shape"] else 0
-        if o["shape"] not in ([n, k], [n * k]) or count != n * k:
-            raise InvalidAnswer(f"outputs[{self.output_name!r}].shape", f"is {o['shape']}, expected [{n}, {k}]")
-        dtype = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}.get(o["datatype"])
+        if o.shape not in ([n, k], [n * k]):
+            raise InvalidAnswer(f"outputs[{self.output_name!r}].shape", f"is {o.shape}, expected [{n}, {k}]")
+        count = n * k
+        dtype = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}.get(o.datatype)
         if dtype is None:
-            raise InvalidAnswer(f"outputs[{self.output_name!r}].datatype", f"is {o['datatype']!r}, not a float")
+            raise InvalidAnswer(f"outputs[{self.output_name!r}].datatype", f"is {o.datatype[:20]!r}, not a float")
         if blob is not None:
             if len(blob) != count * np.dtype(dtype).itemsize:
                 raise InvalidAnswer(f"outputs[{self.output_name!r}]", "binary data does not match its shape")
             values = np.frombuffer(blob, dtype=dtype).astype(np.float64)
         else:
-            data = o.get("data")
-            if not isinstance(data, list):
+            if o.data is None:
                 raise InvalidAnswer(f"outputs[{self.output_name!r}].data", "missing")
-            values = _numbers(data, f"outputs[{self.output_name!r}].data", count)
-        if not np.isfinite(values).all():
-            raise InvalidAnswer(f"outputs[{self.output_name!r}]", "holds NaN or infinity")
-        version = resp.get("model_version")
-        version = str(version) if isinstance(version, str | int) and not isinstance(version, bool) and \
-            str(version) else None
+            values = _numbers(o.data, f"outputs[{self.output_name!r}].data", count)
+        _check_scores(values, f"outputs[{self.output_name!r}]")
+        version = o_version(resp.model_version)
         return values.reshape(n, k), version
+
+
+def o_version(v) -> str | None:
+    """A model_version an OIP answer names, as text (None when it names none)."""
+    if v is None or v == "":
+        return None
+    return str(v)
+
+
+def _check_scores(values: np.ndarray, field: str) -> None:
+    if not np.isfinite(values).all():
+        raise InvalidAnswer(field, "holds NaN or infinity")
+    if values.size and np.abs(values).max() > MAX_SCORE:
+        raise InvalidAnswer(field, f"holds scores beyond ±{MAX_SCORE:g}")
 
 
 class V1Client(ForeignClient):
@@ -432,12 +423,13 @@ class V1Client(ForeignClient):
 
     def metadata(self) -> dict:
         lim = self.limits.max_metadata_bytes
-        status = self._call_json("GET", self.path, max_bytes=lim, hint=": is this a TF Serving or KServe v1 server?")
+        status, _, _ = self._call_typed("GET", self.path, V1Status, "model status", max_bytes=lim,
+                                        hint=": is this a TF Serving or KServe v1 server?")
         versions = []
-        if isinstance(status, dict) and isinstance(status.get("model_version_status"), list):  # TF Serving
-            versions = [str(v.get("version")) for v in status["model_version_status"]
-                        if isinstance(v, dict) and v.get("state") == "AVAILABLE" and v.get("version") is not None]
-        elif isinstance(status, dict) and status.get("ready") is False:  # KServe
+        if status.model_version_status is not None:  # TF Serving
+            versions = [str(v.version) for v in status.model_version_status
+                        if v.state == "AVAILABLE" and v.version is not None]
+        elif status.ready is False:  # KServe
             self._fail(f"GET {self.path} says the model is not ready")
         signature = self._signature()
         self.labels = self._labels(None)
@@ -487,11 +479,12 @@ class V1Client(ForeignClient):
 
     def _read_predictions(self, raw: bytes, n: int) -> np.ndarray:
         try:
-            resp = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            preds = oip.decode(raw, V1Answer).predictions
+        except oip.msgspec.ValidationError as e:
+            raise InvalidAnswer("response", str(e)) from None
+        except (oip.msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             raise InvalidAnswer("response", "is not JSON") from None
-        preds = resp.get("predictions") if isinstance(resp, dict) else None
-        if not isinstance(preds, list) or len(preds) != n:
+        if len(preds) != n:
             raise InvalidAnswer("predictions", f"must be a list of {n} rows")
         k = len(self.labels)
         rows = []
@@ -502,15 +495,14 @@ class V1Client(ForeignClient):
                 row = row.get(key) if key is not None else None
             rows.append(_numbers(row, f"predictions[{i}]", k))
         out = np.stack(rows)
-        if not np.isfinite(out).all():
-            raise InvalidAnswer("predictions", "hold NaN or infinity")
+        _check_scores(out, "predictions")
         return out
 
 def _numbers(data, field: str, count: int) -> np.ndarray:
     """A (nested) JSON list of exactly `count` numbers, flattened; booleans and strings are refused."""
     try:
         arr = np.asarray(data)
-    except (TypeError, ValueError):  # ragged nesting
+    except (TypeError, ValueError, OverflowError, RecursionError):  # ragged nesting
         arr = None
     if arr is None or arr.dtype.kind not in "iuf":
         raise InvalidAnswer(field, "must be numbers")

@@ -442,6 +442,23 @@ def record_failures(conn: Connection, *, run_id: int, items: Iterable[tuple[str,
         conn.execute(failures.insert(), rows)
 
 
+_FACTS = {"identity": ("declared", "behavioural"), "protocol": ("native", "v2", "v1"),
+          "scores": ("probabilities", "logits (softmax applied)"), "backend": ("", "keras", "litert")}
+
+
+def model_facts(meta) -> dict:
+    """What the collector determined about a model (identity kind, protocol, score kind, backend):
+    `metadata["collector"]`; rows stored before that key existed hold them at the top level, next
+    to a server's own keys, so only the known values are believed there."""
+    meta = meta if isinstance(meta, dict) else {}
+    facts = meta.get("collector") if isinstance(meta.get("collector"), dict) else meta
+    out = {}
+    for key, allowed in _FACTS.items():
+        value = facts.get(key) or ""
+        out[key] = value if value in allowed else allowed[0]
+    return out
+
+
 def list_models(conn: Connection) -> list[ModelInfo]:
     """Every stored model, oldest first, with its prediction count and URLs (two queries in all)."""
     n_pred = (select(predictions.c.model_id, func.count().label("n"))
@@ -451,11 +468,7 @@ def list_models(conn: Connection) -> list[ModelInfo]:
          .outerjoin(n_pred, n_pred.c.model_id == models.c.id).order_by(models.c.first_seen, models.c.id))
     out = []
     for *row, meta in conn.execute(q):
-        meta = meta if isinstance(meta, dict) else {}
-        out.append(ModelInfo(*row, identity=str(meta.get("identity", "declared")),
-                             protocol=str(meta.get("protocol", "native")),
-                             scores=str(meta.get("scores", "probabilities")),
-                             backend=str(meta.get("backend") or "")[:40]))
+        out.append(ModelInfo(*row, **model_facts(meta)))
     urls: dict[int, list[str]] = {}
     for model_id, url in conn.execute(select(model_urls.c.model_id, model_urls.c.url)
                                       .order_by(model_urls.c.first_seen, model_urls.c.id)):

@@ -350,7 +350,7 @@ GOOD = [0.9, 0.1]
                    {"Inference-Header-Content-Length": "10"}), "invalid inference response"),
     (lambda n, c: _json_answer([{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": [2.0, -1.0] * n}]
                                if c > 1 else [{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": GOOD * n}]),
-     "invalid answer to POST /v2/models/m/infer: predictions[0].confidence: must be within [0, 1]"),
+     "invalid answer to POST /v2/models/m/infer: predictions[0].confidence: must be finite and within [0, 1]"),
     # probabilities at the canaries, then rows that are not: refused, not softmaxed
     (lambda n, c: _json_answer([{"name": "p", "datatype": "FP32", "shape": [n, 2], "data": GOOD * n}],
                                version="1" if c == 1 else "2"), "the model changed during the run"),

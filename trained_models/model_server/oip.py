@@ -1,5 +1,11 @@
 """Open Inference Protocol v2 (KServe / Triton) REST codec, with the binary tensor extension.
 
+The one codec of both sides: the server parses requests with these types, the collector parses
+the answers of any OIP server with them (`collector.protocols.OIPClient`). Every message is
+decoded by msgspec straight into typed structs: unknown fields are ignored, the fields read have
+types, bounded strings and bounded integers (checked before any conversion); a body that does
+not fit is a 400 here and an invalid answer there, never an exception that escapes.
+
 Request inputs accepted:
 - `images`-style BYTES tensor [N] (or [N, 1]) of encoded images (PNG, JPEG, ...). In JSON every
   element is a base64 string, whether or not `parameters.content_type` says "base64" (image bytes
@@ -14,48 +20,135 @@ import base64
 import binascii
 import json
 import struct
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+
+Short = Annotated[str, msgspec.Meta(max_length=256)]
+Dim = Annotated[int, msgspec.Meta(ge=-1, le=2**31 - 1)]  # -1: variable (metadata only)
+Shape = Annotated[list[Dim], msgspec.Meta(max_length=8)]
+Size = Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+TextList = Annotated[list[Annotated[str, msgspec.Meta(max_length=1000)]], msgspec.Meta(max_length=10_000)]
 
 
 class OIPError(ValueError):
     """A malformed inference request; maps to HTTP 400."""
 
 
-def parse_request(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
-    """Split the body into the JSON header and the binary tail (binary tensor extension)."""
+# ---- the messages --------------------------------------------------------------------------------
+class TensorParameters(msgspec.Struct, omit_defaults=True):
+    binary_data_size: Size | None = None
+    binary_data: bool | None = None
+    content_type: Short | None = None
+
+
+class TensorMetadata(msgspec.Struct, omit_defaults=True):
+    name: Short
+    datatype: Short
+    shape: Shape
+
+
+class ModelParameters(msgspec.Struct, omit_defaults=True):
+    labels: TextList | None = None
+    fingerprint: Short | None = None
+    backend: Short | None = None
+    preprocessing: dict[str, Any] | None = None
+
+
+class ModelMetadata(msgspec.Struct, omit_defaults=True):
+    """GET /v2/models/NAME[/versions/V]."""
+
+    name: Short = ""
+    versions: Annotated[list[Short | Annotated[int, msgspec.Meta(ge=0, le=2**53)]],
+                        msgspec.Meta(max_length=1000)] | None = None
+    platform: Short | None = None
+    inputs: Annotated[list[TensorMetadata], msgspec.Meta(max_length=64)] = []
+    outputs: Annotated[list[TensorMetadata], msgspec.Meta(max_length=64)] = []
+    parameters: ModelParameters | None = None
+
+
+class ServerMetadata(msgspec.Struct, omit_defaults=True):
+    """GET /v2."""
+
+    name: Short = ""
+    version: Short | None = None
+    extensions: TextList = []
+
+
+class RequestInput(msgspec.Struct, omit_defaults=True):
+    name: Short
+    datatype: Short
+    shape: Shape
+    parameters: TensorParameters | None = None
+    data: Any = msgspec.UNSET
+
+
+class RequestOutput(msgspec.Struct, omit_defaults=True):
+    name: Short
+    parameters: TensorParameters | None = None
+
+
+class RequestParameters(msgspec.Struct, omit_defaults=True):
+    binary_data_output: bool | None = None
+
+
+class InferenceRequest(msgspec.Struct, omit_defaults=True):
+    """POST /v2/models/NAME[/versions/V]/infer (its JSON part)."""
+
+    inputs: Annotated[list[RequestInput], msgspec.Meta(min_length=1, max_length=64)]
+    id: Short | None = None
+    outputs: Annotated[list[RequestOutput], msgspec.Meta(max_length=64)] | None = None
+    parameters: RequestParameters | None = None
+
+
+class ResponseOutput(msgspec.Struct, omit_defaults=True):
+    name: Short
+    datatype: Short
+    shape: Shape
+    parameters: TensorParameters | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponse(msgspec.Struct, omit_defaults=True):
+    """The answer to an inference request (its JSON part)."""
+
+    outputs: Annotated[list[ResponseOutput], msgspec.Meta(max_length=64)]
+    model_name: Short = ""
+    model_version: Short | Annotated[int, msgspec.Meta(ge=0, le=2**53)] | None = None
+    id: Short | None = None
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    return msgspec.json.encode(msg)
+
+
+def decode(raw: bytes, kind):
+    """`raw` JSON as `kind`; msgspec's errors name the field (`at $.inputs[0].name`)."""
+    return msgspec.json.decode(raw, type=kind)
+
+
+def parse_request(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
+    """Split the body into the typed JSON header and the binary tail (binary tensor extension)."""
     if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise OIPError(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        if not header_length.isdigit() or len(header_length) > 12:
+            raise OIPError(f"{HEADER_LENGTH} must be an integer, got {header_length[:20]!r}")
+        n = int(header_length)
         if not 0 <= n <= len(body):
             raise OIPError(f"{HEADER_LENGTH}={n} does not fit a body of {len(body)} bytes")
         head, tail = body[:n], body[n:]
     else:
         head, tail = body, b""
     try:
-        req = json.loads(head)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return decode(head, InferenceRequest), tail
+    except msgspec.ValidationError as e:
+        raise OIPError(f"invalid inference request: {e}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise OIPError(f"request is not valid JSON: {e}") from None
     except RecursionError:
         raise OIPError("request JSON is nested too deeply") from None
-    if not isinstance(req, dict):
-        raise OIPError("request must be a JSON object")
-    inputs = req.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise OIPError("request needs a non-empty 'inputs' list")
-    return req, tail
-
-
-def _shape(inp: dict) -> list[int]:
-    shape = inp.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
-        raise OIPError(f"input {inp.get('name')!r}: 'shape' must be a list of non-negative integers")
-    return shape
 
 
 def _split_bytes(buf: bytes, count: int, name: str) -> list[bytes]:
@@ -74,36 +167,31 @@ def _split_bytes(buf: bytes, count: int, name: str) -> list[bytes]:
     return out
 
 
-def decode_input(inp: dict, tail: bytes, offset: int) -> tuple[str, object, int]:
+def decode_input(inp: RequestInput, tail: bytes, offset: int) -> tuple[str, object, int]:
     """One input tensor -> ("bytes", [bytes...]) or ("fp32", ndarray); returns the new offset."""
-    if not isinstance(inp, dict):
-        raise OIPError("each input must be a JSON object")
-    name = inp.get("name", "")
-    dtype = inp.get("datatype")
-    shape = _shape(inp)
-    params = inp.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise OIPError(f"input {name!r}: 'parameters' must be an object")
-    size = params.get("binary_data_size")
+    name, dtype, shape = inp.name, inp.datatype, inp.shape
+    if any(d < 0 for d in shape):
+        raise OIPError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    params = inp.parameters or TensorParameters()
+    size = params.binary_data_size
     raw = None
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+        if offset + size > len(tail):
             raise OIPError(f"input {name!r}: binary_data_size {size!r} does not fit the binary data")
         raw, offset = tail[offset:offset + size], offset + size
-    elif "data" not in inp:
+    elif inp.data is msgspec.UNSET:
         raise OIPError(f"input {name!r} has neither 'data' nor binary_data_size")
 
-    count = int(np.prod(shape)) if shape else 1
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if dtype == "BYTES":
         if not (len(shape) == 1 or len(shape) == 2 and shape[1] == 1):
             raise OIPError(f"input {name!r}: BYTES images must have shape [N] (or [N, 1]), got {shape}")
-        content_type = params.get("content_type")
-        if content_type not in (None, "base64"):
-            raise OIPError(f"input {name!r}: parameters.content_type {content_type!r} is not supported for images: "
-                           "send them base64 in JSON (content_type 'base64') or raw in the binary extension")
+        if params.content_type not in (None, "base64"):
+            raise OIPError(f"input {name!r}: parameters.content_type {params.content_type!r} is not supported for "
+                           "images: send them base64 in JSON (content_type 'base64') or raw in the binary extension")
         if raw is not None:
             return "bytes", _split_bytes(raw, count, name), offset
-        data = inp["data"]
+        data = inp.data
         if not isinstance(data, list) or len(data) != count or not all(isinstance(d, str) for d in data):
             raise OIPError(f"input {name!r}: 'data' must be {count} base64 strings")
         try:
@@ -117,8 +205,8 @@ def decode_input(inp: dict, tail: bytes, offset: int) -> tuple[str, object, int]
             arr = np.frombuffer(raw, dtype="<f4")
         else:
             try:
-                arr = np.asarray(inp["data"], dtype=np.float32).ravel()
-            except (TypeError, ValueError):
+                arr = np.asarray(inp.data, dtype=np.float32).ravel()
+            except (TypeError, ValueError, OverflowError):
                 raise OIPError(f"input {name!r}: 'data' must be numbers for FP32") from None
             if arr.size != count:
                 raise OIPError(f"input {name!r}: shape {shape} needs {count} values, got {arr.size}")
@@ -126,32 +214,22 @@ def decode_input(inp: dict, tail: bytes, offset: int) -> tuple[str, object, int]
     raise OIPError(f"input {name!r}: datatype {dtype!r} not supported (use BYTES images or FP32 [N,H,W,3])")
 
 
-def requested_outputs(req: dict, available: list[str]) -> list[tuple[str, bool]]:
+def requested_outputs(req: InferenceRequest, available: list[str]) -> list[tuple[str, bool]]:
     """(name, binary) of each output to return: the request's `outputs`, else all of them.
 
     `binary` follows Triton: the request's `parameters.binary_data_output` is the default, each
     requested output's `parameters.binary_data` overrides it.
     """
-    params = req.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise OIPError("'parameters' must be an object")
-    default = bool(params.get("binary_data_output", False))
-    outs = req.get("outputs")
-    if outs is None:
+    default = bool(req.parameters and req.parameters.binary_data_output)
+    if req.outputs is None:
         return [(name, default) for name in available]
-    if not isinstance(outs, list):
-        raise OIPError("'outputs' must be a list of {\"name\": ...} objects")
     chosen = []
-    for o in outs:
-        if not isinstance(o, dict) or not isinstance(o.get("name"), str):
-            raise OIPError("each requested output must be an object with a 'name'")
-        if o["name"] not in available:
-            raise OIPError(f"unknown output {o['name']!r}: this model's outputs are "
+    for o in req.outputs:
+        if o.name not in available:
+            raise OIPError(f"unknown output {o.name!r}: this model's outputs are "
                            + ", ".join(repr(a) for a in available))
-        p = o.get("parameters") or {}
-        if not isinstance(p, dict):
-            raise OIPError(f"output {o['name']!r}: 'parameters' must be an object")
-        chosen.append((o["name"], bool(p.get("binary_data", default))))
+        binary = o.parameters.binary_data if o.parameters and o.parameters.binary_data is not None else default
+        chosen.append((o.name, bool(binary)))
     if len({name for name, _ in chosen}) != len(chosen):
         raise OIPError("an output is requested twice")
     return chosen

@@ -119,14 +119,14 @@ def infer(name: str, version: str | None = None):
     m = p.model_named(name, version)
     body = read_body(p.settings.max_content_length)
     req, tail = oip.parse_request(body, request.headers.get(oip.HEADER_LENGTH))
-    if len(req["inputs"]) != 1:
-        raise ApiError(400, f"send exactly one input, {_inputs_text()}; got {len(req['inputs'])}")
-    inp = req["inputs"][0]
-    input_name = inp.get("name") if isinstance(inp, dict) else None
+    if len(req.inputs) != 1:
+        raise ApiError(400, f"send exactly one input, {_inputs_text()}; got {len(req.inputs)}")
+    inp = req.inputs[0]
+    input_name = inp.name
     if input_name not in INPUTS:
-        raise ApiError(400, f"unknown input {input_name!r}: this model's inputs are {_inputs_text()}")
-    if inp.get("datatype") != INPUTS[input_name]:
-        raise ApiError(400, f"input {input_name!r} must be {INPUTS[input_name]}, got {inp.get('datatype')!r}")
+        raise ApiError(400, f"unknown input {input_name[:100]!r}: this model's inputs are {_inputs_text()}")
+    if inp.datatype != INPUTS[input_name]:
+        raise ApiError(400, f"input {input_name!r} must be {INPUTS[input_name]}, got {inp.datatype[:40]!r}")
     outputs = oip.requested_outputs(req, OUTPUTS)
     kind, value, _ = oip.decode_input(inp, tail, 0)
     if kind == "bytes":
@@ -134,6 +134,6 @@ def infer(name: str, version: str | None = None):
     else:
         batch = p.tensor(value, m)
     probs, _ = p.predict(batch, m)
-    body, headers = oip.encode_response(model_name=m.name, model_version=m.version, request_id=req.get("id"),
+    body, headers = oip.encode_response(model_name=m.name, model_version=m.version, request_id=req.id,
                                         probs=probs, labels=m.labels, outputs=outputs)
     return Response(body, status=200, headers=headers)

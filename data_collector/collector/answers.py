@@ -1,0 +1,140 @@
+"""What a model server may say, as types: every answer is decoded into these before anything reads it.
+
+msgspec decodes the bytes straight into the types below (OIP v2's are in `model_server.oip`, the
+codec the server parses its requests with): unknown fields are ignored, every field that is read
+has a type, strings a length cap, numbers a range (checked before any conversion: a 400-digit
+integer is "out of range", never an OverflowError), floats are finite (JSON has no NaN, and
+probabilities are within [0, 1]). Names, versions, labels and fingerprints holding control or
+format characters (ANSI, CR/LF, zero-width, bidi overrides) or leading/trailing space are refused.
+A violation raises InvalidAnswer naming the field; the caller fails that model only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from .text import unsafe_chars
+
+MAX_LABELS = 1000
+MAX_LABEL_CHARS = 200  # images.label and predictions.predicted_label are String(200)
+MAX_NAME_CHARS = 200
+MAX_VERSION_CHARS = 100
+MAX_BATCH_ANSWERS = 4096  # predictions in one answer (a batch is at most 256 images)
+MAX_VERSION_NUMBER = 2**53  # an integer version, bounded before it becomes text
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LABEL_CHARS)]
+VersionText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_VERSION_CHARS)]
+VersionNumber = Annotated[int, msgspec.Meta(ge=0, le=MAX_VERSION_NUMBER)]
+Version = VersionText | VersionNumber
+Fingerprint = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+Labels = Annotated[list[Label], msgspec.Meta(min_length=1, max_length=MAX_LABELS)]
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Backend = Annotated[str, msgspec.Meta(max_length=40)]
+KNOWN_BACKENDS = ("keras", "litert")  # what a native server may say it runs on (anything else: not shown)
+
+
+class InvalidAnswer(ValueError):
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+class ModelChanged(Exception):
+    def __init__(self, fingerprint: str, version: str):
+        super().__init__(fingerprint)
+        self.fingerprint, self.version = fingerprint, version
+
+
+def check_text(value: str, field: str) -> str:
+    """A name, version or label as the boundary accepts it: shown as itself, no outer spaces."""
+    if unsafe_chars(value):
+        raise InvalidAnswer(field, "contains control or format characters")
+    if value != value.strip():
+        raise InvalidAnswer(field, "has leading or trailing space")
+    return value
+
+
+def version_text(v: str | int, field: str) -> str:
+    return check_text(v, field) if isinstance(v, str) else str(v)
+
+
+def check_labels(labels: list[str], field: str) -> list[str]:
+    for i, lab in enumerate(labels):
+        check_text(lab, f"{field}[{i}]")
+    if len(set(labels)) != len(labels):
+        dup = next(lab for lab in labels if labels.count(lab) > 1)
+        raise InvalidAnswer(field, f"label {dup!r} appears more than once")
+    return labels
+
+
+# ---- this project's API: GET /metadata, POST /predict ----------------------------------------
+class NativeMetadata(msgspec.Struct):
+    name: Name
+    version: Version
+    fingerprint: Fingerprint
+    labels: Labels
+    backend: Backend | None = None
+
+    def __post_init__(self):
+        check_text(self.name, "name")
+        version_text(self.version, "version")
+        check_labels(self.labels, "labels")
+
+
+class AnsweringModel(msgspec.Struct):
+    fingerprint: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    version: Version | None = None
+
+
+class NativePrediction(msgspec.Struct):
+    label: Label
+    confidence: Probability
+    scores: Annotated[dict[Label, Probability], msgspec.Meta(max_length=MAX_LABELS)]
+
+
+class NativeAnswer(msgspec.Struct):
+    model: AnsweringModel
+    predictions: Annotated[list[NativePrediction], msgspec.Meta(max_length=MAX_BATCH_ANSWERS)]
+
+
+# ---- TF Serving / KServe v1 --------------------------------------------------------------------
+class V1VersionStatus(msgspec.Struct):
+    version: Annotated[str, msgspec.Meta(max_length=MAX_VERSION_CHARS)] | VersionNumber | None = None
+    state: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+
+
+class V1Status(msgspec.Struct):
+    model_version_status: Annotated[list[V1VersionStatus], msgspec.Meta(max_length=1000)] | None = None
+    ready: bool | None = None
+
+
+class V1Answer(msgspec.Struct):
+    predictions: Annotated[list[Any], msgspec.Meta(max_length=MAX_BATCH_ANSWERS)]
+
+
+T = TypeVar("T")
+
+
+def decode(body: bytes, kind: type[T], what: str) -> T:
+    """`body` as `kind`, or InvalidAnswer(what, the field and the problem); never another exception."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as e:  # a __post_init__'s InvalidAnswer arrives as one too
+        raise InvalidAnswer(what, str(e)) from None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        raise NotJSON from None
+
+
+class NotJSON(Exception):
+    """The body is not JSON (or is nested deeper than anything decodes)."""
+
+
+def convert(obj: Any, kind: type[T], what: str) -> T:
+    """A Python value (what the collector assembled from a foreign server's answer) as `kind`."""
+    try:
+        return msgspec.convert(obj, kind, strict=True)
+    except msgspec.ValidationError as e:
+        raise InvalidAnswer(what, str(e)) from None
