@@ -85,6 +85,7 @@ class _Job:
     planned: int = 0
     failures: list[tuple[str, str | None, str]] = field(default_factory=list)
     aborted: bool = False
+    accepted: int = 0  # answers that passed every check, stored or still in the write batch
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def abort(self, reason: str, category: str = NOT_A_MODEL_SERVER) -> None:
@@ -297,7 +298,7 @@ def _run_jobs(jobs: list[_Job], stream: Iterator[list[TestImage]], *, engine: En
             if e.status is not None and 400 <= e.status < 500 and e.status not in (404, 405):
                 if len(payload) == 1:  # this image is the problem: report it, go on
                     job.failures.append((payload[0][0].path, payload[0][0].sha256, e.reason))
-                    if len(job.failures) >= REJECTED_BEFORE_GIVING_UP and job.result.n_sent == 0:
+                    if len(job.failures) >= REJECTED_BEFORE_GIVING_UP and job.accepted == 0:
                         job.abort(f"every image was rejected ({len(job.failures)} so far): {e.reason}")
                     return []
                 mid = len(payload) // 2  # isolate the bad image(s) by halving
@@ -315,6 +316,8 @@ def _run_jobs(jobs: list[_Job], stream: Iterator[list[TestImage]], *, engine: En
         except InvalidAnswer as e:
             job.abort(f"invalid answer to POST {job.client.predict_path}: {e}; nothing of it was stored")
             return []
+        with job.lock:
+            job.accepted += len(preds)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(payload)
         return [{"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id,
                  "predicted_label": p["label"], "confidence": p["confidence"], "scores": p["scores"],

@@ -20,7 +20,7 @@ from .collect import CollectOptions, collect
 from .compare import Thresholds, compare
 from .html_report import recall_history, render_html
 from .reports import model_report
-from .selectors import SelectorError, resolve
+from .selectors import AmbiguousSelector, SelectorError, resolve
 from .vocab import FAILED_STATUSES
 
 log = logging.getLogger("collector.deploy")
@@ -57,6 +57,9 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
         reports = [model_report(cand, cand_rows)]
         try:
             base = resolve(conn, f"{cand.name}@previous", relative_to=cand)
+        except AmbiguousSelector as e:  # two fingerprints claim the baseline: no claim decides the verdict
+            out.update(baseline=None, verdict="error", regressed_classes=[], error=str(e))
+            return out
         except SelectorError:
             base = None
         comparison = None

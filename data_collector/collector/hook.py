@@ -85,6 +85,8 @@ class DeployQueue:
                 try:
                     fut.set_result(self._run(url))
                 except BaseException as e:  # noqa: BLE001 - handed to the waiting requests
+                    if not isinstance(e, DatabaseFailure | StoreError | DBAPIError):
+                        log.error("deploy-hook job for %s failed unexpectedly", url, exc_info=e)
                     fut.set_exception(e)
         finally:
             with self._lock:

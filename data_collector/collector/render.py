@@ -12,6 +12,7 @@ import math
 
 from .compare import COMPARE_LEGEND, class_verdict
 from .formatting import interval, num
+from .text import literal
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#7f7f7f", "#bcbd22"]
@@ -19,7 +20,9 @@ LOW_RECALL = 0.85  # rows and bars under this are marked
 
 
 def esc(value) -> str:
-    return html.escape(str(value), quote=True)
+    """Text as HTML data: escaped, its control and format characters (bidi overrides, zero-width)
+    shown as visible escapes."""
+    return html.escape(literal(value), quote=True)
 
 
 def recall_colour(r: float | None) -> str:

@@ -1,7 +1,18 @@
-"""Naming a stored model on the command line: NAME, NAME@latest, NAME@previous, NAME@VERSION,
-fingerprint prefix."""
+"""Naming a stored model: NAME, NAME@latest, NAME@previous, NAME@VERSION, fingerprint prefix.
+
+Name and version are what a server *claims*; the fingerprint is the identity. So:
+- "newest" and "previous" have one meaning, here, for the CLI, the deploy hook and the web view:
+  **version order** (natural: 2 < 10, numbers before words), then first seen;
+- a `NAME@VERSION` that two fingerprints claim is **ambiguous**: that selector, `NAME`,
+  `@latest` and `@previous` landing on it refuse it (AmbiguousSelector, exit 2 on the command
+  line), naming both fingerprint prefixes, their identity kinds and hosts, until a fingerprint
+  prefix is given. Whoever claims a name last does not decide what a verdict compares.
+"""
 
 from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
@@ -9,10 +20,69 @@ from . import store
 from .store import ModelInfo
 
 MIN_PREFIX = 4
+ORDER_HELP = "newest and previous follow version order (2 < 10), then first seen"
 
 
 class SelectorError(ValueError):
     pass
+
+
+class AmbiguousSelector(SelectorError):
+    """One NAME@VERSION claimed by two or more fingerprints."""
+
+
+def version_key(m: ModelInfo) -> tuple:
+    """Versions in natural order (2 < 10; numbers before words), then in the order they were seen."""
+    parts = tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[.\-_+]", m.version))
+    return parts, m.first_seen is None, m.first_seen or 0, m.id
+
+
+def _version_only(m: ModelInfo) -> tuple:
+    return version_key(m)[0]
+
+
+def by_version(ms: list[ModelInfo], name: str) -> list[ModelInfo]:
+    """The versions of `name`, oldest to newest in version order."""
+    return sorted((m for m in ms if m.name == name), key=version_key)
+
+
+def claimants(ms: list[ModelInfo], name: str, version: str) -> list[ModelInfo]:
+    """Every stored model (fingerprint) that claims NAME@VERSION."""
+    return [m for m in ms if m.name == name and m.version == version]
+
+
+def conflicts(ms: list[ModelInfo]) -> dict[int, list[ModelInfo]]:
+    """model id -> the other fingerprints claiming its NAME@VERSION (only models in a conflict)."""
+    groups: dict[tuple[str, str], list[ModelInfo]] = {}
+    for m in ms:
+        groups.setdefault((m.name, m.version), []).append(m)
+    return {m.id: [o for o in g if o.id != m.id] for g in groups.values() if len(g) > 1 for m in g}
+
+
+def _hosts(m: ModelInfo) -> str:
+    hosts = sorted({urlsplit(u).netloc.rsplit("@", 1)[-1] for u in m.urls if u}) or ["no URL"]
+    return ", ".join(hosts)
+
+
+def describe_claimants(ms: list[ModelInfo]) -> str:
+    return "; ".join(f"{m.fingerprint[:12]} ({m.identity}, at {_hosts(m)})" for m in ms)
+
+
+def _one(ms: list[ModelInfo], name: str, version: str, asked: str) -> ModelInfo:
+    found = claimants(ms, name, version)
+    if len(found) > 1:
+        raise AmbiguousSelector(f"{asked} is ambiguous: {len(found)} models claim {name} version {version}: "
+                                f"{describe_claimants(found)}. Name one by its fingerprint prefix")
+    return found[0]
+
+
+def previous_of(ms: list[ModelInfo], m: ModelInfo) -> ModelInfo | None:
+    """The version before `m` in version order (ambiguous when two fingerprints claim it); None
+    when `m` is its name's first version."""
+    earlier = [x for x in by_version(ms, m.name) if _version_only(x) < _version_only(m)]
+    if not earlier:
+        return None
+    return _one(ms, m.name, earlier[-1].version, f"the version before {m.title}")
 
 
 def resolve(conn: Connection, selector: str, *, relative_to: ModelInfo | None = None) -> ModelInfo:
@@ -21,27 +91,24 @@ def resolve(conn: Connection, selector: str, *, relative_to: ModelInfo | None = 
 
 
 def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = None) -> ModelInfo:
-    """`resolve` over an already loaded list of models (oldest first)."""
+    """`resolve` over an already loaded list of models."""
     name, _, tag = selector.partition("@")
-    same_name = [m for m in ms if m.name == name]
+    same = by_version(ms, name)
+    if same and tag in ("", "latest"):
+        return _one(ms, name, same[-1].version, selector)
     if tag:
-        if not same_name:
+        if not same:
             raise SelectorError(f"no evaluated model named {name!r}")
-        if tag == "latest":
-            return same_name[-1]
         if tag == "previous":
-            anchor = relative_to if relative_to and relative_to.name == name else same_name[-1]
-            earlier = [m for m in same_name if (m.first_seen, m.id) < (anchor.first_seen, anchor.id)]
-            if not earlier:
+            anchor = relative_to if relative_to and relative_to.name == name else same[-1]
+            prev = previous_of(ms, anchor)
+            if prev is None:
                 raise SelectorError(f"{name!r} has no version before {anchor.title}")
-            return earlier[-1]
-        versions = [m for m in same_name if m.version == tag]
-        if versions:
-            return versions[-1]  # the same version evaluated twice (other weights): the newest
+            return prev
+        if claimants(ms, name, tag):
+            return _one(ms, name, tag, selector)
         raise SelectorError(f"{name!r} has no version {tag!r} (evaluated: "
-                            f"{', '.join(sorted({m.version for m in same_name}))}); or use @latest, @previous")
-    if same_name:
-        return same_name[-1]
+                            f"{', '.join(m.version for m in same)}); or use @latest, @previous")
     hits = [m for m in ms if m.fingerprint.startswith(selector.lower())] if len(selector) >= MIN_PREFIX else []
     if len(hits) == 1:
         return hits[0]

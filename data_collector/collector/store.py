@@ -513,9 +513,12 @@ def class_counts(conn: Connection, *, name: str | None = None) -> dict[int, dict
 
 
 def predictions_mark(conn: Connection) -> tuple:
-    """Changes whenever a prediction or a model is stored (ids only grow; stored rows never change):
-    a cache key for aggregates over the predictions. Two index lookups."""
-    return (conn.execute(select(func.max(predictions.c.id))).scalar(),
+    """Changes whenever a transaction that stored predictions or a model commits: a cache key for
+    aggregates over the predictions. The row count, not only the highest id: on PostgreSQL ids are
+    handed out before commit, so two writers can commit out of id order and the highest id alone
+    would not move when the lower batch lands. Stored rows never change or go away."""
+    return (conn.execute(select(func.count()).select_from(predictions)).scalar(),
+            conn.execute(select(func.max(predictions.c.id))).scalar(),
             conn.execute(select(func.max(models.c.id))).scalar())
 
 

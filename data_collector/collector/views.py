@@ -4,7 +4,6 @@ its `/api/...` endpoint. The numbers come from the same functions as the CLI's: 
 
 from __future__ import annotations
 
-import re
 import threading
 
 from sqlalchemy import Connection
@@ -12,7 +11,7 @@ from sqlalchemy import Connection
 from . import store
 from .compare import Thresholds, compare
 from .reports import model_report, recalls
-from .selectors import SelectorError, pick
+from .selectors import SelectorError, by_version, conflicts, pick, previous_of, version_key
 from .vocab import is_probe
 
 GALLERY_MAX = 200  # misclassified images listed on a model page at most (the most confident first)
@@ -45,22 +44,9 @@ def _iso(t) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def version_key(m: store.ModelInfo) -> tuple:
-    """Versions in natural order (2 < 10; numbers before words), then in the order they were stored."""
-    return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[.\-_+]", m.version)), m.id
-
-
-def by_version(ms: list[store.ModelInfo], name: str) -> list[store.ModelInfo]:
-    """The versions of `name`, oldest to newest in version order."""
-    return sorted((m for m in ms if m.name == name), key=version_key)
-
-
 def previous_version(ms: list[store.ModelInfo], m: store.ModelInfo) -> store.ModelInfo | None:
-    """The version before `m` in version order (the view's 'previous'; `@previous` on the command line
-    is the one seen before)."""
-    same = by_version(ms, m.name)
-    i = next(k for k, x in enumerate(same) if x.id == m.id)
-    return same[i - 1] if i > 0 else None
+    """The version before `m` (selectors.previous_of: version order; ambiguous claims refused)."""
+    return previous_of(ms, m)
 
 
 def model_ident(m: store.ModelInfo) -> dict:
@@ -74,6 +60,7 @@ def models_overview(conn: Connection) -> dict:
     ms = store.list_models(conn)
     counts = class_counts(conn)
     last = store.latest_runs(conn)
+    clash = conflicts(ms)
     groups: dict[str, list[dict]] = {}
     for m in sorted(ms, key=lambda x: (x.name, version_key(x))):
         c = counts.get(m.id, {})
@@ -87,6 +74,7 @@ def models_overview(conn: Connection) -> dict:
             "run_status": run.get("status"),
             "n": n, "accuracy": right / n if n else None,
             "recall": recalls(c, m.labels),
+            "conflict": [o.fingerprint for o in clash.get(m.id, [])],  # others claiming this NAME@VERSION
         })
     return {"groups": [{"name": name, "versions": list(reversed(vs))} for name, vs in sorted(groups.items())],
             "n_models": len(ms)}
@@ -103,9 +91,13 @@ def model_detail(conn: Connection, selector: str, *, label: str | None = None) -
              and (label is None or r["label"] == label)]
     wrong.sort(key=lambda r: -r["confidence"])
     probes = sorted((r for r in rows if is_probe(r["kind"])), key=lambda r: -r["confidence"])[:PROBES_SHOWN]
-    previous = previous_version(ms, m)
+    try:
+        previous = previous_version(ms, m)
+    except SelectorError:  # its previous version is claimed twice: no default to link to
+        previous = None
     return {
-        "model": {**model_ident(m), "urls": list(m.urls)},
+        "model": {**model_ident(m), "urls": list(m.urls),
+                  "conflict": [o.fingerprint for o in conflicts(ms).get(m.id, [])]},
         "report": rep,
         "runs": [{**r, "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"])}
                  for r in store.model_runs(conn, model_id=m.id)],

@@ -37,7 +37,7 @@ from .formatting import num
 from .html_report import history_svg, model_section
 from .http_headers import secure_headers
 from .render import BASE_CSS, compare_table, esc, recall_strip
-from .selectors import SelectorError
+from .selectors import AmbiguousSelector, SelectorError
 
 log = logging.getLogger("collector.web")
 
@@ -128,7 +128,11 @@ def _ctx() -> WebContext:
 
 
 class _NotFound(Exception):
-    pass
+    status = 404
+
+
+class _Ambiguous(_NotFound):
+    status = 409
 
 
 def _read(fn, *args, **kw):
@@ -136,6 +140,8 @@ def _read(fn, *args, **kw):
     try:
         with _ctx().engine.connect() as conn:
             return fn(conn, *args, **kw)
+    except AmbiguousSelector as e:
+        raise _Ambiguous(str(e)) from None
     except SelectorError as e:
         raise _NotFound(str(e)) from None
 
@@ -143,8 +149,9 @@ def _read(fn, *args, **kw):
 @bp.errorhandler(_NotFound)
 def _not_found(e):
     if request.path.startswith("/api/"):
-        return jsonify({"error": str(e)}), 404
-    return _page("Not found", f"<h1>Not found</h1><p>{esc(e)}</p><p><a href='/'>All models</a></p>"), 404
+        return jsonify({"error": str(e)}), e.status
+    title = "Ambiguous" if e.status == 409 else "Not found"
+    return _page(title, f"<h1>{title}</h1><p>{esc(e)}</p><p><a href='/'>All models</a></p>"), e.status
 
 
 @bp.errorhandler(DBAPIError)
@@ -294,10 +301,23 @@ def models_page():
                 f"<td>{esc(v['identity'])}</td><td>{esc(v['backend'] or '-')} / {esc(v['protocol'])}</td>"
                 f"<td>{_fmt_time(v['evaluated_at'])}</td><td>{esc(v['run_status'] or '-')}</td>"
                 f"<td>{num(v['accuracy'])} <small>({v['n']})</small></td><td>{recall_strip(v['recall'])}</td>"
-                f"<td>{cmp_link}</td></tr>")
+                f"<td>{cmp_link}{_conflict_badge(v)}</td></tr>")
         parts.append("</table></div></section>")
     parts.append(_jobs_html(10))
     return _page("Models", "".join(parts))
+
+
+def _conflict_text(m: dict) -> str:
+    others = ", ".join(f"<code>{esc(fp[:12])}</code>" for fp in m["conflict"])
+    return (f"Conflict: {esc(m['name'])} v{esc(m['version'])} is also claimed by {others}. Name and version are "
+            "claims; select these models by fingerprint.")
+
+
+def _conflict_badge(v: dict) -> str:
+    if not v["conflict"]:
+        return ""
+    title = "also claimed by " + ", ".join(fp[:12] for fp in v["conflict"])
+    return f" <strong class='bad conflict' title='{esc(title)}'>conflict</strong>"
 
 
 def _jobs_html(n: int) -> str:
@@ -348,6 +368,8 @@ def model_page(selector: str):
     m, rep = d["model"], d["report"]
     fp = m["fingerprint"]
     parts = [f"<h1>{esc(m['name'])} v{esc(m['version'])} <small><code>{esc(fp[:16])}</code></small></h1>"]
+    if m["conflict"]:
+        parts.append(f"<p class='bad' id='conflict'>{_conflict_text(m)}</p>")
     links = [f"<a href='/history/{quote(m['name'], safe='')}'>history of {esc(m['name'])}</a>"]
     if d["previous"]:
         links.append(f"<a href='{_compare_href(d['previous']['fingerprint'], fp)}'>compare with "

@@ -14,6 +14,7 @@ from .. import store
 from ..client import ModelServerError
 from ..collect import DatabaseFailure, ModelResult, collect
 from ..formatting import num
+from ..selectors import conflicts, describe_claimants, version_key
 from ..testset import TestSetError
 from ..text import literal
 from ..vocab import FAILED_STATUSES
@@ -99,11 +100,13 @@ def models_cmd(ctx, as_json):
     engine = open_store(ctx, migrate=False)
     with engine.connect() as conn:
         rows = store.list_models(conn)
+    clash = conflicts(rows)
     if as_json:
         click.echo(json.dumps([{"name": m.name, "version": m.version, "fingerprint": m.fingerprint,
                                 "labels": m.labels, "predictions": m.predictions, "urls": m.urls,
                                 "identity": m.identity, "protocol": m.protocol, "scores": m.scores,
-                                "first_seen": m.first_seen.isoformat() if m.first_seen else None}
+                                "first_seen": m.first_seen.isoformat() if m.first_seen else None,
+                                "conflict": [o.fingerprint for o in clash.get(m.id, [])]}
                                for m in rows], indent=2))
         return
     if not rows:
@@ -117,8 +120,14 @@ def models_cmd(ctx, as_json):
     t.add_column("labels", justify="right", no_wrap=True)
     t.add_column("predictions", justify="right", no_wrap=True)
     t.add_column("first seen", no_wrap=True)
-    for m in rows:
+    for m in sorted(rows, key=lambda x: (x.name, version_key(x))):
         how = m.identity + ("" if m.protocol == "native" else f", {m.protocol}")
-        t.add_row(lines(m.name, *m.urls), m.version, lines(m.fingerprint[:12], how), str(len(m.labels)),
+        version = lines(m.version, "CONFLICT") if m.id in clash else m.version
+        t.add_row(lines(m.name, *m.urls), version, lines(m.fingerprint[:12], how), str(len(m.labels)),
                   str(m.predictions), m.first_seen.strftime("%Y-%m-%d") if m.first_seen else "")
     out.print(t)
+    for m in rows:
+        if m.id in clash:
+            err.print(f"conflict: {m.name} v{m.version} is claimed by {len(clash[m.id]) + 1} fingerprints: "
+                      f"{describe_claimants([m, *clash[m.id]])}; select them by fingerprint prefix")
+            clash = {k: v for k, v in clash.items() if k not in {m.id, *(o.id for o in clash[m.id])}}

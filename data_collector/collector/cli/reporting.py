@@ -12,7 +12,7 @@ from ..compare import COMPARE_LEGEND, class_verdict, compare
 from ..formatting import num
 from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
 from ..reports import identity_line, model_report
-from ..selectors import SelectorError, resolve
+from ..selectors import ORDER_HELP, SelectorError, conflicts, pick, resolve
 from .common import (
     default_test_data,
     fail,
@@ -33,6 +33,9 @@ def print_model_report(rep: dict) -> None:
     out.print(styled((m["name"], "bold"), f" v{m['version']} ({m['fingerprint'][:12]}): accuracy "
                      f"{num(rep['accuracy'])} on {rep['n']} labelled images" + (f"; {kinds}" if kinds else "")))
     out.print(identity_line(m))
+    if m.get("conflict"):
+        out.print(styled(("CONFLICT", "bold red"), f": {m['name']} v{m['version']} is also claimed by "
+                         + ", ".join(fp[:12] for fp in m["conflict"]) + "; select by fingerprint prefix"))
     t = table()
     t.add_column("class", no_wrap=True)
     for col in ("support", "precision", "recall", "F1", "MDD"):
@@ -65,17 +68,35 @@ def print_model_report(rep: dict) -> None:
 
 
 def build_reports(conn, selectors: tuple[str, ...]) -> list[dict]:
-    models = [resolve(conn, s) for s in selectors] if selectors else store.list_models(conn)
-    return [model_report(m, store.load_rows(conn, model_id=m.id)) for m in models]
+    """One report per selected model (every model: none selected), each saying which other
+    fingerprints claim its NAME@VERSION."""
+    ms = store.list_models(conn)
+    models = [pick(ms, s) for s in selectors] if selectors else ms
+    clash = conflicts(ms)
+    reports = []
+    for m in models:
+        rep = model_report(m, store.load_rows(conn, model_id=m.id))
+        rep["model"]["conflict"] = [o.fingerprint for o in clash.get(m.id, [])]
+        reports.append(rep)
+    return reports
+
+
+def write_output(path: Path, text: str) -> None:
+    """`path`, or standard output for `-`."""
+    if str(path) == "-":
+        click.echo(text)
+    else:
+        path.write_text(text)
 
 
 @click.command("report")
 @click.option("--model", "selectors", multiple=True,
-              help="NAME, fingerprint prefix, NAME@VERSION, NAME@latest or NAME@previous (repeatable)  "
-                   "[default: every model]")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="also write JSON here")
+              help="NAME, fingerprint prefix, NAME@VERSION, NAME@latest or NAME@previous (repeatable; "
+                   f"{ORDER_HELP}; a version two fingerprints claim is refused)  [default: every model]")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="also write JSON here ('-': standard output, instead of the tables)")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="also write a self-contained HTML report here")
+              help="also write a self-contained HTML report here ('-': standard output, instead of the tables)")
 @click.pass_context
 def report_cmd(ctx, selectors, json_path, html_path):
     """Per model: per-class metrics, confusion, lookalike probes."""
@@ -92,16 +113,20 @@ def report_cmd(ctx, selectors, json_path, html_path):
     if not reports:
         out.print("no models evaluated yet: run `data-collector collect URL...` first")
         return
-    for rep in reports:
-        print_model_report(rep)
+    to_stdout = "-" in (str(json_path), str(html_path))
+    if not to_stdout:
+        for rep in reports:
+            print_model_report(rep)
     if json_path:
-        json_path.write_text(json.dumps({"models": reports}, indent=2))
-        out.print()
-        out.print(f"wrote {json_path}")
+        write_output(json_path, json.dumps({"models": reports}, indent=2))
+        if not to_stdout:
+            out.print()
+            out.print(f"wrote {json_path}")
     if html_path:
         from ..html_report import render_html
-        html_path.write_text(render_html(reports, history))
-        out.print(f"wrote {html_path}")
+        write_output(html_path, render_html(reports, history))
+        if not to_stdout:
+            out.print(f"wrote {html_path}")
 
 
 VERDICT_SHORT = {"regressed": "REGRESSED", "dropped-not-significant": "n.s.", "ok": ""}
@@ -155,14 +180,17 @@ def print_comparison(c: dict) -> None:
 @click.argument("candidate")
 @threshold_options
 @click.option("--json", "as_json", is_flag=True, help="print JSON (for CI) instead of tables")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="also write HTML here")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="also write HTML here ('-': standard output, instead of the tables)")
 @click.pass_context
 def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     """Compare two models per class; exit 1 on a regression.
 
     Exit 0: no regression, 1: regression, 2: usage or data error. BASELINE and CANDIDATE: a
     model name (its newest version), a fingerprint prefix, NAME@VERSION, NAME@latest, or
-    NAME@previous (the version before CANDIDATE, or before the newest).
+    NAME@previous (the version before CANDIDATE, or before the newest). Newest and previous follow
+    version order (2 < 10), then first seen; a NAME@VERSION that two fingerprints claim is refused
+    (exit 2) until a fingerprint prefix names one.
     """
     engine = open_store(ctx, migrate=False)
     with engine.connect() as conn:
@@ -179,12 +207,12 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
         if html_path:
             from ..html_report import recall_history, render_html
             reports = [model_report(base, base_rows), model_report(cand, cand_rows)]
-            html_path.write_text(render_html(reports, recall_history(conn), result))
+            write_output(html_path, render_html(reports, recall_history(conn), result))
     if result["n_common_images"] == 0:
         fail("the two models share no evaluated images with labels both know", 2)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-    else:
+    elif str(html_path) != "-":
         print_comparison(result)
     ctx.exit(1 if result["verdict"] == "regression" else 0)
 
