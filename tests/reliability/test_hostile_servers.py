@@ -83,11 +83,11 @@ main(prog_name="data-collector")
 """
 
 
-def run_collect(db_url: str, data: Path, urls: list[str]) -> tuple[int, str, float, float]:
+def run_collect(db_url: str, data: Path, urls: list[str], *, extra: tuple = ()) -> tuple[int, str, float, float]:
     """(exit code, stdout+stderr, wall seconds, peak RSS MB) of `data-collector collect`."""
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-c", LAUNCH, "--db", db_url, "collect", "--test-data", str(data),
-                        "--timeout", str(DEADLINE_S), "--retries", str(RETRIES), "--batch-size", "8", *urls],
+                        "--timeout", str(DEADLINE_S), "--retries", str(RETRIES), "--batch-size", "8", *extra, *urls],
                        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=600)
     wall = time.monotonic() - t0
     peak = re.search(r"^PEAK_RSS_KB (\d+)$", r.stderr, re.M)
