@@ -354,3 +354,23 @@ def test_each_hostile_server_of_the_second_suite(backend, request, bystander, da
     failed = {b: p for b, p in results.items() if p}
     assert len(results) == len(CASES) >= 25
     assert not failed, "\n".join(f"{b}: {'; '.join(p)}" for b, p in failed.items())
+
+
+def test_four_header_floods_beside_an_honest_server(tmp_path, bystander, data):
+    """Four servers answering with 6 MB of headers (two on metadata, two on predict) and the
+    bystander, in one collect: headers count against the caps, peak RSS stays under the bound."""
+    from contextlib import ExitStack
+
+    db = f"sqlite:///{tmp_path / 'floods.db'}"
+    cases = [CASES["96 headers of 65 KB on metadata"]] * 2 + [
+        Case(pred_headers=FLOOD, meta={"fingerprint": f"{'d' * 63}{i}"}) for i in range(2)]  # two identities
+    with ExitStack() as stack:
+        servers = [stack.enter_context(LiveServer(hostile_app(c))) for c in cases]
+        code, output, _, rss = run_collect(db, data, [s.url for s in servers] + [bystander])
+    assert code == 1 and output.count("response headers are over the limit") == 4, output[-2000:]
+    assert rss < MAX_RSS_MB, f"collector peak RSS {rss:.0f} MB"
+    engine = store.make_engine(db)
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(predictions)).scalar_one() == 21  # the bystander's
+    engine.dispose()
+    print(f"four header floods: collector peak RSS {rss:.0f} MB")

@@ -241,3 +241,38 @@ def test_model_swapped_mid_run_stops_that_run_as_incomplete(db_url, color_model,
         (again,) = collect([srv.url], engine=engine, test_dir=test_data, say=quiet)
     assert again.status == "completed" and again.fingerprint != res.fingerprint  # the new model, in full
     assert len(pred_rows(engine, again.fingerprint)) == 21
+
+
+def test_rejected_images_after_accepted_ones_do_not_abandon_the_model(db_url, color_model, test_data):
+    """The give-up rule counts answers accepted, not rows already written: a server that answered
+    its first image and then refuses 12 is not abandoned as 'rejecting every image', although
+    nothing was flushed to the database when the 8th refusal came."""
+    import io
+    import threading
+
+    from werkzeug.wrappers import Request, Response
+
+    from model_server.app import create_app
+
+    real = create_app({"model_dir": str(color_model), "load_async": False})
+    state = {"answered": 0}
+    lock = threading.Lock()
+
+    def picky(environ, start_response):
+        if environ["PATH_INFO"] == "/predict":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)  # read here, and again by the real server
+            names = [f.filename for f in Request({**environ, "wsgi.input": io.BytesIO(body)}).files.getlist("images")]
+            with lock:
+                first = state["answered"] == 0
+                state["answered"] += 1
+            if not first and any(n.startswith(("r", "g")) for n in names):  # red and green images
+                return Response('{"error": "refused"}', 400, mimetype="application/json")(environ, start_response)
+        return real(environ, start_response)
+
+    engine = engine_for(db_url)
+    with LiveServer(picky) as srv:
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data,
+                         opts=CollectOptions(batch_size=1, max_in_flight=1), say=quiet)
+    assert res.n_failed >= 8 and res.status == "completed", (res.status, res.error, res.n_failed)
+    assert count(engine, predictions) == res.n_sent == 21 - res.n_failed

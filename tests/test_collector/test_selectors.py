@@ -1,67 +1,79 @@
-"""Naming stored models: NAME, NAME@latest, NAME@previous, fingerprint prefixes."""
+"""Naming stored models: version order, and claims that two fingerprints make are ambiguous."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
 
 import pytest
 
-from collector.selectors import SelectorError, pick, resolve
-from collector.store import ModelInfo
-from helpers import engine_for, store_model
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from collector import store
+from collector.selectors import AmbiguousSelector, SelectorError, pick, previous_of
+from helpers import engine_for, run_cli, store_model
 
 
-def model(i: int, name: str, fp: str) -> ModelInfo:
-    return ModelInfo(id=i, name=name, version=str(i), fingerprint=fp, labels=["x"], first_seen=T0 + timedelta(i))
+def _model(engine, fp: str, version: str, url: str = "http://model:8080", wrong: bool = False):
+    import hashlib
+
+    answers = [(hashlib.sha256(str(i).encode()).hexdigest(), "a" if i % 2 else "b", "photo",
+                ("b" if wrong and i % 2 else ("a" if i % 2 else "b"))) for i in range(10)]
+    store_model(engine, name="m", version=version, fingerprint=fp * 64, labels=["a", "b"], answers=answers, url=url)
 
 
-MODELS = [model(1, "a", "abcd0001" + "0" * 56), model(2, "b", "abcd0002" + "0" * 56),
-          model(3, "a", "ffff0003" + "0" * 56), model(4, "a", "eeee0004" + "0" * 56)]
+@pytest.fixture
+def db(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = engine_for(url)
+    _model(engine, "1", "10")  # first seen, but the newest version
+    _model(engine, "2", "2")
+    _model(engine, "3", "9", wrong=True)
+    return url, engine
 
 
-def test_name_and_latest_give_the_newest_version():
-    assert pick(MODELS, "a").id == 4
-    assert pick(MODELS, "a@latest").id == 4
-    assert pick(MODELS, "b@latest").id == 2
-
-
-def test_previous_is_relative_to_the_candidate():
-    assert pick(MODELS, "a@previous").id == 3
-    assert pick(MODELS, "a@previous", relative_to=MODELS[2]).id == 1
+def test_newest_and_previous_follow_version_order(db):
+    _, engine = db
+    with engine.connect() as c:
+        ms = store.list_models(c)
+    assert pick(ms, "m").version == "10" and pick(ms, "m@latest").version == "10"
+    assert pick(ms, "m@previous").version == "9"
+    assert previous_of(ms, pick(ms, "m@9")).version == "2" and previous_of(ms, pick(ms, "m@2")) is None
     with pytest.raises(SelectorError, match="no version before"):
-        pick(MODELS, "a@previous", relative_to=MODELS[0])
-    with pytest.raises(SelectorError, match="no version before"):
-        pick(MODELS, "b@previous")
+        pick(ms, "m@previous", relative_to=pick(ms, "m@2"))
 
 
-def test_fingerprint_prefixes():
-    assert pick(MODELS, "ffff").id == 3
-    assert pick(MODELS, "FFFF00").id == 3  # prefixes are case-insensitive
-    with pytest.raises(SelectorError, match="ambiguous"):
-        pick(MODELS, "abcd")
-    with pytest.raises(SelectorError, match="no evaluated model matches"):
-        pick(MODELS, "fff")  # shorter than 4 characters: never a prefix
+def test_a_version_two_fingerprints_claim_is_refused_everywhere(db, tmp_path):
+    url, engine = db
+    _model(engine, "4", "9", url="http://impostor:8080")  # a second claim of m@9
+    _model(engine, "5", "10", url="http://other:8080")  # and of m@10
+    with engine.connect() as c:
+        ms = store.list_models(c)
+    for sel, rel in (("m@9", None), ("m", None), ("m@latest", None), ("m@previous", None),
+                     ("m@previous", pick(ms, "1111"))):
+        with pytest.raises(AmbiguousSelector) as e:
+            pick(ms, sel, relative_to=rel)
+        assert "ambiguous" in str(e.value)
+    msg = str(pytest.raises(AmbiguousSelector, pick, ms, "m@9").value)
+    assert "333333333333" in msg and "444444444444" in msg and "impostor:8080" in msg and "declared" in msg
+    assert pick(ms, "4444").fingerprint == "4" * 64 and pick(ms, "m@2").fingerprint == "2" * 64
+    # The command line: exit 2 naming both; a prefix works and is marked; models marks the conflict.
+    r = run_cli("--db", url, "compare", "m@2", "m@9")
+    assert r.exit_code == 2 and "ambiguous" in r.output and "444444444444" in r.output
+    r = run_cli("--db", url, "report", "--model", "m")
+    assert r.exit_code == 2 and "ambiguous" in r.output
+    r = run_cli("--db", url, "report", "--model", "3333")
+    assert r.exit_code == 0 and "CONFLICT" in r.output and "444444444444" in r.output
+    r = run_cli("--db", url, "models")
+    assert r.exit_code == 0 and r.output.count("CONFLICT") == 4 and "conflict: m v9" in r.output
+    listed = json.loads(run_cli("--db", url, "models", "--json").output)
+    assert {m["fingerprint"][:1]: len(m["conflict"]) for m in listed} == {"1": 1, "2": 0, "3": 1, "4": 1, "5": 1}
+    r = run_cli("--db", url, "compare", "2222", "3333")
+    assert r.exit_code == 1 and "REGRESSION" in r.output  # fingerprints name them: the verdict is given
 
 
-def test_version_tags_and_unknown_names():
-    a_versions = [m for m in MODELS if m.name == "a"]
-    assert pick(MODELS, f"a@{a_versions[0].version}").id == a_versions[0].id
-    with pytest.raises(SelectorError, match="'a' has no version 'oldest'"):
-        pick(MODELS, "a@oldest")
-    with pytest.raises(SelectorError, match="no evaluated model named 'zzz'"):
-        pick(MODELS, "zzz@latest")
-    with pytest.raises(SelectorError, match="no evaluated model matches"):
-        pick(MODELS, "zzz")
-
-
-def test_resolve_reads_the_database_in_first_seen_order(tmp_path):
-    engine = engine_for(f"sqlite:///{tmp_path / 's.db'}")
-    for v, fp in (("1", "1" * 64), ("2", "2" * 64)):
-        store_model(engine, name="m", version=v, fingerprint=fp, labels=["x"],
-                    answers=[(fp[:1] * 64, "x", "photo", "x")])
-    with engine.connect() as conn:
-        assert resolve(conn, "m").version == "2"
-        assert resolve(conn, "m@previous").version == "1"
-        assert resolve(conn, "2222").fingerprint == "2" * 64
+def test_json_and_html_to_standard_output(db, tmp_path, monkeypatch):
+    url, _ = db
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("--db", url, "report", "--model", "m@2", "--json", "-")
+    assert r.exit_code == 0 and json.loads(r.output)["models"][0]["model"]["version"] == "2"
+    r = run_cli("--db", url, "compare", "m@2", "m@9", "--html", "-")
+    assert r.exit_code == 1 and r.output.lstrip().startswith("<!doctype html>")
+    assert not (tmp_path / "-").exists()

@@ -167,3 +167,37 @@ def test_bulk_inserts_are_idempotent_on_both_paths(db_url):
     assert sorted(r["sha256"] for r in stored) == sorted(shas)
     assert all(r["scores"] == {ODD: 0.75, "y": 0.25} and r["confidence"] == 0.75 and r["predicted_label"] == ODD
                for r in stored)
+
+
+def test_the_predictions_mark_follows_commits_not_ids(pg_url):
+    """On PostgreSQL ids are taken before commit: a batch with lower ids can commit after one with
+    higher ids. The web view's cache key must change when it does."""
+    import hashlib
+
+    engine = engine_for(pg_url)
+    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(3)]
+    store_model(engine, name="m", version="1", fingerprint="1" * 64, labels=["a"],
+                answers=[(shas[0], "a", "photo", "a")])
+    with engine.begin() as c:
+        ids = store.upsert_images(c, rows=[{"sha256": s, "path": f"a/{s[:8]}.png", "label": "a", "kind": "photo"}
+                                           for s in shas[1:]])
+        model_id, run_id = c.execute(select(runs.c.model_id, runs.c.id)).one()
+
+    def row(sha):
+        return {"run_id": run_id, "model_id": model_id, "image_id": ids[sha], "predicted_label": "a",
+                "confidence": 1.0, "scores": {"a": 1.0}, "latency_ms": 1.0}
+
+    def mark():
+        with engine.connect() as c:
+            return store.predictions_mark(c)
+
+    with engine.connect() as first, engine.connect() as second:
+        t1 = first.begin()
+        store.insert_predictions(first, rows=[row(shas[1])])  # the lower id
+        t2 = second.begin()
+        store.insert_predictions(second, rows=[row(shas[2])])  # the higher id, committed first
+        t2.commit()
+        before = mark()
+        t1.commit()
+    assert mark() != before
+    engine.dispose()

@@ -108,7 +108,9 @@ def collect_options(f):
         option("--timeout", env="REQUEST_TIMEOUT", type=click.FloatRange(0.1), default=60.0,
                help="seconds one request may take in all: connect, send, the whole response"),
         option("--retries", env="REQUEST_RETRIES", type=click.IntRange(0, 20), default=3,
-               help="retries on refused connections and 5xx, with exponential backoff"),
+               help="retries on refused connections and 5xx, with exponential backoff; one request to a server "
+                    "ends within TIMEOUT x (RETRIES + 1) + 0.75 x (2^RETRIES - 1) s (245 s by default), and a "
+                    "server that fails is not asked again"),
         option("--max-response-bytes", env="MAX_RESPONSE_BYTES", type=click.IntRange(1024), default=16 * 2**20,
                help="largest predict answer accepted, compressed or decompressed"),
         option("--max-metadata-bytes", env="MAX_METADATA_BYTES", type=click.IntRange(1024), default=2**20,
