@@ -77,3 +77,23 @@ def test_json_and_html_to_standard_output(db, tmp_path, monkeypatch):
     r = run_cli("--db", url, "compare", "m@2", "m@9", "--html", "-")
     assert r.exit_code == 1 and r.output.lstrip().startswith("<!doctype html>")
     assert not (tmp_path / "-").exists()
+
+
+def test_the_hooks_default_baseline_is_refused_when_two_claim_it(tmp_path, color_model, test_data):
+    """The deploy path compares with the version before the candidate: claimed by two, no verdict."""
+    import hashlib
+
+    from collector.collect import CollectOptions
+    from collector.deploy import DeploySettings, evaluate_deployment
+    from helpers import serve_model
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'd.db'}")
+    answers = [(hashlib.sha256(str(i).encode()).hexdigest(), "red", "photo", "red") for i in range(3)]
+    for fp, host in (("7", "http://one:8080"), ("8", "http://two:8080")):  # colors v0, twice
+        store_model(engine, name="colors", version="0", fingerprint=fp * 64, labels=["red", "green", "blue"],
+                    answers=answers, url=host)
+    settings = DeploySettings(test_dir=test_data, report_dir=tmp_path / "r", opts=CollectOptions())
+    with serve_model(color_model) as srv:  # colors v1
+        out = evaluate_deployment(srv.url, engine=engine, settings=settings)
+    assert out["verdict"] == "error" and out["baseline"] is None
+    assert "ambiguous" in out["error"] and "777777777777" in out["error"] and "888888888888" in out["error"]
