@@ -65,7 +65,7 @@ clean:
 	rm -rf $(VENV) .venvs .pytest_cache .ruff_cache pokemon_tester.db* demo_logs
 
 # The long reliability run: the reliability suite at full length (60 s of load, schemathesis at
-# twice make test's examples: over 10,000 requests), then a dependency audit.
+# twice make test's examples per operation), then a dependency audit.
 reliability: $(STAMP)
 	FUZZ_EXAMPLES=800 RELIABILITY_LOAD_SECONDS=60 \
 	  $(BIN)/python -m pytest -q -s tests/reliability
