@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from collector import store
 from collector.schema import models, predictions, runs
-from helpers import COLORS, PG_ADMIN_URL, color_png, make_test_data, serve_model
+from helpers import COLORS, PG_ADMIN_URL, color_png
 
 DEADLINE_S = 3.0  # --timeout of every case
 RETRIES = 1
@@ -37,17 +37,6 @@ MAX_RSS_MB = 300
 MAX_STORED_BYTES = 16 * 1024
 PARALLEL_CASES = 4  # cases run side by side (each with its own database and servers)
 
-
-
-@pytest.fixture(scope="module")
-def bystander(color_model):
-    with serve_model(color_model) as srv:
-        yield srv.url
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_test_data(tmp_path_factory.mktemp("hostile") / "td")
 
 
 def stored_bytes(conn, model_ids: list[int]) -> int:

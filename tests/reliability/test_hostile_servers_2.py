@@ -30,7 +30,7 @@ from test_hostile_servers import MAX_RSS_MB, MAX_STORED_BYTES, MAX_WALL_S, fresh
 
 from collector import store
 from collector.schema import failures, models, predictions, runs
-from helpers import LiveServer, make_test_data, serve_model
+from helpers import LiveServer
 
 LABELS = ["red", "green", "blue"]
 FP = "e" * 63 + "1"
@@ -324,17 +324,6 @@ def _cli(db_url: str, *args: str) -> tuple[str, int]:
     r = subprocess.run([sys.executable, "-m", "collector.cli", "--db", db_url, *args], capture_output=True,
                        text=True, env={**os.environ, "COLUMNS": "200"}, timeout=600)
     return r.stdout + r.stderr, r.returncode
-
-
-@pytest.fixture(scope="module")
-def bystander(color_model):
-    with serve_model(color_model) as srv:
-        yield srv.url
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_test_data(tmp_path_factory.mktemp("hostile2") / "td")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
