@@ -40,8 +40,10 @@ class LiveServer:
     def __init__(self, app):
         from werkzeug.serving import make_server
 
-        self.port = free_port()
-        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
+        # Port 0: the kernel picks a free port at bind time (a port chosen beforehand can be
+        # taken by another test in between).
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self.server.server_port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"
 

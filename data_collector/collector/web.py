@@ -97,6 +97,7 @@ def register_web(app: Flask, ctx: WebContext) -> None:
     app.extensions["web"] = ctx
     threading.Thread(target=_warm_up, daemon=True, name="web-warm-up").start()
     app.extensions["web_thumbs"] = _Thumbs()
+    app.url_map.merge_slashes = False  # a model named "/a" is /history/%2Fa, not a redirect to /history/a
     app.register_blueprint(bp)
 
 

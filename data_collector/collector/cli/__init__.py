@@ -5,6 +5,7 @@ The group lives here; each command group is a module of its own, registered belo
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 
 import click
@@ -53,6 +54,10 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
     """Evaluate model servers on the labelled test set and store every prediction."""
+    try:  # a crash in a C extension leaves its Python stack on stderr, not silence
+        faulthandler.enable()
+    except (OSError, ValueError, AttributeError):  # stderr without a file descriptor (tests, embedding)
+        pass
     handler = logging.StreamHandler()
     handler.setFormatter(LiteralFormatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
