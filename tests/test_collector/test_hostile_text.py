@@ -24,6 +24,22 @@ hostile = st.lists(st.sampled_from(TOKENS), min_size=1, max_size=6).map("".join)
 UNSAFE = ("\x1b", "\x07", "\r", "\u202e", "\u200b", "\u2066", "\ufeff")
 
 
+def _collect_summary(name: str, version: str) -> str:
+    """`collect`'s summary table for a model that answered with this name and version."""
+    import contextlib
+    import io
+
+    from collector.cli.collecting import print_summary
+    from collector.collect import ModelResult
+    from collector.vocab import RunStatus
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_summary([ModelResult(url="http://model:8080", name=name, version=version, fingerprint="1" * 64,
+                                   status=RunStatus.COMPLETED, n_sent=8, accuracy=1.0, n_scored=8)])
+    return buf.getvalue()
+
+
 def _sha(i: int) -> str:
     return hashlib.sha256(str(i).encode()).hexdigest()
 
@@ -59,6 +75,8 @@ def test_every_view_shows_server_text_literally(name, v1, v2, label):
         verdicts = [line for line in outputs[f"compare {fps[0][:12]} {fps[1][:12]}"].splitlines()
                     if line.startswith(("PASS", "REGRESSION"))]
         assert len(verdicts) == 1, verdicts  # the verdict, and no line a name forged
+        outputs["collect summary"] = _collect_summary(name, v1)
+        assert not any(c in outputs["collect summary"] for c in UNSAFE), repr(outputs["collect summary"])
         listed = json.loads(outputs["models --json"])
         assert {m["name"] for m in listed} == {name}  # JSON keeps the text exactly (escaped by JSON)
         assert "<script>" not in outputs["report --html -"]
