@@ -30,14 +30,14 @@ from .validate import InvalidAnswer, ModelChanged
 from .validate import predictions as check_predictions
 from .vocab import RunStatus
 
-REJECTED_BEFORE_GIVING_UP = 8
+REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything
 # A fingerprint already in the database is trusted only after the server answers this many of
 # its stored images (chosen at random) as stored: same label, every score within SCORE_NOISE.
 VERIFY_IMAGES = 4
 CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
 WRITE_ROWS = 1024  # answers stored per transaction at most (see _Writer)
 WRITE_INTERVAL_S = 1.0  # ... or after this long, whichever comes first
-SCORE_NOISE = 1e-3  # images refused (4xx) with none accepted: the server rejects everything
+SCORE_NOISE = 1e-3  # a stored answer given again: each score within this of the stored one
 
 
 @dataclass

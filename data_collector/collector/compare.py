@@ -88,11 +88,12 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
 
 
 def bootstrap_ci(base_right: np.ndarray, cand_right: np.ndarray, rng: np.random.Generator,
-                 samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
-    """95% percentile CI of (candidate - baseline) accuracy, resampling images (paired)."""
+                 samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float] | None:
+    """95% percentile CI of (candidate - baseline) accuracy, resampling images (paired); None
+    for a class without shared images (there is no change to bound)."""
     n = len(base_right)
     if n == 0:
-        return (0.0, 0.0)
+        return None
     diff = cand_right.astype(float) - base_right.astype(float)
     idx = rng.integers(0, n, size=(samples, n))
     means = diff[idx].mean(axis=1)
@@ -108,9 +109,9 @@ def _cell(base_right: np.ndarray, cand_right: np.ndarray, base_scores: np.ndarra
     acc_b = float(base_right.mean()) if n else None
     acc_c = float(cand_right.mean()) if n else None
     delta = (acc_c - acc_b) if n else None
-    lo, hi = bootstrap_ci(base_right, cand_right, rng)
+    ci = bootstrap_ci(base_right, cand_right, rng)
     score_change, score_p = score_drop_test(base_scores, cand_scores)
-    return {"n": n, "baseline": acc_b, "candidate": acc_c, "delta": delta, "ci95": [lo, hi],
+    return {"n": n, "baseline": acc_b, "candidate": acc_c, "delta": delta, "ci95": list(ci) if ci else None,
             "b_baseline_only": b, "c_candidate_only": c, "p_value": mcnemar_exact(b, c),
             "score_change": score_change, "score_p_value": score_p, "score_p_adjusted": score_p,
             "min_detectable_drop": min_detectable_drop(n, th.alpha)}

@@ -171,7 +171,7 @@ def compare_table(c: dict) -> str:
         cls = " class='bad'" if x["regressed"] else " class='unsure'" if x["status"] != "ok" else ""
         rows.append(f"<tr{cls} data-class='{esc(lab)}'><td>{esc(lab)}</td><td>{x['n']}</td>"
                     f"<td>{num(x['baseline'])}</td><td>{num(x['candidate'])}</td>"
-                    f"<td>{num(x['delta'], signed=True)}</td><td>{interval(*x['ci95'])}</td>"
+                    f"<td>{num(x['delta'], signed=True)}</td><td>{interval(*x['ci95']) if x['ci95'] else '-'}</td>"
                     f"<td>{x['b_baseline_only']}/{x['c_candidate_only']}</td><td>{x['p_value']:.4f}</td>"
                     f"<td>{num(x['score_change'], signed=True)}</td><td>{x['score_p_adjusted']:.4f}</td>"
                     f"<td>{num(x['min_detectable_drop'], 2)}</td><td class='verdict'>{esc(class_verdict(x))}</td>"

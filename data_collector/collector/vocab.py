@@ -6,7 +6,8 @@ from enum import StrEnum
 
 
 class RunStatus(StrEnum):
-    """What happened to one model in one collection; the first four are stored in `runs.status`."""
+    """What happened to one model in one collection; all but SKIPPED and ERROR are stored in
+    `runs.status` (those two start no run)."""
 
     RUNNING = "running"
     COMPLETED = "completed"

@@ -186,3 +186,14 @@ def test_cli_rule_option_and_what_each_rule_says(db_url, tmp_path):
     old = run_cli("--db", db_url, "compare", "m@previous", "m", "--rule", "mcnemar")
     assert old.exit_code == 0 and "PASS" in old.output, old.output
     assert run_cli("--db", db_url, "compare", "m@previous", "m", "--rule", "bogus").exit_code == 2
+
+
+def test_a_class_without_shared_images_has_no_interval():
+    import numpy as np
+
+    from collector.compare import bootstrap_ci
+
+    empty = np.array([], dtype=bool)
+    assert bootstrap_ci(empty, empty, np.random.default_rng(0)) is None  # not [0, 0]: nothing was measured
+    lo, hi = bootstrap_ci(np.array([True, False]), np.array([True, True]), np.random.default_rng(0))
+    assert lo <= hi

@@ -31,6 +31,7 @@ def test_every_answer_has_the_security_headers_and_no_versions(tmp_path):
                        ("/", "/compare", "/jobs/view", "/api/models", "/jobs", "/health", "/no-such-page",
                         "/models/nothing@1", "/api/models/nothing@1")}
             answers["POST /hooks/deployed"] = requests.post(url + "/hooks/deployed", data=b"x", timeout=60)
+            icon = requests.get(url + "/favicon.ico", timeout=60)
         finally:
             proc.terminate()
             proc.wait(60)
@@ -44,4 +45,5 @@ def test_every_answer_has_the_security_headers_and_no_versions(tmp_path):
         assert h["Server"] == "data-collector", (path, h["Server"])
         assert "werkzeug" not in str(h).lower() and "python" not in str(h).lower(), (path, h)
     assert answers["/"].headers["Content-Type"].startswith("text/html")
+    assert icon.status_code == 204 and icon.headers["X-Content-Type-Options"] == "nosniff"  # not a 404
     assert "default-src 'none'" in answers["/"].headers["Content-Security-Policy"]
