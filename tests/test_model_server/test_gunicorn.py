@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,29 @@ def test_metrics_are_summed_over_workers(color_model, tmp_path, monkeypatch, giv
         for _ in range(6):
             assert _images_total(srv.url) == sent
     assert shared.exists() is given_dir  # a directory of its own goes with the server
+
+
+def test_a_litert_only_folder_is_served(tmp_path):
+    """A folder with config.json and model.tflite but no model.keras: ml-server serves it on LiteRT."""
+    folder = tmp_path / "ml_original"
+    folder.mkdir()
+    for name in ("config.json", "model.tflite"):
+        shutil.copy(ROOT / "trained_models" / "ml_original" / name, folder / name)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(folder / "config.json", empty / "config.json")
+    bad = subprocess.run([sys.executable, "-m", "model_server.cli", "--model-dir", str(empty)], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "model.keras or model.tflite" in bad.stderr
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "model_server.cli", "--model-dir", str(folder), "--port", str(port),
+                             "--workers", "1"], env={**os.environ, "MODEL_BACKEND": "litert"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        meta = requests.get(url + "/metadata", timeout=60).json()
+        assert meta["name"] == "ml_original" and meta["backend"] == "litert"
+    finally:
+        proc.terminate()
+        proc.wait(20)

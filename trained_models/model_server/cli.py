@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import metrics_dir
-from .model import CONFIG_FILE, MODEL_FILE
+from .model import CONFIG_FILE, MODEL_FILE, TFLITE_FILE
 
 
 def _positive(v: str) -> int:
@@ -40,10 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         print("ml-server: error: --model-dir (or MODEL_DIR) is required", file=sys.stderr)
         return 2
     model_dir = Path(args.model_dir).resolve()
-    for f in (CONFIG_FILE, MODEL_FILE):
-        if not (model_dir / f).is_file():
-            print(f"ml-server: error: {model_dir} is not a model folder (no {f})", file=sys.stderr)
-            return 2
+    # A folder holds its config and weights for Keras, a LiteRT export, or both; the loader
+    # chooses (MODEL_BACKEND) and says why when it cannot serve what is there.
+    if not (model_dir / CONFIG_FILE).is_file() or not any((model_dir / f).is_file() for f in (MODEL_FILE, TFLITE_FILE)):
+        print(f"ml-server: error: {model_dir} is not a model folder (it needs {CONFIG_FILE} and {MODEL_FILE} or "
+              f"{TFLITE_FILE})", file=sys.stderr)
+        return 2
     os.environ["MODEL_DIR"] = str(model_dir)
 
     from gunicorn.app.base import BaseApplication
