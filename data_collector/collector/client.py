@@ -408,8 +408,7 @@ def _transport_reason(e: BaseException, lim: Limits) -> str:
         chain.append(nxt)
     names = " ".join(type(x).__name__ for x in chain)
     text = " ".join(str(x) for x in chain).lower()
-    too_large = next((x for x in chain if isinstance(x, _HeadersTooLarge)), None)
-    if too_large is not None or "_headerstoolarge" in names.lower():
+    if any(isinstance(x, _HeadersTooLarge) for x in chain):
         return f"the response headers are over the limit ({MAX_HEADER_BYTES} bytes, {MAX_HEADERS} headers)"
     if isinstance(e, requests.ConnectTimeout) or "connecttimeout" in names.lower():
         return f"cannot connect: no answer within {lim.connect_timeout:g} s"

@@ -398,11 +398,11 @@ class OIPClient(ForeignClient):
                 raise InvalidAnswer(f"outputs[{self.output_name!r}].data", "missing")
             values = _numbers(o.data, f"outputs[{self.output_name!r}].data", count)
         _check_scores(values, f"outputs[{self.output_name!r}]")
-        version = o_version(resp.model_version)
+        version = _answered_version(resp.model_version)
         return values.reshape(n, k), version
 
 
-def o_version(v) -> str | None:
+def _answered_version(v) -> str | None:
     """A model_version an OIP answer names, as text (None when it names none)."""
     if v is None or v == "":
         return None

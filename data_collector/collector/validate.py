@@ -81,10 +81,11 @@ def predictions(answer: NativeAnswer, *, n_sent: int, labels: list[str], fingerp
             raise InvalidAnswer(f"{f}.scores", f"must cover exactly the model's labels ({missing} missing, "
                                                f"{extra} unknown)")
         vals = p.scores
-        for lab, v in [("confidence", p.confidence), *vals.items()]:  # typed on the wire; checked here for all
-            if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-                where = f"{f}.confidence" if lab == "confidence" else f"{f}.scores"
-                raise InvalidAnswer(where, f"must be finite and within [0, 1], got {v:g}")
+        # Typed on the wire already; other stacks' answers are assembled here, so checked for all.
+        for where, values in ((f"{f}.confidence", [p.confidence]), (f"{f}.scores", vals.values())):
+            bad = next((v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)), None)
+            if bad is not None:
+                raise InvalidAnswer(where, f"must be finite and within [0, 1], got {bad:g}")
         total = math.fsum(vals.values())
         if abs(total - 1.0) > SUM_TOLERANCE:
             raise InvalidAnswer(f"{f}.scores", f"sum to {total:.4g}, not 1")

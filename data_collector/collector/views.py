@@ -44,11 +44,6 @@ def _iso(t) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def previous_version(ms: list[store.ModelInfo], m: store.ModelInfo) -> store.ModelInfo | None:
-    """The version before `m` (selectors.previous_of: version order; ambiguous claims refused)."""
-    return previous_of(ms, m)
-
-
 def model_ident(m: store.ModelInfo) -> dict:
     return {"name": m.name, "version": m.version, "fingerprint": m.fingerprint, "labels": list(m.labels),
             "identity": m.identity, "protocol": m.protocol, "backend": m.backend, "scores": m.scores}
@@ -92,7 +87,7 @@ def model_detail(conn: Connection, selector: str, *, label: str | None = None) -
     wrong.sort(key=lambda r: -r["confidence"])
     probes = sorted((r for r in rows if is_probe(r["kind"])), key=lambda r: -r["confidence"])[:PROBES_SHOWN]
     try:
-        previous = previous_version(ms, m)
+        previous = previous_of(ms, m)
     except SelectorError:  # its previous version is claimed twice: no default to link to
         previous = None
     return {
@@ -119,7 +114,7 @@ def comparison(conn: Connection, candidate: str, baseline: str | None = None,
     answer flipped between them, the surest first."""
     ms = store.list_models(conn)
     cand = pick(ms, candidate)
-    base = pick(ms, baseline) if baseline else previous_version(ms, cand)
+    base = pick(ms, baseline) if baseline else previous_of(ms, cand)
     if base is None:
         raise SelectorError(f"{cand.title} has no earlier version to compare with: choose a baseline")
     base_rows = store.load_rows(conn, model_id=base.id)

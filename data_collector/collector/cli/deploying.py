@@ -163,7 +163,6 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
     except store.StoreError as e:
         fail(str(e))
     settings = _deploy_settings(kw, report_dir)
-    settings.opts.echo_errors = False  # never repeat a target's answer to the hook's caller
     policy = HostPolicy(allowed_hosts.split(","))
     app = create_hook_app(engine=engine, settings=settings, token=token, allowed=policy, max_jobs=max_jobs,
                           migrate=not kw["no_migrate"], enabled=hook)
