@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.common import MODELS, ROOT, augmented_testset, servers  # noqa: E402
+from devtools.pg import scratch_database  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -64,9 +65,8 @@ def raw_rate(test_dir: Path, model_name: str) -> tuple[float, float, int]:
 
 def pg_database():
     """A scratch PostgreSQL database, dropped afterwards."""
-    from collector import store
 
-    return store.scratch_database(PG_ADMIN, prefix="bench")
+    return scratch_database(PG_ADMIN, prefix="bench")
 
 
 def storage(n_rows: int) -> dict:

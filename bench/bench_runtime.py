@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 from bench.common import ROOT, children, free_port, proc_status_kb, test_images
-from collector.health import wait_healthy
+from devtools.health import wait_healthy
 
 TARGETS = {"worker_rss_mb": 120, "start_s": 1.5, "ratio_litert_over_keras": 1.3, "image_added_mb": 200}
 

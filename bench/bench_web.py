@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--requests", type=int, default=10)
     args = ap.parse_args(argv)
-    from collector.health import wait_healthy
+    from devtools.health import wait_healthy
 
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite:///{tmp}/web.db"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.health import wait_healthy
+from devtools.health import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["ml_original", "ml_ditto", "ml_ditto_and_mimikyu"]

@@ -27,7 +27,7 @@ done
 
 echo "waiting for the model servers (${urls[*]}) ..."
 for i in "${!urls[@]}"; do
-  python -c "import sys; from collector.health import wait_healthy, NotHealthy
+  python -c "import sys; from devtools.health import wait_healthy, NotHealthy
 try: wait_healthy(sys.argv[1], deadline_s=300)
 except NotHealthy as e: sys.exit(f'error: {e}; see $LOGS/$(basename "${models[$i]}").log')" "${urls[$i]}"
 done

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from collector.health import NotHealthy, wait_healthy
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # devtools: the repository's, not installed
+from devtools.health import NotHealthy, wait_healthy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"

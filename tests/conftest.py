@@ -8,12 +8,11 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import make_test_data, write_color_model  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
-from helpers import PG_ADMIN_URL  # noqa: E402
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]  # helpers; devtools (not installed)
+
+from devtools.pg import scratch_database  # noqa: E402
+from helpers import PG_ADMIN_URL, make_test_data, write_color_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +54,8 @@ def pg_url(pg_available):
     """A fresh PostgreSQL database for one test, dropped afterwards."""
     if not pg_available:
         pytest.skip("PostgreSQL at 127.0.0.1:5432 not reachable")
-    from collector import store
 
-    with store.scratch_database(PG_ADMIN_URL, prefix="pct_test") as url:
+    with scratch_database(PG_ADMIN_URL, prefix="pct_test") as url:
         yield url
 
 

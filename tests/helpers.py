@@ -83,8 +83,8 @@ def read_json(path: Path) -> dict:
 
 def wait_healthy(url: str, proc, timeout: float = 240) -> None:
     """Poll GET /health until 200, to an overall deadline; fail early if the server process exits."""
-    from collector.health import NotHealthy
-    from collector.health import wait_healthy as _wait
+    from devtools.health import NotHealthy
+    from devtools.health import wait_healthy as _wait
 
     try:
         _wait(url, deadline_s=timeout, proc=proc)

@@ -26,6 +26,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .answers import InvalidAnswer, NativeAnswer, NativeMetadata, NotJSON, decode
 from .redact import redact_secrets, register_userinfo
+from .settings import CollectorSettings
 from .text import literal
 from .urls import BadURL, HostPolicy, NotAllowed, parse_target
 from .urls import display as display_url
@@ -38,10 +39,10 @@ MiB = 1024 * 1024
 class Limits:
     """What one model server may cost the collector."""
 
-    deadline: float = 60.0  # seconds for one request: connect, send, the whole response
+    deadline: float = CollectorSettings.default("request_timeout")  # one request: connect, send, the whole answer
     connect_timeout: float = 10.0
-    max_response_bytes: int = 16 * MiB  # a predict answer, compressed or decompressed
-    max_metadata_bytes: int = 1 * MiB
+    max_response_bytes: int = CollectorSettings.default("max_response_bytes")  # compressed or decompressed
+    max_metadata_bytes: int = CollectorSettings.default("max_metadata_bytes")
 
 
 # What a caller of the deploy hook is told of a failed target: a category, never the socket's
@@ -68,14 +69,6 @@ class _DeadlineExceeded(Exception):
 
 class _TooLarge(Exception):
     pass
-
-
-def check_url(url: str, *, allow_userinfo: bool = True) -> str:
-    """The canonical form of a model-server URL (urls.parse_target), or a ModelServerError."""
-    try:
-        return parse_target(url, allow_userinfo=allow_userinfo).url
-    except BadURL as e:
-        raise ModelServerError(display_url(url), str(e)) from None
 
 
 MAX_HEADER_BYTES = 64 * 1024  # a response's status line and headers, all together

@@ -21,13 +21,13 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import __version__, store
+from . import __version__, store, validate
 from .client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
 from .protocols import ProtocolOptions, connect
+from .settings import CollectorSettings
 from .testset import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard
 from .urls import HostPolicy
 from .validate import InvalidAnswer, ModelChanged
-from .validate import predictions as check_predictions
 from .vocab import RunStatus
 
 REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything
@@ -42,10 +42,10 @@ SCORE_NOISE = 1e-3  # a stored answer given again: each score within this of the
 
 @dataclass
 class CollectOptions:
-    batch_size: int = 32
-    max_in_flight: int | None = None  # default: 2 per model, at most 8
-    timeout: float = 60.0  # total deadline of one request (connect + whole response)
-    retries: int = 3
+    batch_size: int = CollectorSettings.default("batch_size")
+    max_in_flight: int | None = CollectorSettings.default("max_in_flight")  # None: 2 per model, at most 8
+    timeout: float = CollectorSettings.default("request_timeout")  # one request: connect + whole response
+    retries: int = CollectorSettings.default("request_retries")
     backoff: float = 0.5
     max_response_bytes: int = Limits.max_response_bytes
     max_metadata_bytes: int = Limits.max_metadata_bytes
@@ -93,6 +93,12 @@ class _Job:
             if not self.aborted:
                 self.aborted, self.result.error, self.result.category = True, reason, category
 
+    def reject(self, item: TestImage, reason: str) -> None:
+        """The server refused this one image (4xx): report it and go on, unless it refuses everything."""
+        self.failures.append((item.path, item.sha256, reason))
+        if len(self.failures) >= REJECTED_BEFORE_GIVING_UP and self.accepted == 0:
+            self.abort(f"every image was rejected ({len(self.failures)} so far): {reason}")
+
 
 class DatabaseFailure(RuntimeError):
     pass
@@ -122,29 +128,13 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
             reaped = store.reap_dead_runs(conn)
         if reaped:
             say(f"{len(reaped)} run(s) left 'running' by a collector that died are now marked interrupted")
-        results: list[ModelResult] = []
-        jobs: list[_Job] = []
+        results = [ModelResult(url=display_url(u) if isinstance(u, str) else str(u)) for u in urls]
         seen_fp: dict[str, tuple[str, list[str]]] = {}
-        for url in urls:
-            res = ModelResult(url=display_url(url) if isinstance(url, str) else str(url))
-            results.append(res)
-            job = _plan(res, url, engine=engine, opts=opts, seen_fp=seen_fp, say=say, test_dir=test_dir)
-            if job:
-                jobs.append(job)
-        try:
-            whole = _run_jobs(jobs, itertools.chain([first], stream), engine=engine, test_dir=test_dir,
-                              opts=opts, progress=progress)
-        except (DatabaseFailure, DBAPIError) as e:
-            for job in jobs:  # where the database still answers, the runs end incomplete, not 'running'
-                job.abort("stopped by a database error")
-            _finish(jobs, engine, quiet=True)
-            if isinstance(e, DatabaseFailure):
-                raise
-            raise DatabaseFailure(f"database error: {_first_line(e)}") from None
-        except BaseException:
-            # Ctrl-C, SIGTERM or a bug: this process's runs must not stay 'running'.
-            _finish(jobs, engine, interrupted=True, quiet=True)
-            raise
+        jobs = [job for res, url in zip(results, urls, strict=True)
+                if (job := _register(res, url, engine=engine, opts=opts, seen_fp=seen_fp, say=say,
+                                     test_dir=test_dir))]
+        whole = _run(jobs, itertools.chain([first], stream), engine=engine, test_dir=test_dir, opts=opts,
+                     progress=progress)
         _finish(jobs, engine, test_set_hash=digest.hexdigest() if whole else None)
     finally:
         stream.close()
@@ -152,6 +142,29 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
             cache.close()
             if cache.error:
                 say(f"warning: {cache.error}")
+    _summarise(jobs, engine=engine, opts=opts, say=say)
+    return results
+
+
+def _run(jobs: list[_Job], stream: Iterator[list[TestImage]], **kw) -> bool:
+    """_Collection.run, with every run closed however it ends: incomplete after a database error
+    (where the database still answers), interrupted after Ctrl-C, SIGTERM or a bug."""
+    try:
+        return _Collection(jobs, **kw).run(stream)
+    except (DatabaseFailure, DBAPIError) as e:
+        for job in jobs:
+            job.abort("stopped by a database error")
+        _finish(jobs, kw["engine"], quiet=True)
+        if isinstance(e, DatabaseFailure):
+            raise
+        raise DatabaseFailure(f"database error: {_first_line(e)}") from None
+    except BaseException:
+        _finish(jobs, kw["engine"], interrupted=True, quiet=True)
+        raise
+
+
+def _summarise(jobs: list[_Job], *, engine: Engine, opts: CollectOptions, say: Callable[[str], None]) -> None:
+    """Each model's accuracy over everything stored; a line for each model that needed nothing."""
     for job in jobs:
         res = job.result
         res.accuracy, res.n_scored = _accuracy(engine, job.model_id)
@@ -159,12 +172,11 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
             share = f" (shard {opts.shard[0]}/{opts.shard[1]})" if opts.shard else ""
             say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated{share}, "
                 "nothing to send")
-    return results
 
 
-def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
-          seen_fp: dict[str, tuple[str, list[str]]], say, test_dir: Path) -> _Job | None:
-    """Ask one server who it is; check a known fingerprint's claim; register the model."""
+def _register(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
+              seen_fp: dict[str, tuple[str, list[str]]], say, test_dir: Path) -> _Job | None:
+    """Ask one server who it is; check its claim (_claim_problem); register the model."""
     try:
         client = connect(url, opts.protocol, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
                          echo_errors=opts.echo_errors, policy=opts.policy)
@@ -175,8 +187,8 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
         return None
     res.name, res.version, res.fingerprint = meta["name"], meta["version"], meta["fingerprint"]
     if res.fingerprint in seen_fp:
-        first_url, first_labels = seen_fp[res.fingerprint]
         client.close()
+        first_url, first_labels = seen_fp[res.fingerprint]
         if first_labels != meta["labels"]:
             res.error = (f"announces fingerprint {res.fingerprint[:12]} of {first_url} but other labels: refused, "
                          "nothing stored (a fingerprint names one model)")
@@ -186,25 +198,27 @@ def _plan(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
         say(f"{res.url}: same fingerprint as {first_url}; evaluated once")
         return None
     seen_fp[res.fingerprint] = (res.url, list(meta["labels"]))
-    with engine.connect() as conn:
-        known = store.find_model(conn, fingerprint=res.fingerprint)
-        stored = store.sample_predictions(conn, model_id=known.id, limit=4 * VERIFY_IMAGES) if known else []
-    if known is not None and list(known.labels) != meta["labels"]:
-        res.error = (f"announces fingerprint {res.fingerprint[:12]} of the stored model {known.title} but "
-                     f"other labels: refused, nothing stored (a fingerprint names one model)")
-        res.category = CLAIM_REFUSED
+    problem = _claim_problem(client, meta, engine=engine, test_dir=test_dir)
+    if problem:
+        res.error, res.category = problem, CLAIM_REFUSED
         client.close()
         return None
-    if stored:
-        problem = _verify(client, meta, known, stored, test_dir)
-        if problem:
-            res.error, res.category = problem, CLAIM_REFUSED
-            client.close()
-            return None
     with engine.begin() as conn:
         model_id = store.upsert_model(conn, meta=meta, url=client.url)
     res.status = RunStatus.SKIPPED  # until the stream brings an image it has not answered
     return _Job(res, client, model_id, list(meta["labels"]))
+
+
+def _claim_problem(client: ModelClient, meta: dict, *, engine: Engine, test_dir: Path) -> str | None:
+    """Why a server announcing a stored fingerprint is not that model (other labels, other answers);
+    None for a new fingerprint or a claim that holds."""
+    with engine.connect() as conn:
+        known = store.find_model(conn, fingerprint=meta["fingerprint"])
+        stored = store.sample_predictions(conn, model_id=known.id, limit=4 * VERIFY_IMAGES) if known else []
+    if known is not None and list(known.labels) != meta["labels"]:
+        return (f"announces fingerprint {meta['fingerprint'][:12]} of the stored model {known.title} but "
+                f"other labels: refused, nothing stored (a fingerprint names one model)")
+    return _verify(client, meta, known, stored, test_dir) if stored else None
 
 
 def _verify(client: ModelClient, meta: dict, known: store.ModelInfo, stored: list[dict],
@@ -232,8 +246,8 @@ def _verify(client: ModelClient, meta: dict, known: store.ModelInfo, stored: lis
     refused = "refused, nothing stored"
     try:
         body = client.predict([(row["path"], data) for row, data in payload])
-        preds = check_predictions(body, n_sent=len(payload), labels=meta["labels"],
-                                  fingerprint=meta["fingerprint"], version=meta["version"])
+        preds = validate.predictions(body, n_sent=len(payload), labels=meta["labels"],
+                                     fingerprint=meta["fingerprint"], version=meta["version"])
     except ModelServerError as e:
         return f"cannot check it is the stored model {known.title}: {e.reason}; {refused}"
     except (InvalidAnswer, ModelChanged) as e:
@@ -250,148 +264,169 @@ def _verify(client: ModelClient, meta: dict, known: store.ModelInfo, stored: lis
 Batch = list[tuple[TestImage, int]]  # images and their database ids
 
 
-def _run_jobs(jobs: list[_Job], stream: Iterator[list[TestImage]], *, engine: Engine, test_dir: Path,
-              opts: CollectOptions, progress: ProgressHook | None) -> bool:
-    """Store each chunk's images, plan what each model lacks of it, send it; False when the stream
-    was cut short."""
-    writer = _Writer(engine)
-    db_error: list[BaseException] = []
-    bugs: list[BaseException] = []
-    stop_beating = threading.Event()
+class _Collection:
+    """One pass over the test-set stream for the registered models: each chunk's images are stored
+    and planned per model (`_plan_chunk`), the batches go to a bounded thread pool (`_send`), the
+    answers to the write batches (`_Writer`), and a heartbeat keeps the runs marked alive."""
 
-    def beat() -> None:  # tells other collectors that these runs are alive
-        while not stop_beating.wait(store.HEARTBEAT_S):
+    def __init__(self, jobs: list[_Job], *, engine: Engine, test_dir: Path, opts: CollectOptions,
+                 progress: ProgressHook | None):
+        self.jobs, self.engine, self.test_dir, self.opts, self.progress = jobs, engine, test_dir, opts, progress
+        self.writer = _Writer(engine)
+        self.db_errors: list[BaseException] = []
+        self.bugs: list[BaseException] = []
+        self.in_flight = opts.max_in_flight or min(8, 2 * max(len(jobs), 1))
+        self._pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="collect")
+        # Batches queued or running at most: the stream is read only as fast as the servers answer.
+        self._slots = threading.BoundedSemaphore(2 * self.in_flight)
+        self._stop_beating = threading.Event()
+        self._beater = threading.Thread(target=self._beat, name="collect-heartbeat", daemon=True)
+
+    def run(self, stream: Iterator[list[TestImage]]) -> bool:
+        """Send what each model lacks of the stream; False when the stream was cut short."""
+        self._beater.start()
+        try:
+            whole = self._consume(stream)
+            self._pool.shutdown(wait=True)
+            if self.bugs:
+                raise self.bugs[0]  # re-raise programming errors instead of hiding them
+        except BaseException:  # Ctrl-C, SIGTERM or a bug: stop sending, keep what is stored
+            for job in self.jobs:
+                job.aborted = True
+            raise
+        finally:
+            self._close()
+        if self.db_errors:
+            raise DatabaseFailure(f"database error during the run (the failed batch was rolled back; "
+                                  f"rerun to complete): {_first_line(self.db_errors[0])}")
+        return whole
+
+    def _consume(self, stream: Iterator[list[TestImage]]) -> bool:
+        for chunk in stream:
+            self._submit(self._plan_chunk(chunk))
+            if self.bugs or self.db_errors or (self.jobs and all(job.aborted for job in self.jobs)):
+                return False
+        return True
+
+    def _submit(self, queues: list[list[Batch]]) -> None:
+        """Interleave the models' batches so that every server is busy at once."""
+        for k in range(max(map(len, queues), default=0)):
+            for job, q in zip(self.jobs, queues, strict=True):
+                if k < len(q):
+                    self._slots.acquire()
+                    self._pool.submit(self._send, job, q[k]).add_done_callback(self._done)
+
+    def _done(self, f) -> None:
+        self._slots.release()
+        if not f.cancelled() and f.exception() is not None:
+            self.bugs.append(f.exception())
+
+    def _close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.writer.flush()  # what was answered is stored, however the run ends
+        except DBAPIError as e:
+            self.db_errors.append(e)
+        self._stop_beating.set()
+        if self._beater.is_alive():
+            self._beater.join()
+        for job in self.jobs:
+            job.client.close()
+
+    def _beat(self) -> None:
+        """Tells other collectors that these runs are alive."""
+        while not self._stop_beating.wait(store.HEARTBEAT_S):
             try:
-                with writer.lock, engine.begin() as conn:
-                    store.heartbeat(conn, run_ids=[j.run_id for j in jobs if not j.aborted and j.run_id])
+                with self.writer.lock, self.engine.begin() as conn:
+                    store.heartbeat(conn, run_ids=[j.run_id for j in self.jobs if not j.aborted and j.run_id])
             except DBAPIError:
                 pass  # the batch writes will report a database that is gone
 
-    def send(job: _Job, batch: Batch) -> None:
-        if job.aborted or db_error:
+    def _plan_chunk(self, chunk: list[TestImage]) -> list[list[Batch]]:
+        """Store the chunk's images; start or extend each model's run with what it lacks of them."""
+        with self.writer.lock, self.engine.begin() as conn:
+            ids = store.upsert_images(conn, rows=[vars(i) for i in chunk])
+            return [self._plan_job(conn, job, chunk, ids) for job in self.jobs]
+
+    def _plan_job(self, conn, job: _Job, chunk: list[TestImage], ids: dict[str, int]) -> list[Batch]:
+        if job.aborted:
+            return []
+        wanted = [(i, ids[i.sha256]) for i in eligible(chunk, job.labels) if in_shard(i.sha256, self.opts.shard)]
+        done = store.done_among(conn, model_id=job.model_id, image_ids=[k for _, k in wanted])
+        todo = [(i, k) for i, k in wanted if k not in done]
+        if todo and job.run_id is None:
+            job.run_id = store.start_run(conn, model_id=job.model_id, url=job.client.url, n_planned=len(todo),
+                                         collector_version=__version__, test_set_hash="")
+            job.result.status = RunStatus.RUNNING
+        elif todo:
+            store.plan_more(conn, run_id=job.run_id, n=len(todo))
+        job.planned += len(todo)
+        size = self.opts.batch_size
+        return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+    def _send(self, job: _Job, batch: Batch) -> None:
+        if job.aborted or self.db_errors:
             return
         payload: list[tuple[TestImage, int, bytes]] = []
         for item, image_id in batch:
             try:
-                data = (test_dir / item.path).read_bytes()
+                data = (self.test_dir / item.path).read_bytes()
             except OSError as e:
                 job.failures.append((item.path, item.sha256, f"cannot read: {e}"))
                 continue
             payload.append((item, image_id, data))
-        rows = _predict(job, payload)
+        rows = self._predict(job, payload)
         if rows:
             try:
-                writer.add(job, rows)
+                self.writer.add(job, rows)
             except DBAPIError as e:
-                db_error.append(e)
+                self.db_errors.append(e)
                 return
-        if progress:
-            progress(job.result.url, len(batch), job.planned)
+        if self.progress:
+            self.progress(job.result.url, len(batch), job.planned)
 
-    def _predict(job: _Job, payload: list[tuple[TestImage, int, bytes]]) -> list[dict]:
+    def _predict(self, job: _Job, payload: list[tuple[TestImage, int, bytes]]) -> list[dict]:
+        """The checked answers to `payload` as prediction rows; a rejected batch is halved until the
+        rejected images are found (each reported, the others answered)."""
         if not payload or job.aborted:
             return []
         t0 = time.perf_counter()
         try:
             body = job.client.predict([(it.path, data) for it, _, data in payload])
         except ModelServerError as e:
-            if e.status is not None and 400 <= e.status < 500 and e.status not in (404, 405):
-                if len(payload) == 1:  # this image is the problem: report it, go on
-                    job.failures.append((payload[0][0].path, payload[0][0].sha256, e.reason))
-                    if len(job.failures) >= REJECTED_BEFORE_GIVING_UP and job.accepted == 0:
-                        job.abort(f"every image was rejected ({len(job.failures)} so far): {e.reason}")
-                    return []
-                mid = len(payload) // 2  # isolate the bad image(s) by halving
-                return _predict(job, payload[:mid]) + _predict(job, payload[mid:])
-            job.abort(e.reason, e.category)
+            if e.status is None or not 400 <= e.status < 500 or e.status in (404, 405):
+                job.abort(e.reason, e.category)
+                return []
+            if len(payload) > 1:
+                mid = len(payload) // 2
+                return self._predict(job, payload[:mid]) + self._predict(job, payload[mid:])
+            job.reject(payload[0][0], e.reason)
             return []
-        try:
-            preds = check_predictions(body, n_sent=len(payload), labels=job.labels,
-                                      fingerprint=job.result.fingerprint, version=job.result.version)
-        except ModelChanged as e:
-            job.abort(f"the model changed during the run (fingerprint {e.fingerprint}, version {e.version}; "
-                      f"expected {job.result.fingerprint[:12]} v{job.result.version}); run again to evaluate "
-                      "the new one")
+        preds = _checked(job, body, len(payload))
+        if preds is None:
             return []
-        except InvalidAnswer as e:
-            job.abort(f"invalid answer to POST {job.client.predict_path}: {e}; nothing of it was stored")
-            return []
-        with job.lock:
-            job.accepted += len(preds)
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(payload)
         return [{"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id,
                  "predicted_label": p["label"], "confidence": p["confidence"], "scores": p["scores"],
                  "latency_ms": per_image_ms} for (_, image_id, _), p in zip(payload, preds, strict=True)]
 
-    def plan(chunk: list[TestImage]) -> list[list[Batch]]:
-        """Store the chunk's images; start or extend each model's run with what it lacks of them."""
-        with writer.lock, engine.begin() as conn:
-            ids = store.upsert_images(conn, rows=[vars(i) for i in chunk])
-            out = []
-            for job in jobs:
-                if job.aborted:
-                    out.append([])
-                    continue
-                wanted = [(i, ids[i.sha256]) for i in eligible(chunk, job.labels) if in_shard(i.sha256, opts.shard)]
-                done = store.done_among(conn, model_id=job.model_id, image_ids=[k for _, k in wanted])
-                todo = [(i, k) for i, k in wanted if k not in done]
-                if todo and job.run_id is None:
-                    job.run_id = store.start_run(conn, model_id=job.model_id, url=job.client.url,
-                                                 n_planned=len(todo), collector_version=__version__,
-                                                 test_set_hash="")
-                    job.result.status = RunStatus.RUNNING
-                elif todo:
-                    store.plan_more(conn, run_id=job.run_id, n=len(todo))
-                job.planned += len(todo)
-                out.append([todo[i:i + opts.batch_size] for i in range(0, len(todo), opts.batch_size)])
-        return out
 
-    in_flight = opts.max_in_flight or min(8, 2 * max(len(jobs), 1))
-    pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="collect")
-    # Batches queued or running at most: the stream is read only as fast as the servers answer.
-    slots = threading.BoundedSemaphore(2 * in_flight)
-
-    def done(f) -> None:
-        slots.release()
-        if not f.cancelled() and f.exception() is not None:
-            bugs.append(f.exception())
-
-    beater = threading.Thread(target=beat, name="collect-heartbeat", daemon=True)
-    beater.start()
-    whole = True
+def _checked(job: _Job, body, n_sent: int) -> list[dict] | None:
+    """The answers of one batch once every check passed (counted as accepted); None: the job is aborted."""
     try:
-        for chunk in stream:
-            queues = plan(chunk)
-            # Interleave the models' batches so that every server is busy at once.
-            for k in range(max(map(len, queues), default=0)):
-                for job, q in zip(jobs, queues, strict=True):
-                    if k < len(q):
-                        slots.acquire()
-                        pool.submit(send, job, q[k]).add_done_callback(done)
-            if bugs or db_error or (jobs and all(job.aborted for job in jobs)):
-                whole = False
-                break
-        pool.shutdown(wait=True)
-        if bugs:
-            raise bugs[0]  # re-raise programming errors instead of hiding them
-    except BaseException:  # Ctrl-C, SIGTERM or a bug: stop sending, keep what is stored
-        for job in jobs:
-            job.aborted = True
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        try:
-            writer.flush()  # what was answered is stored, however the run ends
-        except DBAPIError as e:
-            db_error.append(e)
-        stop_beating.set()
-        beater.join()
-        for job in jobs:
-            job.client.close()
-    if db_error:
-        raise DatabaseFailure(f"database error during the run (the failed batch was rolled back; "
-                              f"rerun to complete): {_first_line(db_error[0])}")
-    return whole
+        preds = validate.predictions(body, n_sent=n_sent, labels=job.labels, fingerprint=job.result.fingerprint,
+                                     version=job.result.version)
+    except ModelChanged as e:
+        job.abort(f"the model changed during the run (fingerprint {e.fingerprint}, version {e.version}; "
+                  f"expected {job.result.fingerprint[:12]} v{job.result.version}); run again to evaluate "
+                  "the new one")
+        return None
+    except InvalidAnswer as e:
+        job.abort(f"invalid answer to POST {job.client.predict_path}: {e}; nothing of it was stored")
+        return None
+    with job.lock:
+        job.accepted += len(preds)
+    return preds
 
 
 class _Writer:

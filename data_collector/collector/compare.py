@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .power import min_detectable_drop
+from .settings import CollectorSettings
 from .store import ModelInfo
-from .vocab import is_probe
+from .vocab import RULES, is_probe
 
 EASY_RECALL = 0.9
 COMPARE_LEGEND = ("b/c: images right in the baseline only / right in the candidate only (the pairs "
@@ -35,16 +36,19 @@ COMPARE_LEGEND = ("b/c: images right in the baseline only / right in the candida
                   "Holm-corrected over the classes; MDD: smallest accuracy drop these images can show "
                   "on answers alone.")
 BOOTSTRAP_SAMPLES = 2000
-RULES = ("scores", "mcnemar")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_drop: float = 0.05
-    alpha: float = 0.05
+    max_drop: float = CollectorSettings.default("max_drop")
+    alpha: float = CollectorSettings.default("alpha")
     seed: int = 0
-    rule: str = "scores"
-    min_score_drop: float = 0.05
+    rule: str = CollectorSettings.default("gate_rule")
+    min_score_drop: float = CollectorSettings.default("min_score_drop")
+
+    @classmethod
+    def of(cls, s: CollectorSettings) -> Thresholds:
+        return cls(max_drop=s.max_drop, alpha=s.alpha, rule=s.gate_rule, min_score_drop=s.min_score_drop)
 
     def describe(self) -> str:
         answers = f"accuracy drop > {self.max_drop} with McNemar p < {self.alpha}"
@@ -171,7 +175,7 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         new_labels[lab] = {"n": len(rows), "recall": right / len(rows) if rows else None}
     regressed = [lab for lab, c in classes.items() if c["regressed"]]
     return {
-        "baseline": _ident(baseline), "candidate": _ident(candidate),
+        "baseline": baseline.to_dict(), "candidate": candidate.to_dict(),
         "thresholds": {"max_drop": th.max_drop, "alpha": th.alpha, "rule": th.rule,
                        "min_score_drop": th.min_score_drop, "description": th.describe()},
         "shared_labels": shared_labels, "n_common_images": len(common),
@@ -189,10 +193,6 @@ def true_score(row: dict) -> float:
     """The probability the model gave the image's true label (0 when the label is not scored)."""
     scores = row.get("scores") or {}
     return float(scores.get(row["label"], 0.0))
-
-
-def _ident(m: ModelInfo) -> dict:
-    return {"name": m.name, "version": m.version, "fingerprint": m.fingerprint, "labels": list(m.labels)}
 
 
 def class_verdict(cell: dict) -> str:

@@ -37,14 +37,15 @@ from .client import REFUSED
 from .collect import DatabaseFailure
 from .deploy import DeploySettings, evaluate_deployment
 from .http_headers import secure_headers
+from .settings import CollectorSettings
 from .store import StoreError, ensure_schema
-from .urls import BadURL, HostPolicy, NotAllowed, parse_target
+from .urls import BadURL, HostPolicy, NotAllowed, Target, parse_target
 
 __all__ = ["DEFAULT_ALLOWED_HOSTS", "DEFAULT_MAX_JOBS", "HostPolicy", "NotAllowed", "create_hook_app"]
 log = logging.getLogger("collector.hook")
 
-DEFAULT_ALLOWED_HOSTS = ("ml_original", "ml_ditto", "ml_ditto_and_mimikyu")  # the compose file's services
-DEFAULT_MAX_JOBS = 8
+DEFAULT_ALLOWED_HOSTS = tuple(CollectorSettings.default("hook_allowed_hosts").split(","))
+DEFAULT_MAX_JOBS = CollectorSettings.default("hook_max_jobs")
 
 
 class QueueFull(RuntimeError):
@@ -187,44 +188,70 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     secure_headers(app)
-    policy = allowed or HostPolicy(DEFAULT_ALLOWED_HOSTS)
-    # The policy goes with every connection the jobs make; the target's own words never come back.
-    settings = dataclasses.replace(settings, opts=dataclasses.replace(settings.opts, policy=policy,
-                                                                       echo_errors=False))
+    DeployHook(engine=engine, settings=settings, token=token, policy=allowed or HostPolicy(DEFAULT_ALLOWED_HOSTS),
+               max_jobs=max_jobs, migrate=migrate, enabled=enabled).register(app)
+    return app
 
-    def run(url: str) -> dict:
-        ensure_schema(engine, migrate=migrate)  # the stack may start before ./setup_db.sh ran
-        return evaluate_deployment(url, engine=engine, settings=settings)
 
-    queue = DeployQueue(run, max_jobs=max_jobs)
-    jobs = Jobs()
-    app.extensions["deploy_queue"] = queue
-    app.extensions["deploy_jobs"] = jobs
+class DeployHook:
+    """The deploy hook's routes: POST /hooks/deployed queues an evaluation of an allowed URL;
+    GET /jobs and /jobs/ID say how it went. Its queue, jobs, policy and settings live here."""
 
-    @app.errorhandler(HTTPException)
-    def _http(e: HTTPException):
-        resp = jsonify({"error": e.description})
-        resp.status_code = e.code or 500
-        resp.headers.update({k: v for k, v in e.get_headers() if k.lower() != "content-type"})
+    def __init__(self, *, engine: Engine, settings: DeploySettings, token: str | None, policy: HostPolicy,
+                 max_jobs: int, migrate: bool, enabled: bool):
+        self.engine, self.token, self.policy, self.migrate, self.enabled = engine, token, policy, migrate, enabled
+        # The policy goes with every connection the jobs make; the target's own words never come back.
+        self.settings = dataclasses.replace(settings, opts=dataclasses.replace(settings.opts, policy=policy,
+                                                                                echo_errors=False))
+        self.queue = DeployQueue(self._evaluate, max_jobs=max_jobs)
+        self.jobs = Jobs()
+
+    def register(self, app: Flask) -> None:
+        app.extensions["deploy_queue"], app.extensions["deploy_jobs"] = self.queue, self.jobs
+        app.register_error_handler(HTTPException, _http_error)
+        app.register_error_handler(Exception, _unexpected_error)
+        app.add_url_rule("/health", "health", lambda: jsonify({"status": "ok"}), methods=["GET"])
+        app.add_url_rule("/hooks/deployed", "deployed", self.deployed, methods=["POST"])
+        app.add_url_rule("/jobs/<job_id>", "job", self.job, methods=["GET"])
+        app.add_url_rule("/jobs", "job_list", lambda: jsonify({"jobs": self.jobs.recent()}), methods=["GET"])
+
+    def _evaluate(self, url: str) -> dict:
+        ensure_schema(self.engine, migrate=self.migrate)  # the stack may start before ./setup_db.sh ran
+        return evaluate_deployment(url, engine=self.engine, settings=self.settings)
+
+    def deployed(self):
+        refused = self._refusal()
+        if refused is not None:
+            return refused
+        target = self._target()
+        if not isinstance(target, Target):
+            return target
+        try:
+            job = self.queue.submit(target.url)
+        except QueueFull as e:
+            resp = jsonify({"error": f"too many evaluations waiting: {e}; retry later"})
+            resp.headers["Retry-After"] = "30"
+            return resp, 429
+        job_id = self.jobs.add(target.url, job)
+        if _wants_wait():
+            return self._waited(job_id)
+        resp = jsonify({**self.jobs.get(job_id), "wait_url": f"/jobs/{job_id}?wait=1"})
+        resp.status_code = 202
+        resp.headers["Location"] = f"/jobs/{job_id}"
         return resp
 
-    @app.errorhandler(Exception)
-    def _unexpected(e: Exception):
-        log.error("unexpected error on %s %s", request.method, request.path, exc_info=e)
-        return jsonify({"error": "internal error"}), 500
-
-    @app.get("/health")
-    def health():
-        return jsonify({"status": "ok"})
-
-    @app.post("/hooks/deployed")
-    def deployed():
-        if not enabled:
+    def _refusal(self):
+        """503 when the hook is off, 401 without the right token; None when the caller may go on."""
+        if not self.enabled:
             return jsonify({"error": "the deploy hook is off on this server: start it with HOOK_TOKEN set"}), 503
-        if token is not None:
+        if self.token is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
                 return jsonify({"error": "missing or wrong token: send Authorization: Bearer <token>"}), 401
+        return None
+
+    def _target(self):
+        """The body's URL, parsed and allowed, or the 400/403 answer."""
         body = _json_body(request.get_data(cache=False))
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
             return jsonify({"error": 'body must be JSON {"url": "http://model:8080"}'}), 400
@@ -233,32 +260,25 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
         except BadURL as e:
             return jsonify({"error": str(e)}), 400
         try:
-            policy.check(target)
+            self.policy.check(target)
         except NotAllowed as e:
             log.info("hook: %s refused: %s", target.display, e)
-            return jsonify({"error": f"could not evaluate URL: {REFUSED} ({e}); allowed: {policy.describe()}"}), 403
-        url = target.url
-        try:
-            job = queue.submit(url)
-        except QueueFull as e:
-            resp = jsonify({"error": f"too many evaluations waiting: {e}; retry later"})
-            resp.headers["Retry-After"] = "30"
-            return resp, 429
-        job_id = jobs.add(url, job)
-        if not _wants_wait():
-            resp = jsonify({**jobs.get(job_id), "wait_url": f"/jobs/{job_id}?wait=1"})
-            resp.status_code = 202
-            resp.headers["Location"] = f"/jobs/{job_id}"
-            return resp
-        return _waited(job_id)
+            return jsonify({"error": f"could not evaluate URL: {REFUSED} ({e}); allowed: "
+                                     f"{self.policy.describe()}"}), 403
+        return target
 
-    def _wants_wait() -> bool:
-        return request.args.get("wait") in ("1", "true", "yes")
+    def job(self, job_id: str):
+        if _wants_wait():
+            return self._waited(job_id)
+        status = self.jobs.get(job_id)
+        if status is None:
+            return jsonify({"error": "no such job (finished jobs are kept for a while only)"}), 404
+        return jsonify(status)
 
-    def _waited(job_id: str):
+    def _waited(self, job_id: str):
         """The job's answer once it is done: 200 with the verdict, 502 when the evaluation
         failed, 503 when the database did."""
-        job = jobs.record(job_id)
+        job = self.jobs.record(job_id)
         if job is None:
             return jsonify({"error": "no such job (finished jobs are kept for a while only)"}), 404
         exc = job["future"].exception()  # waits for the job
@@ -269,17 +289,18 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
         return jsonify({**status["result"], "job": job_id, "links": status["links"]}), \
             200 if status["result"]["verdict"] != "error" else 502
 
-    @app.get("/jobs/<job_id>")
-    def job(job_id: str):
-        if _wants_wait():
-            return _waited(job_id)
-        status = jobs.get(job_id)
-        if status is None:
-            return jsonify({"error": "no such job (finished jobs are kept for a while only)"}), 404
-        return jsonify(status)
 
-    @app.get("/jobs")
-    def job_list():
-        return jsonify({"jobs": jobs.recent()})
+def _wants_wait() -> bool:
+    return request.args.get("wait") in ("1", "true", "yes")
 
-    return app
+
+def _http_error(e: HTTPException):
+    resp = jsonify({"error": e.description})
+    resp.status_code = e.code or 500
+    resp.headers.update({k: v for k, v in e.get_headers() if k.lower() != "content-type"})
+    return resp
+
+
+def _unexpected_error(e: Exception):
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=e)
+    return jsonify({"error": "internal error"}), 500

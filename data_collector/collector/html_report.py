@@ -10,7 +10,6 @@ from sqlalchemy import Connection
 from . import store
 from .formatting import num
 from .render import (
-    BASE_CSS,
     bar_chart_svg,
     class_table,
     compare_table,
@@ -18,6 +17,7 @@ from .render import (
     esc,
     histogram_svg,
     line_chart_svg,
+    page,
 )
 from .reports import identity_line, recalls
 
@@ -28,8 +28,7 @@ def recall_history(conn: Connection) -> dict[str, list[dict]]:
     counts = store.class_counts(conn)
     out: dict[str, list[dict]] = {}
     for m in store.list_models(conn):
-        out.setdefault(m.name, []).append({"version": m.version, "fingerprint": m.fingerprint,
-                                           "recall": recalls(counts.get(m.id, {}), m.labels)})
+        out.setdefault(m.name, []).append({**m.to_dict(), "recall": recalls(counts.get(m.id, {}), m.labels)})
     return out
 
 
@@ -64,10 +63,7 @@ def model_section(rep: dict) -> str:
 
 def render_html(reports: list[dict], history: dict[str, list[dict]] | None = None,
                 comparison: dict | None = None) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>"
-             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-             f"<title>Pokemon classifier report</title><style>{BASE_CSS}</style></head><body><main>",
-             "<h1>Pokemon classifier report</h1>",
+    parts = ["<h1>Pokemon classifier report</h1>",
              f"<p>Generated {esc(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))}, {len(reports)} model(s).</p>"]
     if comparison:
         b, k = comparison["baseline"], comparison["candidate"]
@@ -86,5 +82,4 @@ def render_html(reports: list[dict], history: dict[str, list[dict]] | None = Non
                      f"<small><code>{esc(m['fingerprint'][:16])}</code></small></h2>")
         parts.append(model_section(rep))
         parts.append("</section>")
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
+    return page("Pokemon classifier report", "\n".join(parts))

@@ -32,9 +32,8 @@ from .answers import AnsweringModel, InvalidAnswer, NativeAnswer, NativePredicti
 from .client import ModelClient, ModelServerError, display_url
 from .urls import BadURL, parse_target
 from .validate import SUM_TOLERANCE, identity
+from .vocab import INPUT_MODES, PROTOCOLS
 
-PROTOCOLS = ("native", "v2", "v1")
-INPUT_MODES = ("bytes", "tensor")
 HEADER_LENGTH = oip.HEADER_LENGTH
 ROUND_DECIMALS = 2  # canary probabilities enter the behavioural fingerprint at this precision
 MAX_SCORE = 1e4  # |logit| at most: beyond it a server is broken or hostile (and softmax would overflow)

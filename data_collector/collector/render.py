@@ -19,6 +19,15 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 LOW_RECALL = 0.85  # rows and bars under this are marked
 
 
+def page(title: str, body: str, *, css: str | None = None, header: str = "") -> str:
+    """The one HTML page shell (web view and report files): `title` is text (escaped), `body` and
+    `header` are markup built with esc(). The icon is inline: no request that can fail."""
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{esc(title)}</title><link rel='icon' href='data:,'><style>{css or BASE_CSS}</style></head>"
+            f"<body>{header}<main>{body}</main></body></html>")
+
+
 def esc(value) -> str:
     """Text as HTML data: escaped, its control and format characters (bidi overrides, zero-width)
     shown as visible escapes."""

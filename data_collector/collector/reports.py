@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import class_metrics, ratio
+from .metrics import class_metrics, confusion_matrix, ratio
 from .power import images_needed, min_detectable_drop
 from .store import ModelInfo
 from .vocab import is_probe
@@ -18,11 +18,7 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
     labels = list(model.labels)
     known = [r for r in rows if not is_probe(r["kind"]) and r["label"] in labels]
     probes = [r for r in rows if is_probe(r["kind"])]
-    idx = {lab: i for i, lab in enumerate(labels)}
-    cm = np.zeros((len(labels), len(labels)), dtype=int)
-    for r in known:
-        if r["predicted_label"] in idx:
-            cm[idx[r["label"]], idx[r["predicted_label"]]] += 1
+    cm = _confusion(known, labels)
     right = [r["confidence"] for r in known if r["predicted_label"] == r["label"]]
     wrong = [r["confidence"] for r in known if r["predicted_label"] != r["label"]]
     probe_conf = np.array([r["confidence"] for r in probes], dtype=float)
@@ -30,10 +26,7 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
     by_kind = {}
     for kind in sorted({r["kind"] for r in known}):
         ks = [r for r in known if r["kind"] == kind]
-        kcm = np.zeros_like(cm)
-        for r in ks:
-            if r["predicted_label"] in idx:
-                kcm[idx[r["label"]], idx[r["predicted_label"]]] += 1
+        kcm = _confusion(ks, labels)
         by_kind[kind] = {"n": len(ks), "accuracy": ratio(sum(r["predicted_label"] == r["label"] for r in ks),
                                                             len(ks)),
                          "classes": class_metrics(kcm, labels)}
@@ -43,9 +36,7 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
         c["min_detectable_drop"] = min_detectable_drop(c["support"], POWER_ALPHA)
         c["images_needed"] = needed
     return {
-        "model": {"name": model.name, "version": model.version, "fingerprint": model.fingerprint,
-                  "labels": labels, "identity": model.identity, "protocol": model.protocol, "scores": model.scores,
-                  "urls": list(model.urls)},
+        "model": {**model.to_dict(), "urls": list(model.urls)},
         "power": {"alpha": POWER_ALPHA, "drop": POWER_DROP, "images_needed_per_class": needed},
         "n": len(known),
         "accuracy": ratio(len(right), len(known)),
@@ -62,6 +53,14 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
                           for lo, hi, c in zip(PROBE_BINS[:-1], PROBE_BINS[1:], hist, strict=True)},
         },
     }
+
+
+def _confusion(rows: list[dict], labels: list[str]) -> np.ndarray:
+    """metrics.confusion_matrix of the rows whose answer is one of `labels` (true labels are)."""
+    idx = {lab: i for i, lab in enumerate(labels)}
+    pairs = [(idx[r["label"]], idx[r["predicted_label"]]) for r in rows if r["predicted_label"] in idx]
+    true, pred = zip(*pairs, strict=True) if pairs else ((), ())
+    return confusion_matrix(np.array(true, dtype=int), np.array(pred, dtype=int), len(labels))
 
 
 def recalls(counts: dict[str, tuple[int, int]], labels: list[str]) -> dict[str, float | None]:

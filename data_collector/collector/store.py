@@ -8,9 +8,7 @@ import os
 import socket
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +19,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from .redact import redact_url
 from .schema import failures, images, model_urls, models, predictions, runs
-from .vocab import ImageKind, RunStatus
+from .settings import CollectorSettings
+from .vocab import BACKENDS, IDENTITIES, PROTOCOLS, SCORE_KINDS, ImageKind, RunStatus
 
-DEFAULT_DB_URL = "sqlite:///pokemon_tester.db"
+DEFAULT_DB_URL = CollectorSettings.default("database_url")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -33,10 +32,6 @@ class StoreError(RuntimeError):
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def safe_url(url: str) -> str:
-    return redact_url(url)
 
 
 def make_engine(url: str) -> Engine:
@@ -61,7 +56,7 @@ def make_engine(url: str) -> Engine:
     try:
         engine = create_engine(u, **kwargs)
     except NoSuchModuleError as e:
-        raise StoreError(f"no driver for {safe_url(url)}: {e}") from None
+        raise StoreError(f"no driver for {redact_url(url)}: {e}") from None
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -91,7 +86,7 @@ def connect_check(engine: Engine, *, attempts: int = 1, delay: float = 1.0) -> N
             if i + 1 < attempts:
                 time.sleep(delay)
     msg = str(getattr(last, "orig", last)).strip().splitlines()[0] if last else "unknown error"
-    raise StoreError(f"cannot reach the database {safe_url(engine.url.render_as_string(False))}: {msg}")
+    raise StoreError(f"cannot reach the database {redact_url(engine.url.render_as_string(False))}: {msg}")
 
 
 def _alembic_config(conn: Connection | None = None):
@@ -148,32 +143,6 @@ def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
         raise StoreError(f"migration failed (does this role own the schema?): {getattr(e, 'orig', e)}") from None
 
 
-@contextmanager
-def scratch_database(admin_url: str, *, prefix: str = "pct_scratch") -> Iterator[str]:
-    """A new, empty PostgreSQL database for a test or a benchmark; dropped afterwards."""
-    import psycopg2
-    from psycopg2 import sql
-
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    connect_args = make_url(admin_url).translate_connect_args(username="user", database="dbname")
-
-    def run(statement, *args) -> None:
-        raw = psycopg2.connect(**connect_args)
-        try:
-            raw.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-            with raw.cursor() as cur:
-                cur.execute(statement, *args)
-        finally:
-            raw.close()
-
-    run(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        run(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 def destroy(engine: Engine) -> None:
     """Drop every table and view of the project (migrations downgraded to nothing)."""
     from alembic import command
@@ -214,6 +183,12 @@ class ModelInfo:
     @property
     def title(self) -> str:
         return f"{self.name} v{self.version} ({self.fingerprint[:12]})"
+
+    def to_dict(self) -> dict:
+        """The model as every view and JSON answer shows it: identity and how it was reached."""
+        return {"name": self.name, "version": self.version, "fingerprint": self.fingerprint,
+                "labels": list(self.labels), "identity": self.identity, "protocol": self.protocol,
+                "backend": self.backend, "scores": self.scores}
 
 
 IN_LIST_MAX = 4096  # values in one IN (...) list (SQLite allows 32,766 bound parameters)
@@ -442,8 +417,7 @@ def record_failures(conn: Connection, *, run_id: int, items: Iterable[tuple[str,
         conn.execute(failures.insert(), rows)
 
 
-_FACTS = {"identity": ("declared", "behavioural"), "protocol": ("native", "v2", "v1"),
-          "scores": ("probabilities", "logits (softmax applied)"), "backend": ("", "keras", "litert")}
+_FACTS = {"identity": IDENTITIES, "protocol": PROTOCOLS, "scores": SCORE_KINDS, "backend": BACKENDS}
 
 
 def model_facts(meta) -> dict:

@@ -26,11 +26,6 @@ __all__ = ["MAX_LABEL_CHARS", "MAX_LABELS", "MAX_NAME_CHARS", "MAX_VERSION_CHARS
 MAX_STORED_METADATA_BYTES = 64 * 1024  # what is kept of a server's own metadata in models.metadata
 SUM_TOLERANCE = 0.01  # float32 probabilities of one image sum to 1 within this
 MATCH_TOLERANCE = 1e-3  # confidence vs the score of the predicted label
-# What the collector determined about a model (models.metadata["collector"]); a server's own
-# keys are kept apart (models.metadata["server"], opaque) and never shown as these.
-IDENTITIES = ("declared", "behavioural")
-PROTOCOLS_SEEN = ("native", "v2", "v1")
-SCORE_KINDS = ("probabilities", "logits (softmax applied)")
 
 
 def stored_metadata(m: NativeMetadata, *, facts: dict, server: dict | None = None) -> dict:

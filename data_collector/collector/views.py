@@ -44,11 +44,6 @@ def _iso(t) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def model_ident(m: store.ModelInfo) -> dict:
-    return {"name": m.name, "version": m.version, "fingerprint": m.fingerprint, "labels": list(m.labels),
-            "identity": m.identity, "protocol": m.protocol, "backend": m.backend, "scores": m.scores}
-
-
 def models_overview(conn: Connection) -> dict:
     """Every evaluated model, grouped by name (names sorted, newest version first), with its accuracy,
     per-class recall and latest run — without loading prediction rows (one aggregate query)."""
@@ -63,7 +58,7 @@ def models_overview(conn: Connection) -> dict:
         right = sum(v[1] for v in c.values())
         run = last.get(m.id, {})
         groups.setdefault(m.name, []).append({
-            **model_ident(m),
+            **m.to_dict(),
             "predictions": m.predictions,
             "evaluated_at": _iso(run.get("finished_at") or run.get("started_at") or m.first_seen),
             "run_status": run.get("status"),
@@ -91,15 +86,15 @@ def model_detail(conn: Connection, selector: str, *, label: str | None = None) -
     except SelectorError:  # its previous version is claimed twice: no default to link to
         previous = None
     return {
-        "model": {**model_ident(m), "urls": list(m.urls),
+        "model": {**m.to_dict(), "urls": list(m.urls),
                   "conflict": [o.fingerprint for o in conflicts(ms).get(m.id, [])]},
         "report": rep,
         "runs": [{**r, "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"])}
                  for r in store.model_runs(conn, model_id=m.id)],
         "misclassified": {"label": label, "total": len(wrong), "images": [_image(r) for r in wrong[:GALLERY_MAX]]},
         "lookalikes": [_image(r) for r in probes],
-        "previous": model_ident(previous) if previous else None,
-        "versions": [model_ident(x) for x in by_version(ms, m.name)],
+        "previous": previous.to_dict() if previous else None,
+        "versions": [x.to_dict() for x in by_version(ms, m.name)],
     }
 
 
@@ -133,10 +128,10 @@ def comparison(conn: Connection, candidate: str, baseline: str | None = None,
                                               "baseline_confidence": o["confidence"]})
     for xs in (lost, gained):
         xs.sort(key=lambda x: (x["label"], -x["confidence"]))
-    return {"comparison": result, "baseline": model_ident(base), "candidate": model_ident(cand),
+    return {"comparison": result, "baseline": base.to_dict(), "candidate": cand.to_dict(),
             "flipped": {"right_to_wrong": lost[:FLIPS_MAX], "wrong_to_right": gained[:FLIPS_MAX],
                         "n_right_to_wrong": len(lost), "n_wrong_to_right": len(gained)},
-            "models": [model_ident(x) for x in ms]}
+            "models": [x.to_dict() for x in ms]}
 
 
 def history(conn: Connection, name: str) -> dict:
@@ -148,5 +143,5 @@ def history(conn: Connection, name: str) -> dict:
     labels: list[str] = []
     for m in ms:
         labels += [lab for lab in m.labels if lab not in labels]
-    versions = [{**model_ident(m), "recall": recalls(counts.get(m.id, {}), m.labels)} for m in ms]
+    versions = [{**m.to_dict(), "recall": recalls(counts.get(m.id, {}), m.labels)} for m in ms]
     return {"name": name, "labels": labels, "versions": versions}

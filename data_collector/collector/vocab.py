@@ -1,8 +1,17 @@
-"""The collector's vocabulary: run statuses and image kinds, named once."""
+"""The collector's vocabulary: run statuses, image kinds, protocols and rules, named once."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+PROTOCOLS = ("native", "v2", "v1")  # how a model server is spoken to (protocols.py)
+INPUT_MODES = ("bytes", "tensor")  # encoded images, or preprocessed FP32 tensors
+RULES = ("scores", "mcnemar")  # the regression rules of compare.py
+# What the collector determined about a model (models.metadata["collector"]; the first value of
+# each is what a row that says nothing is read as). A server's own keys are kept apart.
+IDENTITIES = ("declared", "behavioural")  # the server's fingerprint, or one computed from its answers
+SCORE_KINDS = ("probabilities", "logits (softmax applied)")
+BACKENDS = ("", "keras", "litert")  # the runtime a server announced; "" when it said none
 
 
 class RunStatus(StrEnum):

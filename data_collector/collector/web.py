@@ -36,7 +36,7 @@ from .compare import Thresholds
 from .formatting import num
 from .html_report import history_svg, model_section
 from .http_headers import secure_headers
-from .render import BASE_CSS, compare_table, esc, recall_strip
+from .render import BASE_CSS, compare_table, esc, page, recall_strip
 from .selectors import AmbiguousSelector, SelectorError
 
 log = logging.getLogger("collector.web")
@@ -164,13 +164,12 @@ def _db_down(e):
     return _page("Database unavailable", f"<h1>Database unavailable</h1><p>{esc(msg)}</p>"), 503
 
 
+NAV = ("<header><a class='brand' href='/'>Classifier tester</a><a href='/'>Models</a>"
+       "<a href='/compare'>Compare</a><a href='/jobs/view'>Jobs</a></header>")
+
+
 def _page(title: str, body: str) -> Response:
-    html = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{esc(title)} - Pokemon classifier tester</title><link rel='icon' href='data:,'>"
-            f"<style>{WEB_CSS}</style></head><body><header><a class='brand' href='/'>Classifier tester</a>"
-            "<a href='/'>Models</a><a href='/compare'>Compare</a><a href='/jobs/view'>Jobs</a></header>"
-            f"<main>{body}</main></body></html>")
+    html = page(f"{title} - Pokemon classifier tester", body, css=WEB_CSS, header=NAV)
     return Response(html, mimetype="text/html")  # headers: http_headers.secure_headers
 
 
@@ -413,7 +412,7 @@ def compare_page():
         d = _compare_data()
     except _NotFound as e:
         with _ctx().engine.connect() as conn:
-            ms = [views.model_ident(m) for m in store.list_models(conn)]
+            ms = [m.to_dict() for m in store.list_models(conn)]
         return _page("Compare", f"<h1>Compare</h1>{_picker(ms, None, None)}<p>{esc(e)}</p>"), \
             404 if request.args else 200
     c, b, k = d["comparison"], d["baseline"], d["candidate"]

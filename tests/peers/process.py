@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from collector.health import NotHealthy, wait_healthy
+from devtools.health import NotHealthy, wait_healthy
 
 
 class PeerServer:

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from collector import store
 from collector.schema import models, predictions, runs
+from devtools.pg import scratch_database
 from helpers import COLORS, PG_ADMIN_URL, color_png
 
 DEADLINE_S = 3.0  # --timeout of every case
@@ -149,7 +150,7 @@ def fresh_database(backend: str, tmp: Path, name: str):
     if backend == "sqlite":
         yield f"sqlite:///{tmp / (name + '.db')}"
         return
-    with store.scratch_database(PG_ADMIN_URL, prefix="pct_hostile") as url:
+    with scratch_database(PG_ADMIN_URL, prefix="pct_hostile") as url:
         yield url
 
 

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from collector.answers import InvalidAnswer, ModelChanged, NativeAnswer, NativeMetadata, NotJSON, decode
-from collector.redact import redact_url
 from collector.validate import native_facts, predictions, stored_metadata
 
 FP = "a" * 64
@@ -122,14 +121,3 @@ def test_count_model_and_shape_of_the_answer():
         check({**answer(), "model": {"fingerprint": "b" * 64, "version": "2"}})
     with pytest.raises(ModelChanged):
         check({**answer(), "model": {"fingerprint": FP, "version": "3"}})
-
-
-@pytest.mark.parametrize("url, shown", [
-    ("postgresql://u:secret@host:5432/db", "postgresql://u:***@host:5432/db"),
-    ("postgresql://u:p@ss@host/db", "postgresql://u:***@host/db"),
-    ("postgresql://u:pa/ss@host/db", "postgresql://u:***@host/db"),
-    ("see http://a:b@h:1/x and sqlite:///f.db", "see http://a:***@h:1/x and sqlite:///f.db"),
-    ("http://host:8080/v2", "http://host:8080/v2"),
-])
-def test_passwords_are_redacted(url, shown):
-    assert redact_url(url) == shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask, jsonify
 
-from collector.client import ModelClient, ModelServerError, check_url
+from collector.client import ModelClient, ModelServerError
 from helpers import COLORS, LiveServer, color_png, serve_model
 
 
@@ -26,9 +26,9 @@ def test_metadata_and_predict_against_a_real_server(color_model):
 
 
 @pytest.mark.parametrize("url", ["ftp://host", "host:8080", "http://", "file:///etc/passwd"])
-def test_check_url_refuses_what_is_not_http(url):
+def test_a_url_that_is_not_http_is_refused_before_any_connection(url):
     with pytest.raises(ModelServerError, match="not an http"):
-        check_url(url)
+        ModelClient(url)
 
 
 def test_5xx_is_retried_then_reported_with_the_attempts():

@@ -1,53 +1,40 @@
-"""Reports from stored predictions: terminal, JSON and self-contained HTML."""
+"""model_report: per-class numbers, confusion matrices and probes from stored prediction rows."""
 
 from __future__ import annotations
 
-import json
-from html.parser import HTMLParser
+from datetime import UTC, datetime
 
-import pytest
+from collector.reports import model_report, recalls
+from collector.store import ModelInfo
 
-from helpers import collect_models, run_cli, write_color_model
-
-
-class _Parser(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags, self.imgs = [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        if tag == "img":
-            self.imgs.append(dict(attrs))
+LABELS = ["red", "green", "blue"]
 
 
-def test_html_and_json_report(tmp_path, big_data):
-    db = f"sqlite:///{tmp_path / 'x.db'}"
-    v1 = write_color_model(tmp_path / "v1", ["red", "green", "blue"], version="1")
-    v2 = write_color_model(tmp_path / "v2", ["red", "green", "blue"], version="2", swap=("green", "blue"))
-    collect_models(db, big_data, v1, v2)
-    html_path, json_path = tmp_path / "r.html", tmp_path / "r.json"
-    r = run_cli("--db", db, "report", "--html", str(html_path), "--json", str(json_path))
-    assert r.exit_code == 0, r.output
-    assert "precision" in r.output and "lookalike probes" in r.output
-    p = _Parser()
-    p.feed(html_path.read_text())
-    assert p.tags.count("table") >= 4  # per model: classes and confusion matrix
-    # Per model: recall bars and the probe histogram; and the recall history of the two versions.
-    assert p.tags.count("svg") == 5 and p.imgs == []
-    assert "Recall per class, colors v2" in html_path.read_text() and "colors: per-class recall by version" in (
-        html_path.read_text())
-    assert "http" not in html_path.read_text()  # self-contained: nothing to fetch
-    body = json.loads(json_path.read_text())
-    v2rep = next(m for m in body["models"] if m["model"]["version"] == "2")
-    assert v2rep["classes"]["green"]["recall"] == 0.0 and v2rep["classes"]["blue"]["precision"] == 0.5
-    assert v2rep["confusion"]["matrix"][1] == [0, 0, 30]
-    assert v2rep["probes"]["n"] == 3
-    # What the test set can see: 30 images a class show no drop under 6/30; ~124 are needed for 0.10.
-    assert v2rep["classes"]["green"]["min_detectable_drop"] == pytest.approx(0.2)
-    assert v2rep["power"]["images_needed_per_class"] > 30
-    assert f"a class needs ~{v2rep['power']['images_needed_per_class']} images; short: red 30" in " ".join(
-        r.output.split())
-    assert "<th>MDD</th>" in html_path.read_text() and "<td>0.20</td>" in html_path.read_text()
-    r = run_cli("--db", db, "report", "--model", "nope")
-    assert r.exit_code == 2 and "no evaluated model" in r.output
+def _row(label: str, predicted: str, kind: str = "photo", confidence: float = 0.9) -> dict:
+    return {"label": label, "predicted_label": predicted, "kind": kind, "confidence": confidence}
+
+
+def _model() -> ModelInfo:
+    return ModelInfo(id=1, name="colors", version="2", fingerprint="f" * 64, labels=LABELS,
+                     first_seen=datetime.now(UTC), urls=["http://m:8080"], backend="litert")
+
+
+def test_the_confusion_matrix_counts_each_answer_once_and_by_kind():
+    rows = ([_row("red", "red")] * 3 + [_row("red", "blue")] + [_row("green", "green", "sprite")] * 2
+            + [_row("green", "red", "sprite")] + [_row("blue", "blue")]
+            + [_row("pikachu", "red", "lookalike", 0.95), _row("pikachu", "blue", "lookalike", 0.4)])
+    rep = model_report(_model(), rows)
+    assert rep["confusion"]["matrix"] == [[3, 0, 1], [1, 2, 0], [0, 0, 1]]
+    assert rep["n"] == 8 and rep["accuracy"] == 6 / 8
+    assert rep["by_kind"]["photo"]["n"] == 5 and rep["by_kind"]["sprite"]["classes"]["green"]["recall"] == 2 / 3
+    assert rep["classes"]["red"]["recall"] == 3 / 4 and rep["classes"]["red"]["precision"] == 3 / 4
+    assert rep["probes"]["n"] == 2 and rep["probes"]["share_over_0_9"] == 0.5
+    assert rep["model"] == {**_model().to_dict(), "urls": ["http://m:8080"]} and rep["model"]["backend"] == "litert"
+    assert recalls({"red": (4, 3), "green": (3, 2)}, LABELS) == {
+        "red": rep["classes"]["red"]["recall"], "green": rep["classes"]["green"]["recall"], "blue": None}
+
+
+def test_an_answer_outside_the_labels_counts_as_wrong_but_not_in_the_matrix():
+    rep = model_report(_model(), [_row("red", "ditto"), _row("red", "red")])
+    assert rep["confusion"]["matrix"] == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert rep["accuracy"] == 0.5 and rep["classes"]["red"]["support"] == 1

@@ -31,39 +31,80 @@ def test_loads_with_its_labels_and_small_file(committed):
     assert "python -m model_creation.train" in (folder / "MODEL_CARD.md").read_text()
 
 
-def test_recomputed_test_metrics_match_the_config(committed):
-    name, folder, model = committed
-    config = json.loads((folder / "config.json").read_text())
-    for subset, kinds in (("photos", ("photo",)), ("sprites", ("sprite",))):
-        x, y, _ = load_split(ROOT / "test_data", model.labels, model.spec, kinds)
-        probs = np.concatenate([model.predict(x[i:i + 64]) for i in range(0, len(x), 64)])
-        assert probs.shape == (len(x), len(model.labels))
-        got = per_class_metrics(y, probs.argmax(1), model.labels)
-        want = config["metrics"][subset]
-        assert got["n"] == want["n"]
-        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=0.02)  # float kernels may differ a hair
+# Per-class recall on test_data/ of what ships, written here (not read from the folders under test):
+# (images the model must get right, of how many). A model that falls below one of these fails.
+# Measured with `python -m model_creation.train`'s models on LiteRT; each floor allows one image
+# fewer than what ships, for float kernels that differ a hair between machines.
+FLOORS = {
+    "ml_original": {"photos": {"bulbasaur": (22, 23), "charmander": (22, 25), "mewtwo": (24, 25), "pikachu": (20, 25),
+                               "squirtle": (24, 25)},
+                    "sprites": {"bulbasaur": (3, 4), "charmander": (3, 5), "mewtwo": (5, 6), "pikachu": (6, 8),
+                                "squirtle": (4, 5)}},
+    "ml_ditto": {"photos": {"bulbasaur": (22, 23), "charmander": (23, 25), "mewtwo": (23, 25), "pikachu": (21, 25),
+                            "squirtle": (23, 25)},
+                 "sprites": {"bulbasaur": (3, 4), "charmander": (3, 5), "mewtwo": (5, 6), "pikachu": (7, 8),
+                             "squirtle": (4, 5), "ditto": (5, 8)}},
+    "ml_ditto_and_mimikyu": {"photos": {"bulbasaur": (22, 23), "charmander": (22, 25), "mewtwo": (24, 25),
+                                        "pikachu": (21, 25), "squirtle": (23, 25)},
+                             "sprites": {"bulbasaur": (3, 4), "charmander": (3, 5), "mewtwo": (5, 6),
+                                         "pikachu": (7, 8), "squirtle": (4, 5), "ditto": (7, 8), "mimikyu": (1, 2)}},
+}
+# The product's targets on test photos (README): overall accuracy, and every class for ml_original.
+PHOTO_ACCURACY = {"ml_original": 0.95, "ml_ditto": 0.92, "ml_ditto_and_mimikyu": 0.92}
+EVERY_CLASS = 0.90
 
 
-def metrics(name: str) -> dict:
-    return json.loads((ROOT / "trained_models" / name / "config.json").read_text())["metrics"]
+def _recomputed(model, kinds: tuple[str, ...]) -> dict:
+    """Per-class metrics of `model` on the test images of `kinds`, computed here from its answers."""
+    x, y, _ = load_split(ROOT / "test_data", model.labels, model.spec, kinds)
+    probs = np.concatenate([model.predict(x[i:i + 64]) for i in range(0, len(x), 64)])
+    assert probs.shape == (len(x), len(model.labels))
+    return per_class_metrics(y, probs.argmax(1), model.labels)
 
 
-def test_targets_reached():
-    assert metrics("ml_ditto_and_mimikyu")["sprites"]["classes"]["mimikyu"]["recall"] >= 0.5
-    for name in MODELS:  # floors under what ships, so a worse retrain is noticed
-        assert metrics(name)["photos"]["accuracy"] >= 0.92
+@pytest.fixture(scope="module")
+def recomputed(committed):
+    name, _, model = committed
+    return name, {"photos": _recomputed(model, ("photo",)), "sprites": _recomputed(model, ("sprite",))}
 
 
-def test_ml_original_photo_accuracy_target():
-    assert metrics("ml_original")["photos"]["accuracy"] >= 0.95
+def test_every_class_keeps_its_recall_floor(recomputed):
+    name, got = recomputed
+    for subset, floors in FLOORS[name].items():
+        for label, (right, n) in floors.items():
+            c = got[subset]["classes"][label]
+            assert c["support"] == n, (name, subset, label)
+            assert round(c["recall"] * n) >= right, f"{name} {subset} {label}: recall {c['recall']:.3f} < {right}/{n}"
+
+
+def test_photo_accuracy_target(recomputed):
+    name, got = recomputed
+    assert got["photos"]["n"] == 123
+    assert got["photos"]["accuracy"] >= PHOTO_ACCURACY[name]
+
+
+def test_the_config_records_what_the_model_does(committed, recomputed):
+    """The card's numbers (config.json) are the model's: a stale card is noticed."""
+    name, folder, _ = committed
+    recorded = json.loads((folder / "config.json").read_text())["metrics"]
+    for subset in ("photos", "sprites"):
+        assert recorded[subset]["n"] == recomputed[1][subset]["n"]
+        assert recorded[subset]["accuracy"] == pytest.approx(recomputed[1][subset]["accuracy"], abs=0.02)
+
+
+def test_mimikyu_and_ditto_targets():
+    sprites = _recomputed(load_model_folder(ROOT / "trained_models" / "ml_ditto_and_mimikyu"), ("sprite",))
+    assert sprites["classes"]["mimikyu"]["recall"] >= 0.5
+    assert sprites["classes"]["ditto"]["recall"] >= 0.8
 
 
 @pytest.mark.xfail(strict=True, reason="target not reached: pikachu recall 0.84 on test photos (21 of 25; the four "
                                        "misses are fan art: a blue recolour, a dark variant, a two-character drawing, "
                                        "a faded collage)")
 def test_ml_original_every_class_target():
-    photos = metrics("ml_original")["photos"]
-    assert min(c["recall"] for c in photos["classes"].values()) >= 0.90
+    model = load_model_folder(ROOT / "trained_models" / "ml_original")
+    photos = _recomputed(model, ("photo",))
+    assert min(c["recall"] for c in photos["classes"].values()) >= EVERY_CLASS
 
 
 def test_archived_version_still_loads_and_scores_what_it_recorded():
@@ -76,7 +117,3 @@ def test_archived_version_still_loads_and_scores_what_it_recorded():
     got = per_class_metrics(y, model.predict(x).argmax(1), model.labels)
     want = json.loads((folder / "config.json").read_text())["metrics"]["photos"]
     assert got["n"] == want["n"] and got["accuracy"] == pytest.approx(want["accuracy"], abs=0.02)
-
-
-def test_ditto_recall_target():
-    assert metrics("ml_ditto_and_mimikyu")["sprites"]["classes"]["ditto"]["recall"] >= 0.8

@@ -174,3 +174,15 @@ def test_litert_slices_give_the_same_answers(exported):
     sliced = LiteRTRuntime(exported / "model.tflite", spec, slice_=5).predict(x)
     assert whole.shape == sliced.shape == (37, 3)
     assert float(np.abs(whole - sliced).max()) <= 1e-6
+
+
+def test_the_loader_takes_backend_and_litert_knobs_from_the_settings(folder, monkeypatch):
+    from model_server.settings import ServerSettings
+
+    monkeypatch.setenv("MODEL_BACKEND", "keras")  # the settings given win over the environment
+    given = ServerSettings.from_mapping({"model_backend": "litert", "litert_slice": 3, "litert_threads": 1})
+    model = load_model_folder(folder, settings=given)
+    assert model.backend == "litert" and (model.runtime.slice, model.runtime.threads) == (3, 1)
+    assert load_model_folder(folder).backend == "keras"  # no settings given: the environment's
+    with pytest.raises(ModelFolderError, match="MODEL_BACKEND must be one of"):
+        load_model_folder(folder, settings=ServerSettings.from_mapping({"model_backend": "tensorrt"}))

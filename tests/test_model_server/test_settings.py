@@ -23,8 +23,8 @@ def test_from_env_reads_every_variable(monkeypatch):
 
 
 def test_from_env_defaults_overrides_and_bad_values(monkeypatch):
-    for var in ServerSettings.ENV.values():
-        monkeypatch.delenv(var, raising=False)
+    for name in ServerSettings.model_fields:
+        monkeypatch.delenv(ServerSettings.env_name(name), raising=False)
     assert ServerSettings.from_env() == ServerSettings()
     monkeypatch.setenv("MAX_BATCH", "16")
     assert ServerSettings.from_env({"max_batch": 4, "model_dir": None}).max_batch == 4  # explicit beats env
@@ -56,3 +56,26 @@ def test_a_model_folder_declaring_bgr_is_refused(color_model, tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelFolderError, match="unsupported color"):
         load_model_folder(folder)
+
+
+def test_ml_server_options_and_readme_come_from_the_settings(monkeypatch):
+    from pathlib import Path
+
+    from model_server.cli import build_parser
+    from model_server.settings import OPTION_OF, markdown_table
+
+    for name in ServerSettings.model_fields:
+        monkeypatch.delenv(ServerSettings.env_name(name), raising=False)
+    parser = build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    for name, flag in OPTION_OF.items():
+        field = ServerSettings.model_fields[name]
+        assert flag in actions[name].option_strings
+        assert actions[name].default == field.default
+        assert field.description in actions[name].help and ServerSettings.env_name(name) in actions[name].help
+    monkeypatch.setenv("GUNICORN_THREADS", "7")
+    assert build_parser().parse_args([]).gunicorn_threads == 7  # the environment through the settings
+    assert build_parser().parse_args(["--threads", "3"]).gunicorn_threads == 3  # the command line wins
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme
+

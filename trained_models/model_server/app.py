@@ -9,6 +9,7 @@ batch limits, the forward pass, metrics) under thin blueprints for each API, cod
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from flask import Flask, jsonify, request
@@ -61,14 +62,18 @@ def _register_errors(app: Flask, settings: ServerSettings) -> None:
         return jsonify({"error": "internal server error"}), 500
 
 
-def create_app(test_config: dict | None = None, *, loader=load_model_folder) -> Flask:
-    """Production reads the environment (MODEL_DIR, ...); tests pass a dict."""
-    settings = (ServerSettings.from_mapping(test_config) if test_config is not None
-                else ServerSettings.from_env())
+def create_app(test_config: dict | None = None, *, loader=load_model_folder,
+               settings: ServerSettings | None = None) -> Flask:
+    """`settings` (ml-server's), else a dict (tests), else the environment (MODEL_DIR, ...)."""
+    if settings is None:
+        settings = (ServerSettings.from_mapping(test_config) if test_config is not None
+                    else ServerSettings.from_env())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.config["MAX_FORM_PARTS"] = settings.max_batch + 16
     app.json.sort_keys = False
+    if loader is load_model_folder:  # the runtime's knobs from the same settings
+        loader = functools.partial(load_model_folder, settings=settings)
     plane = DataPlane(settings, loader)
     app.extensions["dataplane"] = plane
     observability.instrument(app, plane.metrics)

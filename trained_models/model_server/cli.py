@@ -1,41 +1,47 @@
-"""`ml-server --model-dir DIR --host H --port P`: serve one model folder with gunicorn."""
+"""`ml-server --model-dir DIR --host H --port P`: serve one model folder with gunicorn.
+
+The containers run it too (`python ml_server.py`); every default is a ServerSettings field."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from . import metrics_dir
 from .model import CONFIG_FILE, MODEL_FILE, TFLITE_FILE
+from .settings import OPTION_OF, ServerSettings
 
 
-def _positive(v: str) -> int:
-    n = int(v)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return n
-
-
-def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
+def build_parser(settings: ServerSettings | None = None) -> argparse.ArgumentParser:
+    """Defaults from `settings` (the environment's), help from the settings' field descriptions."""
+    settings = settings or ServerSettings.from_env()
     ap = argparse.ArgumentParser(prog="ml-server", description="Serve one model folder over HTTP.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--model-dir", default=env("MODEL_DIR"), help="model folder (env MODEL_DIR)")
-    ap.add_argument("--host", default=env("HOST", "127.0.0.1"), help="bind address (env HOST)")
-    ap.add_argument("--port", type=_positive, default=int(env("PORT", "8080")), help="port (env PORT)")
-    ap.add_argument("--workers", type=_positive, default=int(env("WEB_CONCURRENCY", "1")),
-                    help="gunicorn worker processes, each with its own model copy (env WEB_CONCURRENCY)")
-    ap.add_argument("--threads", type=_positive, default=int(env("GUNICORN_THREADS", "4")),
-                    help="threads per worker (env GUNICORN_THREADS)")
-    ap.add_argument("--timeout", type=_positive, default=int(env("GUNICORN_TIMEOUT", "120")),
-                    help="worker timeout in seconds (env GUNICORN_TIMEOUT)")
+    for name, flag in OPTION_OF.items():  # each a settings field: default and help from ServerSettings
+        field = ServerSettings.model_fields[name]
+        ap.add_argument(flag, dest=name, default=getattr(settings, name), metavar=name.upper(),
+                        type=_checked(name) if field.annotation is not str else str,
+                        help=f"{field.description} (env {ServerSettings.env_name(name)})")
     return ap
 
 
+def _checked(name: str):
+    def convert(text: str):
+        try:
+            return getattr(ServerSettings.from_mapping({name: text}), name)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        settings = ServerSettings.from_env()
+    except ValueError as e:
+        print(f"ml-server: error: {e}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
     if not args.model_dir:
         print("ml-server: error: --model-dir (or MODEL_DIR) is required", file=sys.stderr)
         return 2
@@ -46,27 +52,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ml-server: error: {model_dir} is not a model folder (it needs {CONFIG_FILE} and {MODEL_FILE} or "
               f"{TFLITE_FILE})", file=sys.stderr)
         return 2
-    os.environ["MODEL_DIR"] = str(model_dir)
+    settings = settings.model_copy(update={"model_dir": str(model_dir), "host": args.host, "port": args.port,
+                                           "web_concurrency": args.web_concurrency,
+                                           "gunicorn_threads": args.gunicorn_threads,
+                                           "gunicorn_timeout": args.gunicorn_timeout})
 
     from gunicorn.app.base import BaseApplication
 
     class _App(BaseApplication):
         def load_config(self):
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("timeout", args.timeout)
+            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            self.cfg.set("workers", settings.web_concurrency)
+            self.cfg.set("threads", settings.gunicorn_threads)
+            self.cfg.set("timeout", settings.gunicorn_timeout)
+            self.cfg.set("graceful_timeout", 30)
+            self.cfg.set("keepalive", 5)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("accesslog", os.environ.get("ACCESS_LOG") or None)
+            self.cfg.set("accesslog", settings.access_log or None)
             self.cfg.set("child_exit", lambda _arbiter, worker: metrics_dir.worker_exited(worker.pid))
 
         def load(self):
             # Imported here: each worker loads TensorFlow and the model after the fork.
             from .app import create_app
 
-            return create_app()
+            return create_app(settings=settings)
 
-    created = metrics_dir.prepare(args.workers)  # before any worker imports prometheus_client
+    created = metrics_dir.prepare(settings.web_concurrency)  # before any worker imports prometheus_client
     try:
         _App().run()
     finally:

@@ -24,14 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from .preprocessing import Preprocessing
+from .settings import ServerSettings
 
 MODEL_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
 CONFIG_FILE = "config.json"
 EXPORT_KEY = "tflite"  # the export record in config.json
 BACKENDS = ("auto", "litert", "keras")
-LITERT_THREADS = int(os.environ.get("LITERT_THREADS", "2"))
-LITERT_SLICE = int(os.environ.get("LITERT_SLICE", "16"))  # images per interpreter call
+_DEFAULTS = ServerSettings.model_fields
+LITERT_THREADS = _DEFAULTS["litert_threads"].default
+LITERT_SLICE = _DEFAULTS["litert_slice"].default  # images per interpreter call
 
 log = logging.getLogger("model_server")
 
@@ -174,7 +176,7 @@ class LiteRTRuntime:
             raise ModelFolderError(f"{path}: input is {inputs[0]['dtype'].__name__} "
                                    f"{list(inputs[0]['shape_signature'])}, config says float32 [-1, {want}]")
         self.outputs = int(outputs[0]["shape_signature"][-1])
-        self.slice = max(1, slice_)
+        self.slice, self.threads = max(1, slice_), threads
         self._size = None
         self._lock = threading.Lock()
 
@@ -230,17 +232,21 @@ def check_export(model_dir: Path, config: dict, labels: list[str], spec: Preproc
 
 
 def requested_backend(value: str | None = None) -> str:
-    """`value`, else env MODEL_BACKEND, else `auto`; checked."""
-    requested = (value or os.environ.get("MODEL_BACKEND") or "auto").strip().lower()
+    """`value`, else the settings' (MODEL_BACKEND, default `auto`); checked."""
+    requested = (value or ServerSettings.from_env().model_backend or "auto").strip().lower()
     if requested not in BACKENDS:
         raise ModelFolderError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, got {requested!r}")
     return requested
 
 
-def load_model_folder(model_dir: str | os.PathLike, backend: str | None = None) -> LoadedModel:
-    """Load a model folder on `backend` (`auto`, `litert`, `keras`; default: env MODEL_BACKEND or auto)."""
+def load_model_folder(model_dir: str | os.PathLike, backend: str | None = None, *,
+                      settings: ServerSettings | None = None) -> LoadedModel:
+    """Load a model folder on `backend` (`auto`, `litert`, `keras`; default: the settings' MODEL_BACKEND);
+    LiteRT with the settings' threads and slice (default: ServerSettings.from_env())."""
     model_dir = Path(model_dir)
-    requested, notes = requested_backend(backend), []
+    settings = settings or ServerSettings.from_env()
+    requested, notes = requested_backend(backend or settings.model_backend), []
+    litert = {"threads": settings.litert_threads, "slice_": settings.litert_slice}
     config = read_config(model_dir)
     labels = list(config["labels"])
     try:
@@ -259,7 +265,7 @@ def load_model_folder(model_dir: str | os.PathLike, backend: str | None = None) 
         if keras_path.is_file() and record.get("keras_sha256") not in (None, file_sha256(keras_path)):
             notes.append(f"{MODEL_FILE} changed since the export; serving the exported weights "
                          f"(fingerprint {record['keras_fingerprint'][:12]}); MODEL_BACKEND=auto would check them")
-        return _litert(model_dir, config, labels, spec, record, notes)
+        return _litert(model_dir, config, labels, spec, record, notes, **litert)
 
     keras_runtime = None
     if requested == "auto":
@@ -281,7 +287,7 @@ def load_model_folder(model_dir: str | os.PathLike, backend: str | None = None) 
                 notes.append(f"{MODEL_FILE} changed since the export and TensorFlow is not installed to check it; "
                              f"serving the exported weights (fingerprint {record['keras_fingerprint'][:12]})")
         if record is not None:
-            return _litert(model_dir, config, labels, spec, record, notes)
+            return _litert(model_dir, config, labels, spec, record, notes, **litert)
         if (model_dir / TFLITE_FILE).is_file() or config.get(EXPORT_KEY):  # an export that cannot be used
             notes.append(f"serving Keras: {why_not}")
 
@@ -306,9 +312,9 @@ def _keras_runtime(path: Path, spec: Preprocessing, labels: list[str]) -> KerasR
 
 
 def _litert(model_dir: Path, config: dict, labels: list[str], spec: Preprocessing, record: dict,
-            notes: list[str]) -> LoadedModel:
+            notes: list[str], *, threads: int, slice_: int) -> LoadedModel:
     path = model_dir / TFLITE_FILE
-    runtime = LiteRTRuntime(path, spec)
+    runtime = LiteRTRuntime(path, spec, threads, slice_)
     if runtime.outputs != len(labels):
         raise ModelFolderError(f"{path} has {runtime.outputs} outputs but config lists {len(labels)} labels")
     model = LoadedModel(name=config["name"], version=str(config.get("version", "0")), labels=labels, spec=spec,

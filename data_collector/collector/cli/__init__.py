@@ -10,11 +10,11 @@ import logging
 
 import click
 
-from .. import __version__, store
+from .. import __version__
 from ..redact import redact_url
 from ..text import literal
 from . import collecting, database, deploying, reporting
-from .common import fail, option
+from .common import fail, setting_option
 
 
 class LiteralFormatter(logging.Formatter):
@@ -45,10 +45,8 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@option("--db", env="DATABASE_URL", default=store.DEFAULT_DB_URL,
-        help="SQLAlchemy database URL, e.g. postgresql://user:password@host:5432/db")
-@option("--db-attempts", env="DB_ATTEMPTS", type=click.IntRange(1, 600), default=1,
-        help="connection attempts, 1 s apart, before giving up")
+@setting_option("database_url", "db")
+@setting_option("db_attempts")
 @click.option("-v", "--verbose", is_flag=True, help="log debug details to stderr")
 @click.version_option(__version__, prog_name="data-collector")
 @click.pass_context

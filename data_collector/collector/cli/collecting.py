@@ -18,7 +18,18 @@ from ..selectors import conflicts, describe_claimants, version_key
 from ..testset import TestSetError
 from ..text import literal
 from ..vocab import FAILED_STATUSES
-from .common import collect_options, collect_options_from, err, fail, lines, open_store, out, split_urls, table
+from .common import (
+    URLS_ENV,
+    collect_options,
+    collect_options_from,
+    err,
+    fail,
+    lines,
+    open_store,
+    out,
+    split_urls,
+    table,
+)
 
 
 class RateColumn(ProgressColumn):
@@ -27,7 +38,7 @@ class RateColumn(ProgressColumn):
 
 
 @click.command("collect")
-@click.argument("urls", nargs=-1, required=True, envvar="MODEL_URLS")
+@click.argument("urls", nargs=-1, required=True, envvar=URLS_ENV)
 @collect_options
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (for scripts) instead of a table")
 @click.pass_context
@@ -102,9 +113,7 @@ def models_cmd(ctx, as_json):
         rows = store.list_models(conn)
     clash = conflicts(rows)
     if as_json:
-        click.echo(json.dumps([{"name": m.name, "version": m.version, "fingerprint": m.fingerprint,
-                                "labels": m.labels, "predictions": m.predictions, "urls": m.urls,
-                                "identity": m.identity, "protocol": m.protocol, "scores": m.scores,
+        click.echo(json.dumps([{**m.to_dict(), "predictions": m.predictions, "urls": m.urls,
                                 "first_seen": m.first_seen.isoformat() if m.first_seen else None,
                                 "conflict": [o.fingerprint for o in clash.get(m.id, [])]}
                                for m in rows], indent=2))

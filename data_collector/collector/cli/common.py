@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
+import types
+import typing
 from pathlib import Path
 
 import click
@@ -15,9 +16,10 @@ from rich.text import Text
 
 from .. import store
 from ..collect import CollectOptions
-from ..compare import RULES, Thresholds
-from ..protocols import INPUT_MODES, PROTOCOLS, ProtocolOptions, read_labels_file
-from ..testset import default_hash_cache, parse_shard
+from ..compare import Thresholds
+from ..protocols import ProtocolOptions, read_labels_file
+from ..settings import CollectorSettings, SettingsError, default_hash_cache
+from ..testset import parse_shard
 from ..text import literal
 
 
@@ -66,6 +68,55 @@ def option(*decls: str, env: str | None = None, **kw):
     return click.option(*decls, **kw)
 
 
+def setting_option(field: str, param: str | None = None):
+    """The click option of a settings field: its flag, environment variable, default, range and
+    help all come from CollectorSettings (settings.py)."""
+    info = CollectorSettings.model_fields[field]
+    flag = info.json_schema_extra["option"]
+    kind, optional = _unwrap(info.annotation)
+    kw: dict = {"envvar": CollectorSettings.env_name(field), "show_envvar": True, "help": info.description,
+                "show_default": info.json_schema_extra["shown"] or True}
+    if info.default_factory is not None:
+        kw["default"] = info.default_factory
+    else:
+        kw["default"] = info.default
+    decls = [flag]
+    if kind is bool:
+        if info.default:
+            decls = [f"{flag}/--no-{flag[2:]}"]
+        else:
+            kw.update(is_flag=True, show_default=False)
+    else:
+        kw["type"] = _click_type(info, kind)
+    return click.option(*decls, *([param] if param else []), **kw)
+
+
+def _unwrap(annotation) -> tuple[object, bool]:
+    """(the type, whether None is allowed) of `X | None`."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0], True
+    return annotation, False
+
+
+def _click_type(info, kind):
+    bounds = {type(m).__name__: getattr(m, type(m).__name__.lower()) for m in info.metadata}
+    if kind is int:
+        return click.IntRange(bounds.get("Ge"), bounds.get("Le"))
+    if kind is float:
+        low = bounds.get("Ge", bounds.get("Gt"))
+        return click.FloatRange(low, bounds.get("Le"), min_open="Gt" in bounds)
+    if typing.get_origin(kind) is typing.Literal:
+        return click.Choice(typing.get_args(kind))
+    if kind is Path:
+        path = info.json_schema_extra["path"]
+        return click.Path(path_type=Path, dir_okay=path != "file", file_okay=path != "dir")
+    return click.STRING
+
+
+URLS_ENV = CollectorSettings.env_name("model_urls")  # the URL arguments of collect and watch
+
+
 def split_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
     """URL arguments, or one space-separated list from MODEL_URLS="http://a:8080 http://b:8080"."""
     return tuple(u for arg in urls for u in arg.split())
@@ -83,14 +134,7 @@ def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool =
     return engine
 
 
-def default_test_data() -> str:
-    for cand in ("test_data", "../test_data"):
-        if Path(cand).is_dir():
-            return cand
-    return "test_data"
-
-
-def _stack(f, opts):
+def stack(f, opts):
     for o in reversed(opts):
         f = o(f)
     return f
@@ -98,48 +142,25 @@ def _stack(f, opts):
 
 def collect_options(f):
     """Options of every command that collects (collect, watch, hook)."""
-    return _stack(f, [
-        option("--test-data", env="TEST_DATA_DIR", default=default_test_data, show_default="test_data",
-               type=click.Path(path_type=Path), help="folder of labelled test images"),
-        option("--batch-size", env="BATCH_SIZE", type=click.IntRange(1, 256), default=32,
-               help="images per request"),
-        option("--max-in-flight", env="MAX_IN_FLIGHT", type=click.IntRange(1, 64), default=None,
-               show_default="2 per model, at most 8", help="requests in flight over all models"),
-        option("--timeout", env="REQUEST_TIMEOUT", type=click.FloatRange(0.1), default=60.0,
-               help="seconds one request may take in all: connect, send, the whole response"),
-        option("--retries", env="REQUEST_RETRIES", type=click.IntRange(0, 20), default=3,
-               help="retries on refused connections and 5xx, with exponential backoff; one request to a server "
-                    "ends within TIMEOUT x (RETRIES + 1) + 0.75 x (2^RETRIES - 1) s (245 s by default), and a "
-                    "server that fails is not asked again"),
-        option("--max-response-bytes", env="MAX_RESPONSE_BYTES", type=click.IntRange(1024), default=16 * 2**20,
-               help="largest predict answer accepted, compressed or decompressed"),
-        option("--max-metadata-bytes", env="MAX_METADATA_BYTES", type=click.IntRange(1024), default=2**20,
-               help="largest metadata answer accepted"),
-        option("--no-migrate", env="NO_MIGRATE", is_flag=True, show_default=False,
-               help="never create or migrate tables; fail if the schema is not current"),
-        option("--shard", env="SHARD", default=None, show_default="every image",
-               help="I/N: evaluate only the images whose sha256 modulo N is I (N collectors at once)"),
-        option("--shards", env="SHARDS", type=click.IntRange(1), default=None, show_default="none",
-               help="N, with the shard index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)"),
-        option("--hash-cache", env="HASH_CACHE", default=None, show_default="~/.cache/pokemon-classifier-tester",
-               help="file remembering image hashes by path, size and mtime ('off': hash every file)"),
-        option("--protocol", env="PROTOCOL", type=click.Choice(PROTOCOLS), default=None,
-               show_default="from each URL: /v2/models/NAME is v2", help="the protocol every URL speaks"),
-        option("--labels", env="LABELS", default=None, show_default="from the server's metadata",
-               help="labels in output order, comma-separated, for servers that publish none"),
-        option("--labels-file", env="LABELS_FILE", type=click.Path(dir_okay=False, path_type=Path), default=None,
-               show_default="none", help="labels in output order, one per line (Triton's label file)"),
-        option("--output", "output_name", env="OUTPUT_NAME", default=None, show_default="the one float output",
-               help="the output holding the scores, when a model has several"),
-        option("--input-mode", env="INPUT_MODE", type=click.Choice(INPUT_MODES), default=None,
-               show_default="from the model's inputs",
-               help="bytes: send encoded images; tensor: preprocess here and send FP32 [N,H,W,3]"),
-        option("--binary-tensors/--no-binary-tensors", "binary_tensors", env="BINARY_TENSORS", default=True,
-               help="OIP v2: send and receive tensors in the binary extension when the server lists it "
-                    "(else base64 and numbers in JSON)"),
-        option("--preprocessing", env="PREPROCESSING_FILE", type=click.Path(dir_okay=False, path_type=Path),
-               default=None, show_default="the server's, else 96x96 padded on white, [0, 1]",
-               help="JSON with the preprocessing for tensor mode (a model folder's config.json will do)"),
+    return stack(f, [
+        setting_option("test_data_dir", "test_data"),
+        setting_option("batch_size"),
+        setting_option("max_in_flight"),
+        setting_option("request_timeout", "timeout"),
+        setting_option("request_retries", "retries"),
+        setting_option("max_response_bytes"),
+        setting_option("max_metadata_bytes"),
+        setting_option("no_migrate"),
+        setting_option("shard"),
+        setting_option("shards"),
+        setting_option("hash_cache"),
+        setting_option("protocol"),
+        setting_option("labels"),
+        setting_option("labels_file"),
+        setting_option("output_name"),
+        setting_option("input_mode"),
+        setting_option("binary_tensors"),
+        setting_option("preprocessing_file", "preprocessing"),
     ])
 
 
@@ -182,8 +203,11 @@ def shard_from(kw: dict) -> tuple[int, int] | None:
     if kw.get("shard") and kw.get("shards"):
         fail("give --shard I/N or --shards N (with JOB_COMPLETION_INDEX), not both", 2)
     if kw.get("shards"):
-        index = os.environ.get("JOB_COMPLETION_INDEX")
-        if index is None or not index.isdigit():
+        try:
+            index = CollectorSettings.env("job_completion_index").job_completion_index
+        except SettingsError:
+            index = None
+        if index is None:
             fail("--shards N takes the shard index from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job), "
                  "which is not set to a number here; use --shard I/N", 2)
         text = f"{index}/{kw['shards']}"
@@ -208,16 +232,8 @@ def collect_options_from(kw: dict) -> CollectOptions:
 
 def threshold_options(f):
     """The regression rule of compare, watch and hook (see collector/compare.py)."""
-    return _stack(f, [
-        option("--rule", env="GATE_RULE", type=click.Choice(RULES), default="scores",
-               help="scores: true-class probabilities (Wilcoxon, Holm) or answers; mcnemar: answers only"),
-        option("--max-drop", env="MAX_DROP", type=click.FloatRange(0, 1), default=0.05,
-               help="accuracy drop a class may have before its answers alone can flag it"),
-        option("--min-score-drop", env="MIN_SCORE_DROP", type=click.FloatRange(0, 1), default=0.05,
-               help="mean fall of the true-class probability a class may have before its scores can flag it"),
-        option("--alpha", env="ALPHA", type=click.FloatRange(0, 1, min_open=True), default=0.05,
-               help="significance level (McNemar on answers; Holm-corrected Wilcoxon on scores)"),
-    ])
+    return stack(f, [setting_option("gate_rule", "rule"), setting_option("max_drop"),
+                      setting_option("min_score_drop"), setting_option("alpha")])
 
 
 def thresholds_from(kw: dict) -> Thresholds:
@@ -225,5 +241,4 @@ def thresholds_from(kw: dict) -> Thresholds:
 
 
 def report_dir_option(f):
-    return option("--report-dir", env="REPORT_DIR", type=click.Path(file_okay=False, path_type=Path),
-                  default=Path("reports"), help="where the HTML and JSON reports of new versions are written")(f)
+    return setting_option("report_dir")(f)

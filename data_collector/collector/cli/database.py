@@ -24,7 +24,7 @@ def db_upgrade(ctx):
         store.upgrade(engine)
     except Exception as e:  # noqa: BLE001 - reported, not a traceback
         fail(f"migration failed: {getattr(e, 'orig', e)}")
-    out.print(f"schema at revision {store.current_revision(engine)} on {store.safe_url(ctx.obj['db'])}")
+    out.print(f"schema at revision {store.current_revision(engine)} on {store.redact_url(ctx.obj['db'])}")
 
 
 @db_group.command("destroy")
@@ -32,7 +32,7 @@ def db_upgrade(ctx):
 @click.pass_context
 def db_destroy(ctx, yes):
     """Drop every table and view (all stored predictions are lost)."""
-    target = store.safe_url(ctx.obj["db"])
+    target = store.redact_url(ctx.obj["db"])
     if not yes:
         if not sys.stdin.isatty():
             fail(f"refusing to drop {target} without --yes", 2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -11,18 +10,20 @@ import click
 from .. import store
 from ..client import ModelServerError
 from ..deploy import DeploySettings, evaluate_deployment
-from ..hook import DEFAULT_ALLOWED_HOSTS, DEFAULT_MAX_JOBS
 from ..protocols import connect
+from ..settings import CollectorSettings
 from .common import (
+    URLS_ENV,
     collect_options,
     collect_options_from,
     err,
     fail,
     open_store,
-    option,
     out,
     report_dir_option,
+    setting_option,
     split_urls,
+    stack,
     threshold_options,
     thresholds_from,
 )
@@ -42,11 +43,9 @@ def _verdict_line(r: dict) -> str:
 
 
 @click.command("watch")
-@click.argument("urls", nargs=-1, required=True, envvar="MODEL_URLS")
-@option("--interval", env="WATCH_INTERVAL", type=click.FloatRange(0.1), default=60.0,
-        help="seconds between polls of each URL's /metadata")
-@option("--cycles", env="WATCH_CYCLES", type=click.IntRange(0), default=0,
-        help="stop after this many polls (0: run until interrupted)")
+@click.argument("urls", nargs=-1, required=True, envvar=URLS_ENV)
+@setting_option("watch_interval", "interval")
+@setting_option("watch_cycles", "cycles")
 @report_dir_option
 @threshold_options
 @collect_options
@@ -91,24 +90,17 @@ MIN_TOKEN_CHARS = 16
 
 
 def _server_options(f):
-    for deco in reversed([
-        option("--host", env="HOOK_HOST", default="127.0.0.1", help="address to listen on"),
-        option("--port", env="HOOK_PORT", type=click.IntRange(1, 65535), default=8090, help="port to listen on"),
-        option("--allowed-hosts", env="HOOK_ALLOWED_HOSTS", default=",".join(DEFAULT_ALLOWED_HOSTS),
-               help="comma-separated names, addresses or CIDR networks the hook may contact"),
-        option("--max-jobs", env="HOOK_MAX_JOBS", type=click.IntRange(1, 256), default=DEFAULT_MAX_JOBS,
-               help="evaluations queued or running at once; more are answered 429"),
+    return stack(f, [
+        setting_option("hook_host", "host"), setting_option("hook_port", "port"),
+        setting_option("hook_allowed_hosts", "allowed_hosts"), setting_option("hook_max_jobs", "max_jobs"),
         click.option("--no-auth", is_flag=True,
                      help="accept hook requests without a token (only on a loopback --host; HOOK_TOKEN unset)"),
         report_dir_option, threshold_options, collect_options, click.pass_context,
-    ]):
-        f = deco(f)
-    return f
+    ])
 
 
 @click.command("serve")
-@option("--view-db", env="VIEW_DATABASE_URL", default=None, show_default="--db",
-        help="database URL of the web view (a read-only role: ./setup_db.sh creates one)")
+@setting_option("view_database_url", "view_db")
 @_server_options
 def serve_cmd(ctx, view_db, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw):
     """Serve the web view and the deploy hook.
@@ -131,8 +123,9 @@ def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw
     Requests need `Authorization: Bearer <HOOK_TOKEN>`: the hook does not start without a
     token of 16+ characters in the environment, unless started with --no-auth on loopback.
     """
-    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw,
-           view_db=os.environ.get("VIEW_DATABASE_URL") or ctx.obj["db"], hook_required=True)
+    view_db = CollectorSettings.env("view_database_url").view_database_url
+    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, view_db=view_db or ctx.obj["db"],
+           hook_required=True)
 
 
 def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str,
@@ -143,7 +136,8 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
     from ..http_headers import RequestHandler
     from ..web import WebContext, register_web
 
-    token = os.environ.get("HOOK_TOKEN") or None
+    secret = CollectorSettings.env("hook_token").hook_token
+    token = secret.get_secret_value() if secret else None
     hook = True
     if no_auth:
         if token:

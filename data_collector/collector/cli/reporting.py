@@ -14,11 +14,11 @@ from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detecta
 from ..reports import identity_line, model_report
 from ..selectors import ORDER_HELP, SelectorError, conflicts, pick, resolve
 from .common import (
-    default_test_data,
     fail,
     open_store,
     option,
     out,
+    setting_option,
     styled,
     table,
     threshold_options,
@@ -226,8 +226,7 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
         help="chance of detecting a drop of that size")
 @option("--flip-rate", type=click.FloatRange(0, 0.5), default=DEFAULT_FLIP_RATE,
         help="share of images whose answer flips each way between two retrains of one recipe")
-@option("--test-data", env="TEST_DATA_DIR", default=default_test_data, show_default="test_data",
-        type=click.Path(path_type=Path), help="folder of labelled test images")
+@setting_option("test_data_dir", "test_data")
 def plan_cmd(min_drop, alpha, power, flip_rate, test_data):
     """Images per class needed to see an accuracy drop.
 

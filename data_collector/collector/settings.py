@@ -1,0 +1,196 @@
+"""The collector's settings: every default, limit and environment variable of `data-collector`, once.
+
+Each field is read from the environment variable of its own name in capitals (`batch_size` from
+`BATCH_SIZE`). The command-line options are built from these fields (cli/options.py: flag,
+default, help, range, environment variable), the library defaults (`CollectOptions`, `Limits`,
+`Thresholds`) are these defaults, and the README's settings table is `markdown_table()`; a test
+walks all three. Fields without an option (`HOOK_TOKEN`, `JOB_COMPLETION_INDEX`) are read with
+`env()`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .vocab import INPUT_MODES, PROTOCOLS, RULES
+
+
+def default_test_data() -> Path:
+    """`test_data`, or `../test_data` when run from a subfolder of the repository."""
+    for cand in ("test_data", "../test_data"):
+        if Path(cand).is_dir():
+            return Path(cand)
+    return Path("test_data")
+
+
+def default_hash_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pokemon-classifier-tester" / "hashes.sqlite3"
+
+
+def setting(default: Any = None, help: str = "", *, option: str | None = None, shown: str | None = None,  # noqa: A002
+            factory=None, path: str | None = None, **constraints) -> Any:
+    """A field with its help line; `option` is its command-line flag (None: environment only),
+    `shown` how --help and the README show a default that is not a plain value, `path` whether
+    a path must be a "file" or a "dir"."""
+    extra = {"option": option, "shown": shown, "path": path}
+    if factory is not None:
+        return Field(default_factory=factory, description=help, json_schema_extra=extra, **constraints)
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+class CollectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    # The store.
+    database_url: str = setting("sqlite:///pokemon_tester.db", "SQLAlchemy database URL, e.g. "
+                                "postgresql://user:password@host:5432/db", option="--db")
+    db_attempts: int = setting(1, "connection attempts, 1 s apart, before giving up", option="--db-attempts",
+                               ge=1, le=600)
+    no_migrate: bool = setting(False, "never create or migrate tables; fail if the schema is not current",
+                               option="--no-migrate")
+    view_database_url: str | None = setting(None, "database URL of the web view (a read-only role: ./setup_db.sh "
+                                            "creates one)", option="--view-db", shown="--db")
+    # What is sent, and how.
+    model_urls: str = setting("", "model server addresses, space-separated, when none is given as an argument",
+                              shown="none")
+    test_data_dir: Path = setting(help="folder of labelled test images", option="--test-data",
+                                  factory=default_test_data, shown="test_data")
+    batch_size: int = setting(32, "images per request", option="--batch-size", ge=1, le=256)
+    max_in_flight: int | None = setting(None, "requests in flight over all models", option="--max-in-flight",
+                                        shown="2 per model, at most 8", ge=1, le=64)
+    request_timeout: float = setting(60.0, "seconds one request may take in all: connect, send, the whole response",
+                                     option="--timeout", ge=0.1)
+    request_retries: int = setting(
+        3, "retries on refused connections and 5xx, with exponential backoff; one request to a server ends within "
+        "TIMEOUT x (RETRIES + 1) + 0.75 x (2^RETRIES - 1) s (245 s by default), and a server that fails is not "
+        "asked again", option="--retries", ge=0, le=20)
+    max_response_bytes: int = setting(16 * 2**20, "largest predict answer accepted, compressed or decompressed",
+                                      option="--max-response-bytes", ge=1024)
+    max_metadata_bytes: int = setting(2**20, "largest metadata answer accepted", option="--max-metadata-bytes",
+                                      ge=1024)
+    shard: str | None = setting(None, "I/N: evaluate only the images whose sha256 modulo N is I (N collectors at "
+                                "once)", option="--shard", shown="every image")
+    shards: int | None = setting(None, "N, with the shard index from JOB_COMPLETION_INDEX (a Kubernetes Indexed "
+                                 "Job)", option="--shards", shown="none", ge=1)
+    job_completion_index: int | None = setting(None, "this collector's shard index with --shards (set by a "
+                                               "Kubernetes Indexed Job)", shown="none", ge=0)
+    hash_cache: str | None = setting(None, "file remembering image hashes by path, size and mtime ('off': hash "
+                                     "every file)", option="--hash-cache", shown="~/.cache/pokemon-classifier-tester")
+    # Other serving stacks (protocols.py).
+    protocol: Literal[PROTOCOLS] | None = setting(None, "the protocol every URL speaks", option="--protocol",
+                                                  shown="from each URL: /v2/models/NAME is v2")
+    labels: str | None = setting(None, "labels in output order, comma-separated, for servers that publish none",
+                                 option="--labels", shown="from the server's metadata")
+    labels_file: Path | None = setting(None, "labels in output order, one per line (Triton's label file)",
+                                       option="--labels-file", shown="none", path="file")
+    output_name: str | None = setting(None, "the output holding the scores, when a model has several",
+                                      option="--output", shown="the one float output")
+    input_mode: Literal[INPUT_MODES] | None = setting(
+        None, "bytes: send encoded images; tensor: preprocess here and send FP32 [N,H,W,3]", option="--input-mode",
+        shown="from the model's inputs")
+    binary_tensors: bool = setting(True, "OIP v2: send and receive tensors in the binary extension when the server "
+                                   "lists it (else base64 and numbers in JSON)", option="--binary-tensors")
+    preprocessing_file: Path | None = setting(
+        None, "JSON with the preprocessing for tensor mode (a model folder's config.json will do)",
+        option="--preprocessing", shown="the server's, else 96x96 padded on white, [0, 1]", path="file")
+    # The regression rule (compare.py).
+    gate_rule: Literal[RULES] = setting("scores", "scores: true-class probabilities (Wilcoxon, Holm) or answers; "
+                                        "mcnemar: answers only", option="--rule")
+    max_drop: float = setting(0.05, "accuracy drop a class may have before its answers alone can flag it",
+                              option="--max-drop", ge=0, le=1)
+    min_score_drop: float = setting(0.05, "mean fall of the true-class probability a class may have before its "
+                                    "scores can flag it", option="--min-score-drop", ge=0, le=1)
+    alpha: float = setting(0.05, "significance level (McNemar on answers; Holm-corrected Wilcoxon on scores)",
+                           option="--alpha", gt=0, le=1)
+    report_dir: Path = setting(Path("reports"), "where the HTML and JSON reports of new versions are written",
+                               option="--report-dir", path="dir")
+    # watch
+    watch_interval: float = setting(60.0, "seconds between polls of each URL's /metadata", option="--interval",
+                                    ge=0.1)
+    watch_cycles: int = setting(0, "stop after this many polls (0: run until interrupted)", option="--cycles", ge=0)
+    # serve and hook
+    hook_host: str = setting("127.0.0.1", "address to listen on", option="--host")
+    hook_port: int = setting(8090, "port to listen on", option="--port", ge=1, le=65535)
+    hook_allowed_hosts: str = setting("ml_original,ml_ditto,ml_ditto_and_mimikyu",  # the compose file's services
+                                      "comma-separated names, addresses or CIDR networks the hook may contact",
+                                      option="--allowed-hosts")
+    hook_max_jobs: int = setting(8, "evaluations queued or running at once; more are answered 429",
+                                 option="--max-jobs", ge=1, le=256)
+    hook_token: SecretStr | None = setting(None, "the deploy hook's bearer token (16+ random characters); unset: "
+                                           "the hook is off", shown="unset")
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        return field.upper()
+
+    @classmethod
+    def default(cls, field: str) -> Any:
+        return cls.model_fields[field].get_default(call_default_factory=True)
+
+    @classmethod
+    def option_fields(cls) -> dict[str, str]:
+        """Field name -> command-line flag, for the fields that have one."""
+        return {name: f.json_schema_extra["option"] for name, f in cls.model_fields.items()
+                if f.json_schema_extra["option"]}
+
+    @classmethod
+    def env(cls, *fields: str) -> CollectorSettings:
+        """The settings with only `fields` read from the environment (the rest at their defaults): for
+        the values no option carries. A bad value raises SettingsError naming its variable."""
+        raw = {f: os.environ[cls.env_name(f)] for f in fields if os.environ.get(cls.env_name(f))}
+        return cls.given(raw)
+
+    @classmethod
+    def given(cls, values: dict) -> CollectorSettings:
+        """From `values` alone, checked: no environment variable is read."""
+        try:
+            checked = _GivenOnly(**{k: v for k, v in values.items() if v is not None})
+        except ValidationError as e:
+            raise SettingsError(_message(e)) from None
+        return cls.model_construct(**dict(checked))
+
+
+class _GivenOnly(CollectorSettings):
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_other_sources):
+        return (init_settings,)
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _message(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        field = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{CollectorSettings.env_name(field)}: {msg[:1].lower() + msg[1:]}")
+    return "; ".join(parts)
+
+
+def shown_default(field: str) -> str:
+    """The default as --help and the README show it."""
+    f = CollectorSettings.model_fields[field]
+    if f.json_schema_extra["shown"]:
+        return f.json_schema_extra["shown"]
+    value = f.get_default(call_default_factory=True)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's table of the collector's settings."""
+    rows = ["| variable | option | default | meaning |", "|---|---|---|---|"]
+    for name, f in CollectorSettings.model_fields.items():
+        flag = f.json_schema_extra["option"]
+        rows.append(f"| `{CollectorSettings.env_name(name)}` | {f'`{flag}`' if flag else ''} | "
+                    f"`{shown_default(name)}` | {f.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Helpers of the tests, benchmarks and scripts: waiting for servers, scratch databases. Not shipped."""
