@@ -52,37 +52,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ml-server: error: {model_dir} is not a model folder (it needs {CONFIG_FILE} and {MODEL_FILE} or "
               f"{TFLITE_FILE})", file=sys.stderr)
         return 2
-    settings = settings.model_copy(update={"model_dir": str(model_dir), "host": args.host, "port": args.port,
-                                           "web_concurrency": args.web_concurrency,
-                                           "gunicorn_threads": args.gunicorn_threads,
-                                           "gunicorn_timeout": args.gunicorn_timeout})
+    settings = settings.model_copy(update={"model_dir": str(model_dir), **{
+        name: getattr(args, name) for name in OPTION_OF if name != "model_dir"}})
+    created = metrics_dir.prepare(settings.web_concurrency)  # before any worker imports prometheus_client
+    try:
+        _gunicorn(settings).run()
+    finally:
+        metrics_dir.remove(created)
+    return 0
 
+
+def _gunicorn(settings: ServerSettings):
+    """gunicorn with `settings` (gthread workers, each loading the model after the fork)."""
     from gunicorn.app.base import BaseApplication
 
     class _App(BaseApplication):
         def load_config(self):
-            self.cfg.set("bind", f"{settings.host}:{settings.port}")
-            self.cfg.set("workers", settings.web_concurrency)
-            self.cfg.set("threads", settings.gunicorn_threads)
-            self.cfg.set("timeout", settings.gunicorn_timeout)
-            self.cfg.set("graceful_timeout", 30)
-            self.cfg.set("keepalive", 5)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("accesslog", settings.access_log or None)
+            for key, value in {"bind": f"{settings.host}:{settings.port}", "workers": settings.web_concurrency,
+                               "threads": settings.gunicorn_threads, "timeout": settings.gunicorn_timeout,
+                               "graceful_timeout": 30, "keepalive": 5, "worker_class": "gthread",
+                               "accesslog": settings.access_log or None}.items():
+                self.cfg.set(key, value)
             self.cfg.set("child_exit", lambda _arbiter, worker: metrics_dir.worker_exited(worker.pid))
 
         def load(self):
-            # Imported here: each worker loads TensorFlow and the model after the fork.
+            # Imported here: each worker loads the runtime and the model after the fork.
             from .app import create_app
 
             return create_app(settings=settings)
 
-    created = metrics_dir.prepare(settings.web_concurrency)  # before any worker imports prometheus_client
-    try:
-        _App().run()
-    finally:
-        metrics_dir.remove(created)
-    return 0
+    return _App()
 
 
 if __name__ == "__main__":

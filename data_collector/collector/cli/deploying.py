@@ -128,14 +128,8 @@ def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw
            hook_required=True)
 
 
-def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str,
-           hook_required: bool) -> None:
-    from werkzeug.serving import make_server
-
-    from ..hook import HostPolicy, create_hook_app
-    from ..http_headers import RequestHandler
-    from ..web import WebContext, register_web
-
+def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | None, bool]:
+    """(HOOK_TOKEN or None for --no-auth, whether the hook is on); exit 2 on a weak or missing token."""
     secret = CollectorSettings.env("hook_token").hook_token
     token = secret.get_secret_value() if secret else None
     hook = True
@@ -151,6 +145,18 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
         hook = False
     elif len(token) < MIN_TOKEN_CHARS or token.lower().startswith("change-me"):
         fail(f"HOOK_TOKEN is too weak: use {MIN_TOKEN_CHARS}+ random characters, not the example value", 2)
+    return token, hook
+
+
+def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str,
+           hook_required: bool) -> None:
+    from werkzeug.serving import make_server
+
+    from ..hook import HostPolicy, create_hook_app
+    from ..http_headers import RequestHandler
+    from ..web import WebContext, register_web
+
+    token, hook = _hook_token(host, no_auth, hook_required)
     try:  # no connection yet: the stack may start before ./setup_db.sh creates the roles
         engine = store.make_engine(ctx.obj["db"])
         view_engine = engine if view_db == ctx.obj["db"] else store.make_engine(view_db)
