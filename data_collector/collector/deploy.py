@@ -67,16 +67,18 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
             base_rows = store.load_rows(conn, model_id=base.id)
             comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
             reports.append(model_report(base, base_rows))
-        history = recall_history(conn)
     out["baseline"] = base.fingerprint if base else None
     out["verdict"] = comparison["verdict"] if comparison else "no-baseline"
     out["regressed_classes"] = comparison["regressed_classes"] if comparison else []
     if out["evaluated"]:
-        out["report"] = str(_write(settings.report_dir, cand, reports, history, comparison))
+        out["report"] = str(write_reports(engine, settings.report_dir, cand, reports, comparison))
     return out
 
 
-def _write(report_dir: Path, cand, reports, history, comparison) -> Path:
+def write_reports(engine: Engine, report_dir: Path, cand, reports: list[dict], comparison: dict | None) -> Path:
+    """The HTML and JSON reports of a newly evaluated candidate (with every model's recall history)."""
+    with engine.connect() as conn:
+        history = recall_history(conn)
     report_dir.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{cand.name}-v{cand.version}-{cand.fingerprint[:12]}")
     html_path = report_dir / f"{stem}.html"

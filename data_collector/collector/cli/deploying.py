@@ -1,7 +1,8 @@
-"""`data-collector watch` and `data-collector hook`: evaluate new deployments as they appear."""
+"""`data-collector gate`, `watch`, `serve` and `hook`: gate rollouts, evaluate new deployments as they appear."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -83,6 +84,43 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
             time.sleep(interval)
     except KeyboardInterrupt:
         err.print("watch: stopped")
+
+
+@click.command("gate")
+@click.argument("baseline")
+@click.argument("candidate")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON instead of a table")
+@report_dir_option
+@threshold_options
+@collect_options
+@click.pass_context
+def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
+    """Gate a rollout: is CANDIDATE worse than BASELINE on some class?
+
+    Each of BASELINE and CANDIDATE is a model URL (evaluated first on what the database lacks) or a
+    stored model (a name, a fingerprint prefix, NAME@VERSION, NAME@latest, NAME@previous).
+
+    Exit 0: pass, 1: a class regressed, 2: cannot decide (a server failed, a selector is ambiguous
+    or unknown, the models share no images, or the database failed).
+    """
+    from ..collect import DatabaseFailure
+    from ..gate import EXIT_CODES, run_gate
+    from .reporting import print_comparison
+
+    engine = open_store(ctx, migrate=not kw["no_migrate"])
+    try:
+        result = run_gate(baseline, candidate, engine=engine, settings=_deploy_settings(kw, report_dir))
+    except (DatabaseFailure, store.StoreError) as e:
+        fail(str(e), 2)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        if result.comparison:
+            print_comparison(result.comparison)
+        (out if result.verdict != "error" else err).print(result.summary())
+        if result.report:
+            out.print(f"report: {result.report}")
+    ctx.exit(EXIT_CODES[result.verdict])
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -1,0 +1,112 @@
+"""The gate: is CANDIDATE worse than BASELINE on some class? pass, fail, or cannot decide.
+
+One decision for every way in: `data-collector gate` (Jobs, CI), and the gate service's
+endpoints for Flagger, Argo Rollouts and the deploy hook (gates.py). Each side is a model URL
+(collected first: only what the database lacks is sent) or a stored selector (selectors.py);
+without a baseline, the candidate's previous version is the baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from . import store
+from .client import NOT_A_MODEL_SERVER
+from .collect import collect
+from .compare import compare
+from .deploy import DeploySettings, write_reports
+from .reports import model_report
+from .selectors import SelectorError, resolve
+from .vocab import FAILED_STATUSES
+
+log = logging.getLogger("collector.gate")
+
+PASS, FAIL, ERROR = "pass", "fail", "error"  # the verdicts; "running" is the service's, while it works
+EXIT_CODES = {PASS: 0, FAIL: 1, ERROR: 2}
+
+
+def is_url(side: str) -> bool:
+    return side.lower().startswith(("http://", "https://"))
+
+
+@dataclass
+class GateResult:
+    verdict: str  # PASS, FAIL or ERROR
+    regressed_classes: list[str] = field(default_factory=list)
+    baseline: dict | None = None  # ModelInfo.to_dict() of each side, once known
+    candidate: dict | None = None
+    comparison: dict | None = None
+    error: str | None = None  # why no verdict could be reached (ERROR)
+    images_sent: int = 0
+    report: str | None = None
+    same_model: bool = False  # baseline and candidate are one fingerprint: nothing can have regressed
+
+    def summary(self) -> str:
+        """One line, e.g. for Flagger's events: the verdict and what decided it."""
+        if self.verdict == ERROR:
+            return f"cannot decide: {self.error}"
+        names = f"{_title(self.baseline)} -> {_title(self.candidate)}"
+        if self.verdict == FAIL:
+            return f"FAIL {names}: regressed {', '.join(self.regressed_classes) or 'overall'}"
+        if self.same_model:
+            return f"PASS {_title(self.candidate)}: the candidate is the baseline model (same fingerprint)"
+        return f"PASS {names}: no class regressed"
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "regressed_classes": self.regressed_classes, "summary": self.summary(),
+                "baseline": self.baseline, "candidate": self.candidate, "error": self.error,
+                "images_sent": self.images_sent, "report": self.report, "same_model": self.same_model,
+                "comparison": self.comparison}
+
+
+def _title(m: dict | None) -> str:
+    return f"{m['name']} v{m['version']} ({m['fingerprint'][:12]})" if m else "?"
+
+
+def run_gate(baseline: str | None, candidate: str, *, engine: Engine, settings: DeploySettings) -> GateResult:
+    """Collect the URL sides, resolve both, compare. Never raises for what a server or a selector
+    did (that is an ERROR verdict); database failures propagate."""
+    urls = [s for s in (baseline, candidate) if s and is_url(s)]
+    fingerprints: dict[str, str] = {}
+    sent = 0
+    if urls:
+        results = collect(urls, engine=engine, test_dir=settings.test_dir, opts=settings.opts,
+                          say=lambda m: log.info("%s", m))
+        for url, res in zip(urls, results, strict=True):
+            if res.status in FAILED_STATUSES:
+                return GateResult(ERROR, error=f"{res.url}: {_failure(res, settings)}", images_sent=sent)
+            fingerprints[url] = res.fingerprint
+            sent += res.n_sent
+    with engine.connect() as conn:
+        try:
+            cand = resolve(conn, fingerprints.get(candidate, candidate))
+            base = resolve(conn, fingerprints.get(baseline, baseline) if baseline else f"{cand.name}@previous",
+                           relative_to=cand)
+        except SelectorError as e:
+            return GateResult(ERROR, error=str(e), images_sent=sent)
+        if base.fingerprint == cand.fingerprint:  # a rollout that changed no weight, label or preprocessing
+            return GateResult(PASS, baseline=base.to_dict(), candidate=cand.to_dict(), images_sent=sent,
+                              same_model=True)
+        base_rows, cand_rows = store.load_rows(conn, model_id=base.id), store.load_rows(conn, model_id=cand.id)
+        comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
+        reports = [model_report(cand, cand_rows), model_report(base, base_rows)]
+    out = GateResult(PASS, baseline=base.to_dict(), candidate=cand.to_dict(), comparison=comparison,
+                     images_sent=sent)
+    if comparison["n_common_images"] == 0:
+        out.verdict, out.error = ERROR, "the two models share no evaluated images with labels both know"
+        return out
+    if comparison["verdict"] == "regression":
+        out.verdict, out.regressed_classes = FAIL, list(comparison["regressed_classes"])
+    if sent:
+        out.report = str(write_reports(engine, settings.report_dir, cand, reports, comparison))
+    return out
+
+
+def _failure(res, settings: DeploySettings) -> str:
+    if settings.opts.echo_errors:
+        return res.error or res.status.value
+    log.warning("evaluation of %s failed: %s", res.url, res.error)
+    return f"could not evaluate URL: {res.category or NOT_A_MODEL_SERVER}"
