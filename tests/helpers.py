@@ -77,6 +77,23 @@ def serve_model(model_dir: Path, *, predict_delay: float = 0.0) -> LiveServer:
     return LiveServer(app)
 
 
+class Switch:
+    """A WSGI app whose model can be replaced behind the same URL (a redeploy)."""
+
+    def __init__(self, folder):
+        self.before = None  # called before every request when set (holds answers back)
+        self.set(folder)
+
+    def set(self, folder):
+        from model_server.app import create_app
+        self.app = create_app({"model_dir": str(folder), "load_async": False})
+
+    def __call__(self, environ, start_response):
+        if self.before is not None:
+            self.before()
+        return self.app(environ, start_response)
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

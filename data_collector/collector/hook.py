@@ -36,6 +36,8 @@ from werkzeug.exceptions import HTTPException
 from .client import REFUSED
 from .collect import DatabaseFailure
 from .deploy import DeploySettings, evaluate_deployment
+from .gates import GateEndpoints, GateService
+from .gates import job_status as gate_job_status
 from .http_headers import secure_headers
 from .settings import CollectorSettings
 from .store import StoreError, ensure_schema
@@ -188,8 +190,16 @@ def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | No
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     secure_headers(app)
-    DeployHook(engine=engine, settings=settings, token=token, policy=allowed or HostPolicy(DEFAULT_ALLOWED_HOSTS),
-               max_jobs=max_jobs, migrate=migrate, enabled=enabled).register(app)
+    policy = allowed or HostPolicy(DEFAULT_ALLOWED_HOSTS)
+    gates = GateService(engine=engine, settings=settings, policy=policy, max_jobs=max_jobs, migrate=migrate)
+    DeployHook(engine=engine, settings=settings, token=token, policy=policy, max_jobs=max_jobs, migrate=migrate,
+               enabled=enabled, gates=gates).register(app)
+    GateEndpoints(gates, token=token, enabled=enabled).register(app)
+    app.extensions["gate_service"] = gates
+    app.add_url_rule("/livez", "livez", lambda: jsonify({"status": "alive"}), methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", lambda: _readiness(engine, gates, enabled), methods=["GET"])
+    if enabled:
+        gates.start()
     return app
 
 
@@ -198,8 +208,9 @@ class DeployHook:
     GET /jobs and /jobs/ID say how it went. Its queue, jobs, policy and settings live here."""
 
     def __init__(self, *, engine: Engine, settings: DeploySettings, token: str | None, policy: HostPolicy,
-                 max_jobs: int, migrate: bool, enabled: bool):
+                 max_jobs: int, migrate: bool, enabled: bool, gates: GateService | None = None):
         self.engine, self.token, self.policy, self.migrate, self.enabled = engine, token, policy, migrate, enabled
+        self.gates = gates  # the gate jobs (in the database), also answered at /jobs/ID
         # The policy goes with every connection the jobs make; the target's own words never come back.
         self.settings = dataclasses.replace(settings, opts=dataclasses.replace(settings.opts, policy=policy,
                                                                                 echo_errors=False))
@@ -271,6 +282,9 @@ class DeployHook:
         if _wants_wait():
             return self._waited(job_id)
         status = self.jobs.get(job_id)
+        if status is None and self.gates is not None:
+            gate_job = self.gates.job(job_id) if len(job_id) == 32 else None
+            status = gate_job_status(gate_job) if gate_job else None
         if status is None:
             return jsonify({"error": "no such job (finished jobs are kept for a while only)"}), 404
         return jsonify(status)
@@ -288,6 +302,22 @@ class DeployHook:
         status = job_status(job)
         return jsonify({**status["result"], "job": job_id, "links": status["links"]}), \
             200 if status["result"]["verdict"] != "error" else 502
+
+
+def _readiness(engine: Engine, gates: GateService, enabled: bool):
+    """200 when the database answers (and, with the gate on, its schema is current)."""
+    if enabled:
+        ok = gates.ready
+    else:
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            ok = True
+        except DBAPIError:
+            ok = False
+    if ok:
+        return jsonify({"status": "ready"})
+    return jsonify({"status": "the database is not reachable or not set up (./setup_db.sh)"}), 503
 
 
 def _wants_wait() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Flask, Response
-from werkzeug.serving import WSGIRequestHandler
 
 SERVER_NAME = "data-collector"  # no product or language version in `Server`
 HTML_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
@@ -22,10 +21,3 @@ def secure_headers(app: Flask) -> None:
         resp.headers.setdefault("Cache-Control", "no-store")
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
-
-
-class RequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler without its and Python's versions in `Server`."""
-
-    def version_string(self) -> str:
-        return SERVER_NAME

@@ -95,3 +95,23 @@ failures = Table(
     Column("sha256", String(64)),
     Column("error", Text, nullable=False),
 )
+
+gate_jobs = Table(
+    "gate_jobs", metadata,
+    Column("id", String(32), primary_key=True),  # uuid4 hex: the job's URL is /jobs/ID
+    Column("key", String(64), nullable=False, index=True),  # sha256 of what identifies the request (store.job_key)
+    Column("kind", String(20), nullable=False),  # hook | gate | flagger | argo
+    Column("baseline", String(2000)),  # a URL or a stored selector; NULL: the candidate's previous version
+    Column("candidate", String(2000), nullable=False),
+    Column("candidate_fingerprint", String(64)),  # once evaluated: a new model behind the URL is a new job
+    Column("state", String(20), nullable=False),  # queued | running | done | failed
+    Column("verdict", String(20)),  # pass | fail | error (gate kinds); the deploy hook's own verdicts
+    Column("result", JSON),
+    Column("error", Text),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),  # runs started: > 1 after a restart resumed it
+    Column("owner", String(300)),  # host:pid:token of the serve process running it
+    Column("heartbeat_at", DateTime(timezone=True)),
+)

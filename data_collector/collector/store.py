@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from .redact import redact_url
-from .schema import failures, images, model_urls, models, predictions, runs
+from .schema import failures, gate_jobs, images, model_urls, models, predictions, runs
 from .settings import CollectorSettings
 from .vocab import BACKENDS, IDENTITIES, PROTOCOLS, SCORE_KINDS, ImageKind, RunStatus
 
@@ -520,3 +522,97 @@ def model_runs(conn: Connection, *, model_id: int, limit: int = 20) -> list[dict
 def image_path(conn: Connection, *, sha256: str) -> str | None:
     """The stored relative path of an image, by its sha256."""
     return conn.execute(select(images.c.path).where(images.c.sha256 == sha256)).scalar_one_or_none()
+
+
+# ---- gate jobs (gates.py): the gate service's queue, kept across restarts --------------------
+JOB_STATES = ("queued", "running", "done", "failed")
+JOB_KINDS = ("hook", "gate", "flagger", "argo")
+
+
+def job_key(kind: str, baseline: str | None, candidate: str, revision: str | None) -> str:
+    """What identifies a request: the same key joins the same job (see find_job)."""
+    return hashlib.sha256(json.dumps([kind, baseline or "", candidate, revision or ""]).encode()).hexdigest()
+
+
+def _job(row) -> dict | None:
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    for k in ("submitted_at", "started_at", "finished_at", "heartbeat_at"):
+        if out.get(k) is not None and out[k].tzinfo is None:
+            out[k] = out[k].replace(tzinfo=UTC)  # SQLite hands back naive datetimes
+    return out
+
+
+def latest_job(conn: Connection, *, key: str) -> dict | None:
+    return _job(conn.execute(select(gate_jobs).where(gate_jobs.c.key == key)
+                             .order_by(gate_jobs.c.submitted_at.desc(), gate_jobs.c.id).limit(1)).first())
+
+
+def add_job(conn: Connection, *, key: str, kind: str, baseline: str | None, candidate: str) -> str:
+    job_id = uuid.uuid4().hex
+    conn.execute(gate_jobs.insert().values(id=job_id, key=key, kind=kind, baseline=baseline, candidate=candidate,
+                                           state="queued", submitted_at=now(), attempts=0))
+    return job_id
+
+
+def get_job(conn: Connection, job_id: str) -> dict | None:
+    return _job(conn.execute(select(gate_jobs).where(gate_jobs.c.id == job_id)).first())
+
+
+def recent_jobs(conn: Connection, *, limit: int = 20) -> list[dict]:
+    q = select(gate_jobs).order_by(gate_jobs.c.submitted_at.desc(), gate_jobs.c.id).limit(limit)
+    return [_job(r) for r in conn.execute(q)]
+
+
+def queued_jobs(conn: Connection, *, limit: int) -> list[str]:
+    q = (select(gate_jobs.c.id).where(gate_jobs.c.state == "queued")
+         .order_by(gate_jobs.c.submitted_at, gate_jobs.c.id).limit(limit))
+    return [r[0] for r in conn.execute(q)]
+
+
+def count_active_jobs(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(gate_jobs)
+                        .where(gate_jobs.c.state.in_(("queued", "running")))).scalar_one()
+
+
+def claim_job(conn: Connection, *, job_id: str) -> bool:
+    """Take a queued job for this process; False when another took it first (one UPDATE decides)."""
+    t = now()
+    r = conn.execute(update(gate_jobs).where(gate_jobs.c.id == job_id, gate_jobs.c.state == "queued")
+                     .values(state="running", owner=process_owner(), started_at=t, heartbeat_at=t,
+                             attempts=gate_jobs.c.attempts + 1))
+    return r.rowcount == 1
+
+
+def beat_jobs(conn: Connection, *, job_ids: list[str]) -> None:
+    if job_ids:
+        conn.execute(update(gate_jobs).where(gate_jobs.c.id.in_(job_ids), gate_jobs.c.state == "running")
+                     .values(heartbeat_at=now()))
+
+
+def finish_job(conn: Connection, *, job_id: str, state: str, verdict: str | None, result: dict | None,
+               error: str | None, candidate_fingerprint: str | None) -> None:
+    conn.execute(update(gate_jobs).where(gate_jobs.c.id == job_id, gate_jobs.c.owner == process_owner())
+                 .values(state=state, verdict=verdict, result=result, error=error, finished_at=now(),
+                         candidate_fingerprint=candidate_fingerprint))
+
+
+def requeue_dead_jobs(conn: Connection, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
+    """Jobs left 'running' by a dead process are queued again (their collection resumes where the
+    database stands); a live process's jobs stay."""
+    cutoff = now() - timedelta(seconds=stale_after_s)
+    dead = [j["id"] for j in map(_job, conn.execute(select(gate_jobs).where(gate_jobs.c.state == "running")))
+            if _owner_is_dead(j["owner"]) or j["heartbeat_at"] is None or j["heartbeat_at"] < cutoff]
+    if dead:
+        conn.execute(update(gate_jobs).where(gate_jobs.c.id.in_(dead), gate_jobs.c.state == "running")
+                     .values(state="queued", owner=None))
+    return dead
+
+
+def release_jobs(conn: Connection, *, job_ids: list[str]) -> None:
+    """This process stops (SIGTERM) before these jobs end: queued again for the next one."""
+    if job_ids:
+        conn.execute(update(gate_jobs).where(gate_jobs.c.id.in_(job_ids), gate_jobs.c.state == "running",
+                                             gate_jobs.c.owner == process_owner())
+                     .values(state="queued", owner=None))

@@ -12,24 +12,7 @@ from collector.collect import CollectOptions
 from collector.deploy import DeploySettings
 from collector.hook import HostPolicy, create_hook_app
 from collector.schema import runs
-from helpers import LiveServer, run_cli, write_color_model
-
-
-class Switch:
-    """A WSGI app whose model can be replaced behind the same URL (a redeploy)."""
-
-    def __init__(self, folder):
-        self.before = None  # called before every request when set (holds answers back)
-        self.set(folder)
-
-    def set(self, folder):
-        from model_server.app import create_app
-        self.app = create_app({"model_dir": str(folder), "load_async": False})
-
-    def __call__(self, environ, start_response):
-        if self.before is not None:
-            self.before()
-        return self.app(environ, start_response)
+from helpers import LiveServer, Switch, run_cli, write_color_model
 
 
 def n_runs(db, status: str | None = None):

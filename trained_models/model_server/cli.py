@@ -73,6 +73,8 @@ def _gunicorn(settings: ServerSettings):
                                "graceful_timeout": 30, "keepalive": 5, "worker_class": "gthread",
                                "accesslog": settings.access_log or None}.items():
                 self.cfg.set(key, value)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn 24+: no socket in $HOME
+                self.cfg.set("control_socket_disable", True)
             self.cfg.set("child_exit", lambda _arbiter, worker: metrics_dir.worker_exited(worker.pid))
 
         def load(self):

@@ -95,7 +95,9 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
 @collect_options
 @click.pass_context
 def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
-    """Gate a rollout: is CANDIDATE worse than BASELINE on some class?
+    """Gate a rollout: exit 1 when a class regressed from BASELINE.
+
+    Pass unless CANDIDATE is worse than BASELINE on some class.
 
     Each of BASELINE and CANDIDATE is a model URL (evaluated first on what the database lacks) or a
     stored model (a name, a fingerprint prefix, NAME@VERSION, NAME@latest, NAME@previous).
@@ -188,33 +190,37 @@ def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | No
 
 def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str,
            hook_required: bool) -> None:
-    from werkzeug.serving import make_server
-
-    from ..hook import HostPolicy, create_hook_app
-    from ..http_headers import RequestHandler
-    from ..web import WebContext, register_web
+    from ..hook import HostPolicy
 
     token, hook = _hook_token(host, no_auth, hook_required)
     try:  # no connection yet: the stack may start before ./setup_db.sh creates the roles
-        engine = store.make_engine(ctx.obj["db"])
-        view_engine = engine if view_db == ctx.obj["db"] else store.make_engine(view_db)
+        store.make_engine(ctx.obj["db"])
+        store.make_engine(view_db)
     except store.StoreError as e:
         fail(str(e))
-    settings = _deploy_settings(kw, report_dir)
     policy = HostPolicy(allowed_hosts.split(","))
-    app = create_hook_app(engine=engine, settings=settings, token=token, allowed=policy, max_jobs=max_jobs,
-                          migrate=not kw["no_migrate"], enabled=hook)
-    register_web(app, WebContext(view_engine, Path(kw["test_data"]), settings.thresholds,
-                                 jobs=app.extensions["deploy_jobs"] if hook else None))
-    server = make_server(host, port, app, threaded=True, request_handler=RequestHandler)
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     err.print(f"web view on http://{shown}:{port}/")
     if hook:
-        err.print(f"deploy hook on http://{shown}:{port}/hooks/deployed; may contact {policy.describe()}"
-                  + ("; NO AUTHENTICATION" if no_auth else ""))
+        err.print(f"deploy hook on http://{shown}:{port}/hooks/deployed, gates on /gates/...; may contact "
+                  f"{policy.describe()}" + ("; NO AUTHENTICATION" if no_auth else ""))
     else:
-        err.print("deploy hook off (set HOOK_TOKEN to enable it)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        err.print("deploy hook and gates off (set HOOK_TOKEN to enable them)")
+
+    def build():
+        """The app, built in gunicorn's worker (after the fork): engines, gate jobs, web view."""
+        from ..hook import create_hook_app
+        from ..web import WebContext, register_web
+
+        engine = store.make_engine(ctx.obj["db"])
+        view_engine = engine if view_db == ctx.obj["db"] else store.make_engine(view_db)
+        settings = _deploy_settings(kw, report_dir)
+        app = create_hook_app(engine=engine, settings=settings, token=token, allowed=policy, max_jobs=max_jobs,
+                              migrate=not kw["no_migrate"], enabled=hook)
+        register_web(app, WebContext(view_engine, Path(kw["test_data"]), settings.thresholds,
+                                     jobs=app.extensions["deploy_jobs"] if hook else None))
+        return app
+
+    from ..wsgi import run_gunicorn
+
+    run_gunicorn(build, host=host, port=port)

@@ -1,0 +1,182 @@
+"""gates.py: gate jobs in the database, answered as Flagger and Argo Rollouts ask, with real model
+servers. The restart test (SIGKILL mid-job) is tests/features/test_gate_restart.py."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from jsonpath_ng import parse as jsonpath
+
+from collector.collect import CollectOptions
+from collector.deploy import DeploySettings
+from collector.hook import HostPolicy, create_hook_app
+from helpers import LiveServer, serve_model, write_color_model
+
+LABELS = ["red", "green", "blue"]
+TOKEN = "t" * 24
+DEADLINE_S = 240  # an evaluation on a busy machine; polls retry until then
+
+
+def argo_outcome(answer: dict) -> str:
+    """The README's AnalysisTemplate, as Argo Rollouts evaluates it: jsonPath `{$.verdict}`,
+    successCondition `result == "pass"`, failureCondition `result in ["fail", "error"]`; neither: inconclusive."""
+    (result,) = [m.value for m in jsonpath("$.verdict").find(answer)]
+    if result == "pass":
+        return "Successful"
+    if result in ("fail", "error"):
+        return "Failed"
+    return "Inconclusive"
+
+
+@pytest.fixture
+def gate_app(tmp_path, big_data, request):
+    db = getattr(request, "param", None) or f"sqlite:///{tmp_path / 'gate.db'}"
+    from collector import store
+
+    engine = store.make_engine(db)
+    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "reports", opts=CollectOptions(batch_size=8))
+    app = create_hook_app(engine=engine, settings=settings, token=TOKEN, allowed=HostPolicy(["127.0.0.1"]))
+    with LiveServer(app) as srv:
+        yield srv
+    app.extensions["gate_service"].stop(5)
+
+
+@pytest.fixture
+def models(tmp_path):
+    return {"v1": write_color_model(tmp_path / "v1", LABELS, version="1"),
+            "broken": write_color_model(tmp_path / "v2", LABELS, version="2", swap=("green", "blue")),
+            "surer": write_color_model(tmp_path / "v3", LABELS, version="3", scale=14.0)}
+
+
+def _argo(srv, baseline: str, candidate: str, **extra) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    r = requests.get(f"{srv.url}/gates/verdict", params={"baseline": baseline, "candidate": candidate, **extra},
+                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json(), time.perf_counter() - t0
+
+
+def _poll_argo(srv, baseline: str, candidate: str) -> list[dict]:
+    answers = []
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        a, _ = _argo(srv, baseline, candidate)
+        answers.append(a)
+        if a["verdict"] != "running":
+            return answers
+        time.sleep(0.2)
+    raise AssertionError(f"no verdict within {DEADLINE_S} s: {answers[-1]}")
+
+
+def test_argo_polls_join_one_job_until_the_verdict(gate_app, models):
+    # A slow candidate: the job is certainly still running when the first polls arrive.
+    with serve_model(models["v1"]) as base, serve_model(models["broken"], predict_delay=0.05) as cand:
+        answers = _poll_argo(gate_app, base.url, cand.url)
+    assert {a["job"] for a in answers} == {answers[0]["job"]}  # every poll joined the one job
+    assert answers[0]["verdict"] == "running" and argo_outcome(answers[0]) == "Inconclusive"
+    assert answers[-1]["verdict"] == "fail" and argo_outcome(answers[-1]) == "Failed"
+    assert "green" in answers[-1]["regressed_classes"] and "green" in answers[-1]["summary"]
+    status = requests.get(gate_app.url + answers[-1]["status_url"], timeout=30).json()
+    assert status["state"] == "done" and status["attempts"] == 1 and status["result"]["images_sent"] == 2 * 93
+
+
+def test_argo_passes_a_confidence_only_retrain_and_a_new_model_is_a_new_job(gate_app, models, tmp_path):
+    from helpers import Switch
+
+    switch = Switch(models["surer"])
+    with serve_model(models["v1"]) as base, LiveServer(switch) as cand:
+        answers = _poll_argo(gate_app, base.url, cand.url)
+        assert answers[-1]["verdict"] == "pass" and argo_outcome(answers[-1]) == "Successful"
+        again, _ = _argo(gate_app, base.url, cand.url)  # finished, same model: the same answer
+        assert (again["job"], again["verdict"]) == (answers[-1]["job"], "pass")
+        switch.set(models["broken"])  # a new model behind the same URL
+        later = _poll_argo(gate_app, base.url, cand.url)
+    assert later[0]["job"] != answers[-1]["job"] and later[-1]["verdict"] == "fail"
+
+
+def test_argo_refuses_without_token_outside_the_allowlist_and_bad_requests(gate_app):
+    url = f"{gate_app.url}/gates/verdict"
+    assert requests.get(url, params={"candidate": "http://127.0.0.1:9"}, timeout=30).status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = requests.get(url, params={"candidate": "http://10.9.9.9:8080"}, headers=auth, timeout=30)
+    assert r.status_code == 403 and "allowlist" in r.json()["error"]
+    assert requests.get(url, headers=auth, timeout=30).status_code == 400
+    r = requests.post(url, data=b"[1]", headers=auth, timeout=30)
+    assert r.status_code == 400
+    r = requests.post(url, json={"candidate": "http://127.0.0.1:9"}, headers=auth, timeout=30)
+    assert r.status_code == 200 and r.json()["verdict"] in ("running", "error")
+
+
+def _flagger(srv, phase: str, body: dict) -> requests.Response:
+    """As Flagger's webhook client sends it: JSON body, Content-Type, no other header."""
+    import json
+
+    return requests.post(f"{srv.url}/gates/flagger/{phase}", data=json.dumps(body),
+                         headers={"Content-Type": "application/json"}, timeout=30)
+
+
+def _canary_body(phase: str, baseline: str, candidate: str, checksum: str = "7f9c") -> dict:
+    return {"name": "podinfo", "namespace": "test", "phase": phase, "checksum": checksum,
+            "metadata": {"candidate": candidate, "baseline": baseline, "token": TOKEN}}
+
+
+def _until_not(srv, phase: str, body: dict, status: int) -> requests.Response:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        r = _flagger(srv, phase, body)
+        if r.status_code != status:
+            return r
+        time.sleep(0.2)
+    raise AssertionError(f"{phase} still {status} after {DEADLINE_S} s")
+
+
+def test_flagger_holds_promotion_while_running_and_on_fail_and_rolls_back_on_fail(gate_app, models):
+    with serve_model(models["v1"]) as base, serve_model(models["broken"], predict_delay=0.05) as cand:
+        r = _flagger(gate_app, "pre-rollout", _canary_body("Progressing", base.url, cand.url))
+        assert r.status_code == 200 and "gate job" in r.text
+        first = _flagger(gate_app, "confirm-promotion", _canary_body("Promoting", base.url, cand.url))
+        assert first.status_code == 409 and "running" in first.text  # held: non-2xx while running
+        final = _until_not(gate_app, "confirm-promotion", _canary_body("Promoting", base.url, cand.url), 409)
+        assert final.status_code == 412 and "green" in final.text and final.text.count("\n") == 1
+        rollback = _flagger(gate_app, "rollback", _canary_body("Progressing", base.url, cand.url))
+        assert rollback.status_code == 200 and "FAIL" in rollback.text
+
+
+def test_flagger_promotes_an_unchanged_model_and_does_not_roll_back(gate_app, models):
+    with serve_model(models["v1"]) as base, serve_model(models["v1"]) as same:
+        body = _canary_body("Promoting", base.url, same.url, checksum="abc")
+        final = _until_not(gate_app, "confirm-promotion", body, 409)
+        assert final.status_code == 200 and "same fingerprint" in final.text
+        assert _flagger(gate_app, "rollback", body).status_code == 409
+
+
+def test_flagger_refuses_a_wrong_token_and_a_foreign_body(gate_app):
+    body = _canary_body("Progressing", "http://127.0.0.1:9", "http://127.0.0.1:9")
+    body["metadata"]["token"] = "wrong"
+    assert _flagger(gate_app, "pre-rollout", body).status_code == 401
+    assert _flagger(gate_app, "pre-rollout", {"name": "x"}).status_code == 400
+    r = requests.post(f"{gate_app.url}/gates/flagger/rollback", data=b"\xff", timeout=30)
+    assert r.status_code == 400 and "Traceback" not in r.text
+
+
+def test_probes(gate_app):
+    assert requests.get(f"{gate_app.url}/livez", timeout=30).status_code == 200
+    deadline = time.monotonic() + DEADLINE_S
+    while requests.get(f"{gate_app.url}/readyz", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_readiness_says_503_when_the_database_is_gone(tmp_path, big_data):
+    from collector import store
+
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path, opts=CollectOptions())
+    app = create_hook_app(engine=engine, settings=settings, token=None, enabled=False)
+    with LiveServer(app) as srv:
+        assert requests.get(f"{srv.url}/readyz", timeout=30).status_code == 503
+        assert requests.get(f"{srv.url}/livez", timeout=30).status_code == 200
+    assert not Path(tmp_path / "no").exists()
