@@ -28,7 +28,7 @@ from .answers import InvalidAnswer, NativeAnswer, NativeMetadata, NotJSON, decod
 from .redact import redact_secrets, register_userinfo
 from .settings import CollectorSettings
 from .text import literal
-from .urls import BadURL, HostPolicy, NotAllowed, parse_target
+from .urls import BadURL, HostPolicy, NotAllowed, header_suffix, parse_target, split_headers
 from .urls import display as display_url
 from .validate import native_facts, stored_metadata
 
@@ -212,21 +212,25 @@ class ModelClient:
     predict_path = "/predict"  # as named in messages
 
     def __init__(self, url: str, *, limits: Limits | None = None, retries: int = 3, backoff: float = 0.5,
-                 pool_size: int = 4, echo_errors: bool = True, policy: HostPolicy | None = None):
+                 pool_size: int = 4, echo_errors: bool = True, policy: HostPolicy | None = None,
+                 headers: dict[str, str] | None = None):
         try:
+            url, named = split_headers(url)
+            headers = {**named, **(headers or {})}
             target = parse_target(url)
         except BadURL as e:
             raise ModelServerError(display_url(url), str(e)) from None
         self._target = target.url  # the canonical string: what urllib3 parses back is what was checked
         if target.userinfo:
             register_userinfo(target.userinfo)
-        self.url = target.display  # what messages and the database see
+        self.url = target.display + header_suffix(headers)  # what messages and the database see
         self.limits = limits or Limits()
         self.retries = retries
         self.backoff = backoff
         self.echo_errors = echo_errors  # False: never repeat what the server said (the deploy hook)
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or netrc credentials from the environment
+        self.session.headers.update(headers)  # a URL's own headers (urls.split_headers): Host, Seldon-Model
         adapter = _Adapter(policy, pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

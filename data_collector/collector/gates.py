@@ -30,7 +30,7 @@ from .collect import DatabaseFailure
 from .deploy import DeploySettings
 from .gate import ERROR, FAIL, PASS, is_url, run_gate
 from .protocols import connect
-from .urls import BadURL, HostPolicy, NotAllowed, parse_target
+from .urls import BadURL, HostPolicy, NotAllowed, header_suffix, parse_target, split_headers
 
 log = logging.getLogger("collector.gates")
 
@@ -102,14 +102,15 @@ class GateService:
         if not is_url(side):
             return side
         try:
-            target = parse_target(side, allow_userinfo=False)
+            url, headers = split_headers(side)
+            target = parse_target(url, allow_userinfo=False)
             self.policy.check(target)
         except BadURL as e:
             raise RequestError(400, f"{what}: {e}") from None
         except NotAllowed as e:
             log.info("gate: %s refused: %s", what, e)
             raise RequestError(403, f"{what}: refused by allowlist ({e}); allowed: {self.policy.describe()}") from None
-        return target.url
+        return target.url + header_suffix(headers)
 
     def submit(self, kind: str, baseline: str | None, candidate: str, revision: str | None = None) -> dict:
         """Start the job for this request, or join the one it already has (see the module's doc)."""

@@ -30,7 +30,7 @@ from model_server import oip
 
 from .answers import AnsweringModel, InvalidAnswer, NativeAnswer, NativePrediction, V1Answer, V1Status
 from .client import ModelClient, ModelServerError, display_url
-from .urls import BadURL, parse_target
+from .urls import BadURL, header_suffix, parse_target, split_headers
 from .validate import SUM_TOLERANCE, identity
 from .vocab import INPUT_MODES, PROTOCOLS
 
@@ -104,12 +104,13 @@ def connect(url: str, options: ProtocolOptions | None = None, **kwargs) -> Model
     """The client for `url`'s protocol (kwargs as ModelClient's: limits, retries, ...)."""
     options = options or ProtocolOptions()
     try:
+        url, headers = split_headers(url)
         address = parse_address(parse_target(url).url, options.protocol)
     except (AddressError, BadURL) as e:
         raise ModelServerError(display_url(url), str(e)) from None
     if address.protocol == "native":
-        return ModelClient(address.url, **kwargs)
-    return (OIPClient if address.protocol == "v2" else V1Client)(address, options, **kwargs)
+        return ModelClient(address.url, headers=headers, **kwargs)
+    return (OIPClient if address.protocol == "v2" else V1Client)(address, options, headers=headers, **kwargs)
 
 
 # ---- behavioural identity ------------------------------------------------------------------
@@ -166,7 +167,7 @@ class ForeignClient(ModelClient):
 
     def __init__(self, address: Address, options: ProtocolOptions, **kwargs):
         super().__init__(address.base, **kwargs)
-        self.url = display_url(address.url)
+        self.url = display_url(address.url) + header_suffix(kwargs.get("headers") or {})
         self.address, self.options = address, options
         self.path = f"/{self.protocol}/models/{quote(address.model, safe='')}" + (
             f"/versions/{quote(address.version, safe='')}" if address.version else "")

@@ -22,7 +22,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import urllib3.util
 
@@ -203,6 +203,45 @@ def display(url: str) -> str:
 # ---- the allowlist ---------------------------------------------------------------------------
 # Never reachable through a name, only when listed as an address: cloud metadata and link-local.
 ALWAYS_BLOCKED = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128")]
+
+
+# ---- request headers of one URL ---------------------------------------------------------------
+# `URL#Name=value&Name=value`: headers sent with every request to that URL (a fragment is never
+# sent over HTTP, so the URL itself stays what is parsed and checked above). For a KServe tag
+# route behind an ingress (`#Host=latest-NAME-predictor.NS.example.com`) or Seldon Core 2's
+# `#Seldon-Model=NAME`; values are percent-decoded.
+MAX_URL_HEADERS = 8
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+REFUSED_HEADERS = frozenset({  # framing, hop-by-hop and credentials: the client sets these itself, or never
+    "content-length", "transfer-encoding", "content-encoding", "content-type", "connection", "keep-alive",
+    "te", "trailer", "upgrade", "expect", "authorization", "proxy-authorization", "cookie"})
+
+
+def split_headers(text: str) -> tuple[str, dict[str, str]]:
+    """(the URL without its `#...`, the headers it names); BadURL for a header that cannot be sent."""
+    if not isinstance(text, str) or "#" not in text:
+        return text, {}
+    url, _, fragment = text.partition("#")
+    headers: dict[str, str] = {}
+    for part in fragment.split("&"):
+        name, eq, value = (unquote(x) for x in part.partition("="))
+        if not eq or not _HEADER_NAME.fullmatch(name):
+            raise BadURL(f"after '#' come request headers as Name=value&Name=value, not {part[:60]!r}")
+        if name.lower() in REFUSED_HEADERS:
+            raise BadURL(f"header {name} cannot be set per URL")
+        if not value or len(value) > 1000 or not all(" " <= c <= "~" for c in value):
+            raise BadURL(f"header {name}: 1 to 1000 printable ASCII characters")
+        headers[name] = value.strip()
+    if len(headers) > MAX_URL_HEADERS:
+        raise BadURL(f"at most {MAX_URL_HEADERS} headers per URL")
+    return url, headers
+
+
+def header_suffix(headers: dict[str, str]) -> str:
+    """How a URL's headers are shown and stored after it: `#Host=...` (empty without headers)."""
+    if not headers:
+        return ""
+    return "#" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in headers.items())
 
 
 class NotAllowed(ValueError):

@@ -63,7 +63,8 @@ def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
 
 
 for _cmd in (collecting.collect_cmd, collecting.models_cmd, database.db_group, reporting.report_cmd,
-             reporting.compare_cmd, reporting.plan_cmd, deploying.gate_cmd, deploying.watch_cmd, deploying.hook_cmd,
+             reporting.compare_cmd, reporting.plan_cmd, deploying.gate_cmd,
+             deploying.kserve_urls_cmd, deploying.watch_cmd, deploying.hook_cmd,
              deploying.serve_cmd):
     main.add_command(_cmd)
 

@@ -43,7 +43,7 @@ class RateColumn(ProgressColumn):
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON (for scripts) instead of a table")
 @click.pass_context
 def collect_cmd(ctx, urls, as_json, **kw):
-    """Evaluate each model URL on the test images it has not seen yet.
+    """Evaluate model URLs on the test images they have not seen.
 
     URLS: model server addresses (or env MODEL_URLS, space-separated).
     """

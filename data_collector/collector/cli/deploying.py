@@ -125,6 +125,26 @@ def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
     ctx.exit(EXIT_CODES[result.verdict])
 
 
+@click.command("kserve-urls")
+@click.argument("source", type=click.File("r"))
+@click.option("--ingress", default=None, help="the ingress gateway's URL (e.g. http://istio-ingressgateway.istio-system"
+              "); each revision is reached there with its host in a Host header  [default: the revision URLs]")
+@click.option("--path", default="", help="appended to each URL: the model's path, e.g. /v2/models/NAME for OIP v2")
+def kserve_urls_cmd(source, ingress, path):
+    """The prev and latest URLs of a KServe canary, ready for gate.
+
+    SOURCE: `kubectl get inferenceservice NAME -o json` saved in a file, or - for standard input.
+    Prints PREV LATEST on one line: data-collector gate $(... | data-collector kserve-urls -).
+    """
+    from ..kserve import NotACanary, read, revision_urls
+
+    try:
+        prev, latest = revision_urls(read(source.read()), ingress=ingress, path=path)
+    except NotACanary as e:
+        fail(str(e), 2)
+    click.echo(f"{prev} {latest}")
+
+
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MIN_TOKEN_CHARS = 16
 
@@ -156,7 +176,7 @@ def serve_cmd(ctx, view_db, host, port, allowed_hosts, max_jobs, no_auth, report
 @click.command("hook")
 @_server_options
 def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw):
-    """Serve the deploy hook for CI/CD (serve, with a token required).
+    """Serve the deploy hook and gates (serve, token required).
 
     POST /hooks/deployed {"url": ...}; the web view is served too, as by `serve`.
 
