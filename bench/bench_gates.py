@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import requests
 from bench.common import ROOT, free_port, servers
 from devtools.health import wait_healthy
 
-TOKEN = "bench-gate-token-0123456789"
+TOKEN = secrets.token_urlsafe(24)  # this run's HOOK_TOKEN
 
 
 def main() -> dict:

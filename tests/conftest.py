@@ -64,3 +64,13 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'collector.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(autouse=True)
+def _stop_gate_services():
+    """Every gate service an app of the test started stops with the test (no polling thread left)."""
+    yield
+    from collector.gates import RUNNING_SERVICES
+
+    for service in list(RUNNING_SERVICES):
+        service.stop(5)

@@ -17,6 +17,8 @@ import dataclasses
 import hmac
 import logging
 import threading
+import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -35,8 +37,12 @@ from .urls import BadURL, HostPolicy, NotAllowed, header_suffix, parse_target, s
 log = logging.getLogger("collector.gates")
 
 RUNNING = "running"  # the verdict while a job is queued or running
-POLL_S = 0.25  # how often a serve process looks for queued jobs (a submit in the process wakes it at once)
+POLL_S = 0.25  # how often a busy serve process looks for queued jobs (a submit in the process wakes it at once)
+IDLE_POLL_S = 1.0  # ... and an idle one (jobs another process queued start within this)
 SAME_MODEL_CHECK = Limits(deadline=0.8, connect_timeout=0.5)  # asking a URL its fingerprint, within 1 s
+
+
+RUNNING_SERVICES: weakref.WeakSet[GateService] = weakref.WeakSet()  # for tests that build many apps
 
 
 class QueueFull(RuntimeError):
@@ -66,6 +72,8 @@ class GateService:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gate-jobs", daemon=True)
         self._ready = False
+        self._schema_lock = threading.Lock()
+        RUNNING_SERVICES.add(self)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -76,7 +84,8 @@ class GateService:
         what is still running then is queued again for the next process."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         deadline = threading.Event()
         for _ in range(int(timeout / 0.1)):
@@ -84,8 +93,11 @@ class GateService:
                 if not self._mine:
                     return
             deadline.wait(0.1)
-        with self._lock, self.engine.begin() as conn:
-            store.release_jobs(conn, job_ids=sorted(self._mine))
+        try:
+            with self._lock, self.engine.begin() as conn:
+                store.release_jobs(conn, job_ids=sorted(self._mine))
+        except DBAPIError as e:  # they stay running until a process finds this one dead
+            log.warning("gate jobs %s: cannot queue them again: %s", sorted(self._mine), e)
 
     @property
     def ready(self) -> bool:
@@ -113,12 +125,15 @@ class GateService:
         return target.url + header_suffix(headers)
 
     def submit(self, kind: str, baseline: str | None, candidate: str, revision: str | None = None) -> dict:
-        """Start the job for this request, or join the one it already has (see the module's doc)."""
+        """Start the job for this request, or join the one it already has (see the module's doc).
+        The deploy hook's requests join only a job that has not started: a deploy after a
+        running evaluation began is evaluated after it (jobs of one key run one at a time)."""
         key = store.job_key(kind, baseline, candidate, revision)
+        self._schema()
         with self._lock, self.engine.begin() as conn:
             last = store.latest_job(conn, key=key)
-            if last is not None and (last["state"] in ("queued", "running") or revision is not None
-                                     or self._same_model(last)):
+            if last is not None and (last["state"] == "queued" or kind != "hook" and (
+                    last["state"] == "running" or revision is not None or self._same_model(last))):
                 return last
             if store.count_active_jobs(conn) >= self.max_jobs:
                 raise QueueFull(f"{self.max_jobs} gate jobs are queued or running (HOOK_MAX_JOBS)")
@@ -142,70 +157,93 @@ class GateService:
             return False  # cannot tell: evaluate again (a wrong verdict is worse than a late one)
 
     def job(self, job_id: str) -> dict | None:
+        self._schema()
         with self.engine.connect() as conn:
             return store.get_job(conn, job_id)
 
+    def wait(self, job_id: str, poll_s: float = 0.1) -> dict | None:
+        """The job once it has ended (done or failed); None when there is no such job."""
+        while True:
+            job = self.job(job_id)
+            if job is None or job["state"] in ("done", "failed"):
+                return job
+            self._stop.wait(poll_s)
+
     def recent(self, n: int = 20) -> list[dict]:
+        self._schema()
         with self.engine.connect() as conn:
             return [job_status(j) for j in store.recent_jobs(conn, limit=n)]
 
+    def _ensure_schema(self) -> None:
+        store.ensure_schema(self.engine, migrate=self.migrate)  # the stack may start before ./setup_db.sh ran
+
+    def _schema(self) -> None:
+        """Before the first request that reads or writes jobs: the table exists (StoreError, DBAPIError)."""
+        if not self._ready:
+            with self._schema_lock:
+                if not self._ready:
+                    self._ensure_schema()
+                    self._ready = True
+
     # ---- running -------------------------------------------------------------------------
     def _loop(self) -> None:
-        beats = 0.0
+        next_beat = 0.0
         while not self._stop.is_set():
             try:
                 if not self._ready:
-                    store.ensure_schema(self.engine, migrate=self.migrate)
-                    self._ready = True
-                    beats = 0.0
-                beats = self._tick(beats)
+                    self._schema()
+                    next_beat = 0.0
+                next_beat = self._tick(next_beat)
             except (DBAPIError, store.StoreError) as e:  # the database is away: not ready, try again
                 self._ready = False
                 log.warning("gate jobs: database unavailable: %s", str(e).splitlines()[0] if str(e) else e)
-            self._wake.wait(self.poll_s)
+            with self._lock:
+                busy = bool(self._mine)
+            self._wake.wait(self.poll_s if busy else max(self.poll_s, IDLE_POLL_S))
             self._wake.clear()
 
-    def _tick(self, since_beat: float) -> float:
-        """Heartbeat and requeue every HEARTBEAT_S; claim what the free slots allow."""
-        since_beat -= self.poll_s
-        if since_beat <= 0:
+    def _tick(self, next_beat: float) -> float:
+        """Heartbeat and requeue every HEARTBEAT_S (at `next_beat`); claim what the free slots allow."""
+        if time.monotonic() >= next_beat:
             with self.engine.begin() as conn:
                 with self._lock:
                     store.beat_jobs(conn, job_ids=sorted(self._mine))
                 requeued = store.requeue_dead_jobs(conn)
             if requeued:
                 log.warning("gate jobs %s were left running by a process that died: queued again", requeued)
-            since_beat = store.HEARTBEAT_S
+            next_beat = time.monotonic() + store.HEARTBEAT_S
         with self._lock:
             free = self.max_jobs - len(self._mine)
         if free > 0 and not self._stop.is_set():
             with self.engine.begin() as conn:
-                for job_id in store.queued_jobs(conn, limit=free):
+                for job_id in store.startable_jobs(conn, limit=free):
                     if store.claim_job(conn, job_id=job_id):
                         with self._lock:
                             self._mine.add(job_id)
                         self._pool.submit(self._run, job_id)
-        return since_beat
+        return next_beat
 
     def _run(self, job_id: str) -> None:
         job = self.job(job_id)
-        state, verdict, result, error, fp = "failed", ERROR, None, None, None
+        verdict, result, error, fp = ERROR, None, None, None
         try:
             if job["kind"] == "hook":
                 from .deploy import evaluate_deployment
 
+                self._ensure_schema()
                 result = evaluate_deployment(job["candidate"], engine=self.engine, settings=self.settings)
                 verdict, fp = result["verdict"], result.get("fingerprint") or None
+                state = "failed" if verdict == ERROR else "done"
             else:
                 gate = run_gate(job["baseline"], job["candidate"], engine=self.engine, settings=self.settings)
                 result, verdict = gate.to_dict(), gate.verdict
                 fp = gate.candidate["fingerprint"] if gate.candidate else None
-            state = "done"
+                state = "done"
         except (DatabaseFailure, store.StoreError, DBAPIError) as e:
-            error = f"database: {getattr(e, 'orig', e)}".splitlines()[0]
+            state, error = "failed", f"database: {getattr(e, 'orig', e)}".splitlines()[0]
         except Exception as e:  # noqa: BLE001 - a bug: the job says so, the log has the traceback
             log.error("gate job %s failed unexpectedly", job_id, exc_info=e)
-            error = "internal error"
+            state, error = "failed", "internal error"
         try:
             with self.engine.begin() as conn:
                 store.finish_job(conn, job_id=job_id, state=state, verdict=verdict, result=result, error=error,
@@ -234,7 +272,7 @@ def job_status(job: dict) -> dict:
     result = job["result"] or {}
     if job["error"]:
         out["error"] = job["error"]
-    if job["state"] == "done":
+    if job["result"] is not None:
         out["result"] = result
         out["regressed_classes"] = result.get("regressed_classes", [])
         if result.get("summary"):

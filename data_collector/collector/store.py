@@ -565,12 +565,6 @@ def recent_jobs(conn: Connection, *, limit: int = 20) -> list[dict]:
     return [_job(r) for r in conn.execute(q)]
 
 
-def queued_jobs(conn: Connection, *, limit: int) -> list[str]:
-    q = (select(gate_jobs.c.id).where(gate_jobs.c.state == "queued")
-         .order_by(gate_jobs.c.submitted_at, gate_jobs.c.id).limit(limit))
-    return [r[0] for r in conn.execute(q)]
-
-
 def count_active_jobs(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(gate_jobs)
                         .where(gate_jobs.c.state.in_(("queued", "running")))).scalar_one()
@@ -616,3 +610,19 @@ def release_jobs(conn: Connection, *, job_ids: list[str]) -> None:
         conn.execute(update(gate_jobs).where(gate_jobs.c.id.in_(job_ids), gate_jobs.c.state == "running",
                                              gate_jobs.c.owner == process_owner())
                      .values(state="queued", owner=None))
+
+
+def startable_jobs(conn: Connection, *, limit: int) -> list[str]:
+    """Queued jobs, oldest first, but never a second job of a key that has one running (the deploy
+    hook evaluates one URL at a time) nor two of one key at once."""
+    running = {r[0] for r in conn.execute(select(gate_jobs.c.key).where(gate_jobs.c.state == "running"))}
+    out: list[str] = []
+    q = select(gate_jobs.c.id, gate_jobs.c.key).where(gate_jobs.c.state == "queued").order_by(
+        gate_jobs.c.submitted_at, gate_jobs.c.id)
+    for job_id, key in conn.execute(q):
+        if key not in running:
+            running.add(key)
+            out.append(job_id)
+            if len(out) == limit:
+                break
+    return out

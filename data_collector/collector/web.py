@@ -70,7 +70,7 @@ class WebContext:
     engine: Engine
     test_dir: Path
     thresholds: Thresholds
-    jobs: object | None = None  # hook.Jobs when the deploy hook is served by the same app
+    jobs: object | None = None  # gates.GateService when the deploy hook is served by the same app
 
 
 class _Thumbs:
@@ -334,8 +334,8 @@ def _jobs_html(n: int) -> str:
         return ""
     recent = jobs.recent(n)
     if not recent:
-        return "<h2>Recent deploy-hook jobs</h2><p>None since this server started.</p>"
-    rows = ["<h2>Recent deploy-hook jobs</h2><div class='scroll'><table><tr><th>submitted</th><th>url</th>"
+        return "<h2>Recent deploy-hook and gate jobs</h2><p>None yet.</p>"
+    rows = ["<h2>Recent deploy-hook and gate jobs</h2><div class='scroll'><table><tr><th>submitted</th><th>url</th>"
             "<th>state</th><th>verdict</th><th>links</th></tr>"]
     for j in recent:
         links = " ".join(f"<a href='{esc(href)}'>{esc(k)}</a>" for k, href in j.get("links", {}).items())

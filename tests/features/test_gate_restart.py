@@ -109,3 +109,28 @@ def test_sigkill_mid_job_resumes_to_the_same_verdict(db_url, tmp_path, big_data)
     assert n == distinct == 2 * 93 and n > stored_at_kill > 0
     print(f"\nrestart: {stored_at_kill} of {n} predictions stored at SIGKILL; {len(times)} polls answered, "
           f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms")
+
+
+def test_sigterm_lets_the_running_job_finish_then_exits(tmp_path, big_data):
+    labels = ["red", "green", "blue"]
+    v1 = write_color_model(tmp_path / "v1", labels, version="1")
+    broken = write_color_model(tmp_path / "v2", labels, version="2", swap=("green", "blue"))
+    db = f"sqlite:///{tmp_path / 'term.db'}"
+    port = free_port()
+    with serve_model(v1) as base, serve_model(broken, predict_delay=0.3) as cand:
+        proc = _serve(db, big_data, tmp_path, port)
+        try:
+            deadline = time.monotonic() + DEADLINE_S
+            while _count(db, predictions) == 0:  # the job runs: its first answers are stored
+                _ask(port, base.url, cand.url)
+                assert time.monotonic() < deadline, "the job did not start"
+                time.sleep(0.1)
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(120) == 0  # a clean exit, after the job
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    with engine_for(db).connect() as conn:
+        (job,) = conn.execute(select(gate_jobs)).mappings().all()
+    assert (job["state"], job["verdict"], job["attempts"]) == ("done", "fail", 1)
+    assert _count(db, predictions) == 2 * 93

@@ -133,18 +133,23 @@ def _until(condition, what: str, deadline_s: float = 120) -> None:
         time.sleep(0.05)
 
 
+def _states(gates, url: str) -> list[str]:
+    """The states of the hook's jobs for `url`, newest first (from the database)."""
+    return [j["state"] for j in gates.recent(50) if j["url"] == url and j["kind"] == "hook"]
+
+
 def test_requests_for_one_url_join_and_the_queue_is_bounded(hook_factory, tmp_path):
     app = hook_factory(max_jobs=2, timeout=8.0)
-    queue = app.extensions["deploy_queue"]
+    gates = app.extensions["gate_service"]
     with LiveServer(app) as hook, HostileServer("hangs after the request") as hanging:
         def post(url: str):
             return requests.post(hook.url + "/hooks/deployed?wait=1", json={"url": url}, headers=AUTH, timeout=300)
 
         with ThreadPoolExecutor(4) as pool:
             first = pool.submit(post, hanging)
-            _until(lambda: hanging in queue._url_locks and queue._url_locks[hanging].locked(), "first job running")
+            _until(lambda: _states(gates, hanging) == ["running"], "first job running")
             waiting = [pool.submit(post, hanging) for _ in range(2)]  # both join one waiting job
-            _until(lambda: hanging in queue._waiting, "second job waiting")
+            _until(lambda: _states(gates, hanging) == ["queued", "running"], "second job waiting")
             over = post("http://127.0.0.1:9")  # a third job: over the bound of 2
             assert over.status_code == 429 and over.headers.get("Retry-After") == "30"
             results = [f.result() for f in [first, *waiting]]
@@ -160,7 +165,7 @@ def test_requests_for_one_url_join_and_the_queue_is_bounded(hook_factory, tmp_pa
 
 def test_an_honest_deploy_is_not_queued_behind_a_hanging_one(hook_factory, color_model):
     app = hook_factory(timeout=6.0)
-    queue = app.extensions["deploy_queue"]
+    gates = app.extensions["gate_service"]
     order: list[str] = []
     with LiveServer(app) as hook, HostileServer("hangs after the request") as hanging, \
             serve_model(color_model) as honest:
@@ -171,7 +176,7 @@ def test_an_honest_deploy_is_not_queued_behind_a_hanging_one(hook_factory, color
 
         with ThreadPoolExecutor(4) as pool:
             slow = [pool.submit(post, hanging, "hanging") for _ in range(3)]
-            _until(lambda: hanging in queue._url_locks and queue._url_locks[hanging].locked(), "hanging job running")
+            _until(lambda: "running" in _states(gates, hanging), "hanging job running")
             fast = pool.submit(post, honest.url, "honest")
             assert fast.result().status_code == 200 and fast.result().json()["evaluated"]
             assert [f.result().status_code for f in slow] == [502, 502, 502]

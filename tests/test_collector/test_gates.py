@@ -33,7 +33,8 @@ def argo_outcome(answer: dict) -> str:
 
 @pytest.fixture
 def gate_app(tmp_path, big_data, request):
-    db = getattr(request, "param", None) or f"sqlite:///{tmp_path / 'gate.db'}"
+    on = getattr(request, "param", "sqlite")
+    db = request.getfixturevalue("pg_url") if on == "postgres" else f"sqlite:///{tmp_path / 'gate.db'}"
     from collector import store
 
     engine = store.make_engine(db)
@@ -71,6 +72,7 @@ def _poll_argo(srv, baseline: str, candidate: str) -> list[dict]:
     raise AssertionError(f"no verdict within {DEADLINE_S} s: {answers[-1]}")
 
 
+@pytest.mark.parametrize("gate_app", ["sqlite", "postgres"], indirect=True)
 def test_argo_polls_join_one_job_until_the_verdict(gate_app, models):
     # A slow candidate: the job is certainly still running when the first polls arrive.
     with serve_model(models["v1"]) as base, serve_model(models["broken"], predict_delay=0.05) as cand:
@@ -133,6 +135,7 @@ def _until_not(srv, phase: str, body: dict, status: int) -> requests.Response:
     raise AssertionError(f"{phase} still {status} after {DEADLINE_S} s")
 
 
+@pytest.mark.parametrize("gate_app", ["sqlite", "postgres"], indirect=True)
 def test_flagger_holds_promotion_while_running_and_on_fail_and_rolls_back_on_fail(gate_app, models):
     with serve_model(models["v1"]) as base, serve_model(models["broken"], predict_delay=0.05) as cand:
         r = _flagger(gate_app, "pre-rollout", _canary_body("Progressing", base.url, cand.url))

@@ -127,9 +127,11 @@ def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
 
 @click.command("kserve-urls")
 @click.argument("source", type=click.File("r"))
-@click.option("--ingress", default=None, help="the ingress gateway's URL (e.g. http://istio-ingressgateway.istio-system"
-              "); each revision is reached there with its host in a Host header  [default: the revision URLs]")
-@click.option("--path", default="", help="appended to each URL: the model's path, e.g. /v2/models/NAME for OIP v2")
+@click.option("--ingress", default=None, show_default="the revision URLs",
+              help="the ingress gateway's URL (e.g. http://istio-ingressgateway.istio-system); each revision is "
+                   "reached there with its host in a Host header")
+@click.option("--path", default="", show_default="none",
+              help="appended to each URL: the model's path, e.g. /v2/models/NAME for OIP v2")
 def kserve_urls_cmd(source, ingress, path):
     """The prev and latest URLs of a KServe canary, ready for gate.
 
