@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import json
 import logging
 import threading
 import time
@@ -73,6 +74,7 @@ class GateService:
         self._thread = threading.Thread(target=self._loop, name="gate-jobs", daemon=True)
         self._ready = False
         self._schema_lock = threading.Lock()
+        self._submit_lock = threading.Lock()  # one insert at a time: two requests of one key make one job
         RUNNING_SERVICES.add(self)
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -87,12 +89,11 @@ class GateService:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        deadline = threading.Event()
         for _ in range(int(timeout / 0.1)):
             with self._lock:
                 if not self._mine:
                     return
-            deadline.wait(0.1)
+            time.sleep(0.1)
         try:
             with self._lock, self.engine.begin() as conn:
                 store.release_jobs(conn, job_ids=sorted(self._mine))
@@ -130,11 +131,15 @@ class GateService:
         running evaluation began is evaluated after it (jobs of one key run one at a time)."""
         key = store.job_key(kind, baseline, candidate, revision)
         self._schema()
-        with self._lock, self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             last = store.latest_job(conn, key=key)
-            if last is not None and (last["state"] == "queued" or kind != "hook" and (
-                    last["state"] == "running" or revision is not None or self._same_model(last))):
-                return last
+        if last is not None and (last["state"] == "queued" or kind != "hook" and (
+                last["state"] == "running" or revision is not None or self._same_model(last))):
+            return last  # (the fingerprint check asks the candidate: outside every lock)
+        with self._submit_lock, self.engine.begin() as conn:
+            again = store.latest_job(conn, key=key)  # a request of this process may have queued it meanwhile
+            if again is not None and again["state"] == "queued" and (last is None or again["id"] != last["id"]):
+                return again
             if store.count_active_jobs(conn) >= self.max_jobs:
                 raise QueueFull(f"{self.max_jobs} gate jobs are queued or running (HOOK_MAX_JOBS)")
             job_id = store.add_job(conn, key=key, kind=kind, baseline=baseline, candidate=candidate)
@@ -381,8 +386,6 @@ def _line(status: int, text: str):
 
 
 def _json_object(raw: bytes) -> dict | None:
-    import json
-
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
