@@ -60,16 +60,20 @@ def _argo(srv, baseline: str, candidate: str, **extra) -> tuple[dict, float]:
     return r.json(), time.perf_counter() - t0
 
 
-def _poll_argo(srv, baseline: str, candidate: str) -> list[dict]:
-    answers = []
+def _poll(ask, finished, what: str) -> list:
+    """Every answer of `ask` until one is `finished` (polled to an overall deadline)."""
+    seen = []
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
-        a, _ = _argo(srv, baseline, candidate)
-        answers.append(a)
-        if a["verdict"] != "running":
-            return answers
+        seen.append(ask())
+        if finished(seen[-1]):
+            return seen
         time.sleep(0.2)
-    raise AssertionError(f"no verdict within {DEADLINE_S} s: {answers[-1]}")
+    raise AssertionError(f"{what} not reached in {DEADLINE_S} s: {seen[-1] if seen else None}")
+
+
+def _poll_argo(srv, baseline: str, candidate: str) -> list[dict]:
+    return _poll(lambda: _argo(srv, baseline, candidate)[0], lambda a: a["verdict"] != "running", "a verdict")
 
 
 @pytest.mark.parametrize("gate_app", ["sqlite", "postgres"], indirect=True)
@@ -126,13 +130,7 @@ def _canary_body(phase: str, baseline: str, candidate: str, checksum: str = "7f9
 
 
 def _until_not(srv, phase: str, body: dict, status: int) -> requests.Response:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        r = _flagger(srv, phase, body)
-        if r.status_code != status:
-            return r
-        time.sleep(0.2)
-    raise AssertionError(f"{phase} still {status} after {DEADLINE_S} s")
+    return _poll(lambda: _flagger(srv, phase, body), lambda r: r.status_code != status, f"{phase} not {status}")[-1]
 
 
 @pytest.mark.parametrize("gate_app", ["sqlite", "postgres"], indirect=True)
