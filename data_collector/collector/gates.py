@@ -192,7 +192,7 @@ class GateService:
 
     # ---- running -------------------------------------------------------------------------
     def _loop(self) -> None:
-        next_beat = 0.0
+        next_beat, said = 0.0, None
         while not self._stop.is_set():
             try:
                 if not self._ready:
@@ -201,7 +201,12 @@ class GateService:
                 next_beat = self._tick(next_beat)
             except (DBAPIError, store.StoreError) as e:  # the database is away: not ready, try again
                 self._ready = False
-                log.warning("gate jobs: database unavailable: %s", str(e).splitlines()[0] if str(e) else e)
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if reason != said:  # once per cause, not at every retry
+                    log.warning("gate jobs: database unavailable (retrying every second): %s", reason)
+                said = reason
+            else:
+                said = None
             with self._lock:
                 busy = bool(self._mine)
             self._wake.wait(self.poll_s if busy else max(self.poll_s, IDLE_POLL_S))

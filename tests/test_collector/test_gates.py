@@ -181,3 +181,31 @@ def test_readiness_says_503_when_the_database_is_gone(tmp_path, big_data):
         assert requests.get(f"{srv.url}/readyz", timeout=30).status_code == 503
         assert requests.get(f"{srv.url}/livez", timeout=30).status_code == 200
     assert not Path(tmp_path / "no").exists()
+
+
+def test_a_database_that_is_away_is_said_once_and_retried(tmp_path, big_data, monkeypatch, caplog):
+    import logging
+
+    from collector import store
+    from collector.gates import GateService
+
+    calls = []
+    real = store.ensure_schema
+
+    def counting(engine, **kw):
+        calls.append(1)
+        return real(engine, **kw)
+
+    monkeypatch.setattr(store, "ensure_schema", counting)
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path, opts=CollectOptions())
+    service = GateService(engine=engine, settings=settings, policy=HostPolicy(["127.0.0.1"]), max_jobs=2)
+    with caplog.at_level(logging.WARNING, logger="collector.gates"):
+        service.start()
+        deadline = time.monotonic() + DEADLINE_S
+        while len(calls) < 3:  # three attempts at the schema, whatever the machine's speed
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        service.stop(5)
+    said = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(said) == 1 and not service.ready
