@@ -192,8 +192,8 @@ def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw
 
 def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | None, bool]:
     """(HOOK_TOKEN or None for --no-auth, whether the hook is on); exit 2 on a weak or missing token."""
-    secret = CollectorSettings.env("hook_token").hook_token
-    token = secret.get_secret_value() if secret else None
+    configured = CollectorSettings.env("hook_token").hook_token  # a SecretStr: never printed
+    token = configured.get_secret_value() if configured else None
     hook = True
     if no_auth:
         if token:
