@@ -110,6 +110,17 @@ class CollectorSettings(BaseSettings):
                            option="--alpha", gt=0, le=1)
     report_dir: Path = setting(Path("reports"), "where the HTML and JSON reports of new versions are written",
                                option="--report-dir", path="dir")
+    # CI and experiment tracking (compare, gate, export mlflow; ci_report.py, mlflow_export.py)
+    github_actions: bool = setting(False, "set by GitHub Actions: compare and gate turn regressed classes into "
+                                   "::error annotations and fence the rest of their output with ::stop-commands::")
+    github_step_summary: Path | None = setting(None, "set by GitHub Actions: compare and gate append their Markdown "
+                                               "summary to this file", shown="unset")
+    mlflow_uri: str | None = setting(None, "MLflow tracking server that compare and gate export both models and the "
+                                     "verdict to", option="--mlflow-uri", shown="none")
+    mlflow_tracking_uri: str | None = setting(None, "MLflow tracking server of export mlflow (MLflow's own "
+                                              "variable)", option="--tracking-uri", shown="none")
+    mlflow_experiment_name: str = setting("pokemon-classifier-tester", "MLflow experiment the runs go to (created "
+                                          "when missing)", option="--experiment")
     # watch
     watch_interval: float = setting(60.0, "seconds between polls of each URL's /metadata", option="--interval",
                                     ge=0.1)

@@ -1,4 +1,4 @@
-"""Virtualenvs for third-party peers whose dependencies clash with ours (MLServer, KServe's client).
+"""Virtualenvs for third-party peers whose dependencies clash with ours (MLServer, KServe's client, MLflow's server).
 
     python tests/peers/venvs.py        # create or refresh them (make peer-venvs; the tests call it too)
 
@@ -19,6 +19,8 @@ HOME = ROOT / ".venvs"
 SPECS = {
     "mlserver": ["mlserver==1.7.1", "pillow==13.0.0", "requests==2.34.2", "ai-edge-litert==2.3.0"],
     "kserve": ["kserve==0.21.0", "ai-edge-litert==2.3.0", "pillow==13.0.0"],
+    # The tracking server the MLflow export is tested against (the full package: server and UI).
+    "mlflow": ["mlflow==3.17.2"],
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import store
+from .. import ci_report, store
 from ..client import ModelServerError
 from ..deploy import DeploySettings, evaluate_deployment
 from ..protocols import connect
@@ -28,6 +28,7 @@ from .common import (
     threshold_options,
     thresholds_from,
 )
+from .verdicts import VerdictOutputs, verdict_options
 
 
 def _deploy_settings(kw: dict, report_dir: Path) -> DeploySettings:
@@ -90,6 +91,7 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
 @click.argument("baseline")
 @click.argument("candidate")
 @click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON instead of a table")
+@verdict_options
 @report_dir_option
 @threshold_options
 @collect_options
@@ -103,12 +105,15 @@ def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
     stored model (a name, a fingerprint prefix, NAME@VERSION, NAME@latest, NAME@previous).
 
     Exit 0: pass, 1: a class regressed, 2: cannot decide (a server failed, a selector is ambiguous
-    or unknown, the models share no images, or the database failed).
+    or unknown, the models share no images, or the database failed). In GitHub Actions the Markdown
+    summary goes to the step summary and each regressed class becomes an error annotation; --junit
+    writes the JUnit XML GitLab and Jenkins read.
     """
     from ..collect import DatabaseFailure
     from ..gate import EXIT_CODES, run_gate
     from .reporting import print_comparison
 
+    outputs = VerdictOutputs.of(kw, as_json)
     engine = open_store(ctx, migrate=not kw["no_migrate"])
     try:
         result = run_gate(baseline, candidate, engine=engine, settings=_deploy_settings(kw, report_dir))
@@ -116,12 +121,16 @@ def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
         fail(str(e), 2)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        if result.comparison:
-            print_comparison(result.comparison)
-        (out if result.verdict != "error" else err).print(result.summary())
+    elif not outputs.stdout_taken:
+        with outputs.fence():
+            if result.comparison:
+                print_comparison(result.comparison)
+            (out if result.verdict != "error" else err).print(result.summary())
         if result.report:
             out.print(f"report: {result.report}")
+    outputs.write(junit=lambda: ci_report.gate_junit(result), markdown=lambda: ci_report.gate_markdown(result),
+                  annotations=lambda: ci_report.gate_annotations(result))
+    outputs.export(engine, result.comparison, [m["fingerprint"] for m in (result.baseline, result.candidate) if m])
     ctx.exit(EXIT_CODES[result.verdict])
 
 

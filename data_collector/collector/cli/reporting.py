@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import store, testset
+from .. import ci_report, store, testset
 from ..compare import COMPARE_LEGEND, class_verdict, compare
 from ..formatting import num
 from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
@@ -24,6 +24,7 @@ from .common import (
     threshold_options,
     thresholds_from,
 )
+from .verdicts import VerdictOutputs, verdict_options
 
 
 def print_model_report(rep: dict) -> None:
@@ -182,6 +183,7 @@ def print_comparison(c: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON (for CI) instead of tables")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="also write HTML here ('-': standard output, instead of the tables)")
+@verdict_options
 @click.pass_context
 def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     """Compare two models per class; exit 1 on a regression.
@@ -191,7 +193,11 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     NAME@previous (the version before CANDIDATE, or before the newest). Newest and previous follow
     version order (2 < 10), then first seen; a NAME@VERSION that two fingerprints claim is refused
     (exit 2) until a fingerprint prefix names one.
+
+    In GitHub Actions the Markdown summary goes to the step summary and each regressed class
+    becomes an error annotation; --junit writes the JUnit XML GitLab and Jenkins read.
     """
+    outputs = VerdictOutputs.of(kw, as_json, html_path)
     engine = open_store(ctx, migrate=False)
     with engine.connect() as conn:
         try:
@@ -212,8 +218,13 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
         fail("the two models share no evaluated images with labels both know", 2)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-    elif str(html_path) != "-":
-        print_comparison(result)
+    elif not outputs.stdout_taken:
+        with outputs.fence():
+            print_comparison(result)
+    outputs.write(junit=lambda: ci_report.junit_xml([result], name="data-collector compare"),
+                  markdown=lambda: ci_report.markdown_summary(result),
+                  annotations=lambda: ci_report.github_annotations(result))
+    outputs.export(engine, result, [base.fingerprint, cand.fingerprint])
     ctx.exit(1 if result["verdict"] == "regression" else 0)
 
 
