@@ -506,6 +506,17 @@ def latest_runs(conn: Connection) -> dict[int, dict]:
     return {r.model_id: dict(r._mapping) for r in conn.execute(q)}
 
 
+def evaluation_facts(conn: Connection, *, model_id: int) -> tuple[str | None, datetime | None]:
+    """(the test-set hash of the model's newest run that streamed the whole set, when its newest
+    run finished)."""
+    q = (select(runs.c.test_set_hash, runs.c.finished_at).where(runs.c.model_id == model_id)
+         .order_by(runs.c.id.desc()))
+    rows = conn.execute(q).all()
+    digest = next((r.test_set_hash for r in rows if r.test_set_hash), None)
+    finished = max((r.finished_at for r in rows if r.finished_at), default=None)
+    return digest, finished
+
+
 def model_runs(conn: Connection, *, model_id: int, limit: int = 20) -> list[dict]:
     """The model's runs, newest first, each with up to 20 of its failures."""
     q = (select(runs.c.id, runs.c.url, runs.c.status, runs.c.started_at, runs.c.finished_at, runs.c.n_planned,
