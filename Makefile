@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test demo view screenshots models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
+.PHONY: help venv test demo view screenshots mlflow-screenshots models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
 
 help:
 	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v2 and v3"
 	@echo "make view     - serve the web view of the demo database on http://localhost:8090/"
 	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
+	@echo "make mlflow-screenshots - the MLflow run pages of the demo's export, for the README"
 	@echo "make models   - retrain the three shipped models (45 min on 2 cores, measured with 'time make models')"
 	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
 	@echo "make bench    - benchmarks (writes bench/results.json)"
@@ -42,6 +43,11 @@ view: $(STAMP)
 # docs/screenshots/*.png from the demo database (after `make demo`), in Debian's chromium.
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py
+
+# docs/screenshots/mlflow-*.png: the demo's models and one comparison exported to a real MLflow
+# server (its own venv in .venvs/mlflow), in Debian's chromium.
+mlflow-screenshots: $(STAMP)
+	$(BIN)/python scripts/mlflow_screenshots.py
 
 models: $(STAMP)
 	PYTHON=$(BIN)/python ./model_creation/train_all.sh

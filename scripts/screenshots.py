@@ -30,7 +30,7 @@ SHOTS = [  # (file, path, viewport width, height of the picture at most)
 ]
 
 
-def _shrink(path: Path) -> None:
+def shrink_png(path: Path) -> None:
     """256 colours (thumbnails stay recognisable; the file is a third of the size)."""
     from PIL import Image
 
@@ -69,7 +69,7 @@ def main() -> int:
                 height = min(max_h, page.evaluate("document.documentElement.scrollHeight"))
                 page.screenshot(path=str(OUT / name), clip={"x": 0, "y": 0, "width": width, "height": height},
                                 full_page=True)
-                _shrink(OUT / name)
+                shrink_png(OUT / name)
                 print(f"wrote {OUT / name}")
                 page.close()
             browser.close()

@@ -8,12 +8,13 @@
   could not decide is one `error`. Valid against Jenkins' junit-10.xsd (what GitLab's
   `artifacts:reports:junit` and the GitHub test-report actions read).
 - **Markdown** (`markdown_summary`): the verdict, the per-class table and the flipped-image counts,
-  for `$GITHUB_STEP_SUMMARY`, a merge-request note or `--markdown FILE`; kept under GitHub's 1 MiB.
+  for `$GITHUB_STEP_SUMMARY`, a merge-request note, an MLflow run's description or `--markdown
+  FILE`; kept under GitHub's 1 MiB.
 - **Annotations** (`github_annotations`): `::error title=...::` lines, at most `MAX_ANNOTATIONS`.
 
 Every name and label comes from a model server: it is data. XML is built by ElementTree (escaped)
 from `literal` text (no control characters, which XML 1.0 cannot carry); Markdown escapes every
-ASCII punctuation character (no table break, link, HTML or mention); workflow-command values
+markup character as a character reference (no table break, link, HTML or mention); workflow-command values
 are percent-encoded as the Actions runner decodes them; and `stop_commands` fences the terminal
 output so that a label printed at the start of a line cannot be read as a workflow command.
 """
@@ -143,13 +144,16 @@ def gate_junit(result) -> str:
 
 # Markdown ---------------------------------------------------------------------------------------
 
-_MD_SPECIAL = frozenset(string.punctuation)
+_MD_PLAIN = frozenset("-(),/';?=+")  # punctuation that cannot start markup in the middle of a line
 
 
 def md(text: object) -> str:
-    """Text shown as itself in Markdown (GitHub's included): every ASCII punctuation character
-    backslash-escaped, so `|`, `<b>`, `[x](y)`, `@team`, `*`, `:emoji:` and `www.` stay text."""
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in literal(text))
+    """Text shown as itself in Markdown: every ASCII punctuation character that can make markup
+    (`|`, `<b>`, `[x](y)`, `@team`, `*`, `_`, `:emoji:`, `www.`) written as a numeric character
+    reference, which CommonMark, GitHub and MLflow's renderer (showdown) all show as the character
+    and none reads as structure (a backslash escape is not understood by all three)."""
+    return "".join(f"&#{ord(ch)};" if ch in string.punctuation and ch not in _MD_PLAIN else ch
+                   for ch in literal(text))
 
 
 STATUS_WORD = {"regressed": "**REGRESSED**", "dropped-not-significant": "dropped, n.s.", "ok": "ok"}
@@ -169,13 +173,12 @@ def _row(lab: str, x: dict) -> str:
 def _header(c: dict, verdict: str) -> list[str]:
     b, k = c["baseline"], c["candidate"]
     word = {"pass": "PASS", "regression": "FAIL", "fail": "FAIL"}.get(verdict, verdict.upper())
-    mark = "✅" if word == "PASS" else "❌"
     regressed = c["regressed_classes"]
     why = (f"regressed: {', '.join(md(r) for r in regressed) or 'overall accuracy'}" if word == "FAIL"
            else "no class regressed")
-    return [f"### {mark} Regression gate: {word}, {why}", "",
+    return [f"### Regression gate: {word}, {why}", "",
             f"**baseline** {md(_title(b))} → **candidate** {md(_title(k))}  ",
-            f"{c['n_common_images']} images seen by both, of labels both know; {md(c['thresholds']['description'])}",
+            f"{c['n_common_images']} images seen by both, of labels both know; {c['thresholds']['description']}",
             ""]
 
 
@@ -227,8 +230,8 @@ def gate_markdown(result, *, limit: int = SUMMARY_LIMIT) -> str:
     if result.comparison:
         return markdown_summary(result.comparison, limit=limit)
     if result.verdict == "error":
-        return message_summary("⚠️ Regression gate: cannot decide", result.error or "")
-    return message_summary("✅ Regression gate: PASS", result.summary())
+        return message_summary("Regression gate: cannot decide", result.error or "")
+    return message_summary("Regression gate: PASS", result.summary())
 
 
 def append_step_summary(path: Path, text: str) -> None:

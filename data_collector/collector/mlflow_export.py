@@ -17,8 +17,8 @@ fingerprints and both model runs' ids (and links to them in the run's descriptio
 Idempotent: a run is found again by its `pokemon_tester.key` tag; exporting again updates its tags
 and artifacts, and metrics are logged at the time of the model's newest evaluation, so an
 unchanged model adds no metric value (MLflow keeps one row per key, value, time and step) and a
-re-evaluated one adds its new value as the latest. Two exporters racing on one key both keep the
-older run and delete their own.
+re-evaluated one adds its new value as the latest. Exporters racing on one key all keep the
+first-created run and delete their own.
 
 The client is MLflow's (`mlflow-skinny`, the `[mlflow]` extra); its own variables apply
 (MLFLOW_TRACKING_USERNAME / _PASSWORD / _TOKEN for a server with authentication).
@@ -33,18 +33,22 @@ import json
 import os
 import re
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from . import __version__, ci_report, store
+from .formatting import num
 from .redact import redact_url
-from .reports import model_report
+from .reports import identity_line, model_report
 from .text import literal
 
 KEY_TAG = "pokemon_tester.key"
+NOTE_TAG = "mlflow.note.content"  # the run's description in MLflow's UI: our Markdown, escaped by ci_report.md
 KIND_TAG = "pokemon_tester.kind"
+CREATED_TAG = "pokemon_tester.created"  # nanoseconds at creation: of racing exporters, the first run is kept
 MAX_TAG_CHARS = 5000  # MLflow takes 8000 a tag value
 MAX_KEY_CHARS = 250  # MLflow's limit on metric keys
 CONFUSION_LABELS_MAX = 60  # a larger confusion matrix is in the HTML report and the CSV, not drawn
@@ -83,6 +87,25 @@ def metric_key(prefix: str, label: str, used: set[str]) -> str:
 def _cut(value: object, limit: int = MAX_TAG_CHARS) -> str:
     s = literal(value)
     return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def _fit(note: str) -> str:
+    """A description MLflow takes (8000 characters a tag): cut at a line, saying so."""
+    if len(note) <= MAX_TAG_CHARS:
+        return note
+    return note[:note.rfind("\n", 0, MAX_TAG_CHARS - 100)] + "\n\n(cut: see report.html)\n"
+
+
+def model_markdown(rep: dict) -> str:
+    """The model run's description: identity, accuracy, the per-class table."""
+    m, md = rep["model"], ci_report.md
+    lines = [f"**{md(m['name'])}** v{md(m['version'])} ({md(m['fingerprint'][:12])}): accuracy "
+             f"{num(rep['accuracy'])} on {rep['n']} labelled test images  ", md(identity_line(m, with_url=False)), "",
+             "| class | support | precision | recall | F1 | MDD |", "|---|--:|--:|--:|--:|--:|"]
+    lines += [f"| {md(lab)} | {c['support']} | {num(c['precision'])} | {num(c['recall'])} | {num(c['f1'])} | "
+              f"{num(c['min_detectable_drop'], 2)} |" for lab, c in rep["classes"].items()]
+    lines += ["", "MDD: the smallest accuracy drop the class's images can show on answers alone."]
+    return "\n".join(lines) + "\n"
 
 
 def _csv_cell(value: object) -> object:
@@ -189,22 +212,22 @@ class MlflowExport:
         return exp.experiment_id
 
     def _find(self, key: str) -> list:
-        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
-                                       run_view_type=self._views.ALL, max_results=10,
-                                       order_by=["attributes.start_time ASC", "attributes.run_id ASC"])
+        """The runs of `key` (deleted ones too), oldest creation first."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
+                                       run_view_type=self._views.ALL, max_results=100)
+        return sorted(runs, key=lambda r: (r.data.tags.get(CREATED_TAG, ""), r.info.run_id))
 
     def _run(self, key: str, name: str, kind: str, start: int) -> str:
-        """The run of `key`: found (restored if deleted), or created; of racing creators the
-        earliest run is kept."""
+        """The run of `key`: found (restored if deleted), or created. Of exporters racing to
+        create it, each searches after its own creation, so each sees the first-created run and
+        deletes its own unless it is that one."""
         found = self._find(key)
         if not found:
             mine = self.client.create_run(self.experiment_id, start_time=start or None, run_name=_cut(name, 240),
-                                          tags={KEY_TAG: key, KIND_TAG: kind})
-            found = self._find(key)
-            keep = found[0] if found else mine
-            if keep.info.run_id != mine.info.run_id:
+                                          tags={KEY_TAG: key, KIND_TAG: kind, CREATED_TAG: f"{time.time_ns():020d}"})
+            found = self._find(key) or [mine]
+            if found[0].info.run_id != mine.info.run_id:
                 self.client.delete_run(mine.info.run_id)
-            found = [keep]
         run = found[0]
         if run.info.lifecycle_stage != "active":
             self.client.restore_run(run.info.run_id)
@@ -212,8 +235,9 @@ class MlflowExport:
 
     def _log(self, run_id: str, *, metrics: dict[str, float], tags: dict[str, object], when: int,
              files: dict[str, str | Path]) -> None:
+        """Metrics at `when` (step 0), tags, artifacts; the run ends at `when`."""
         ms = [self._metric(k, float(v), when, 0) for k, v in metrics.items() if v is not None]
-        ts = [self._tag(k, _cut(v)) for k, v in tags.items() if v is not None]
+        ts = [self._tag(k, v if k == NOTE_TAG else _cut(v)) for k, v in tags.items() if v is not None]
         for i in range(0, len(ms), 1000):  # MLflow's limits of one batch: 1000 metrics, 100 tags
             self.client.log_batch(run_id, metrics=ms[i:i + 1000])
         for i in range(0, len(ts), 100):
@@ -226,7 +250,7 @@ class MlflowExport:
                 else:
                     target.write_text(content, encoding="utf-8")
             self.client.log_artifacts(run_id, tmp)
-        self.client.set_terminated(run_id, "FINISHED")
+        self.client.set_terminated(run_id, "FINISHED", end_time=when or None)
 
     # The two kinds of run ---------------------------------------------------------------------
 
@@ -249,8 +273,9 @@ class MlflowExport:
         tags = {"model.name": m.name, "model.version": m.version, "model.fingerprint": m.fingerprint,
                 "model.identity": m.identity, "model.protocol": m.protocol, "model.backend": m.backend or "unknown",
                 "model.scores": m.scores, "model.labels": ", ".join(m.labels), "test_set.hash": test_set or "unknown",
-                "pokemon_tester.version": __version__}
-        run_id = self._run(hashlib.sha256(f"model:{m.fingerprint}".encode()).hexdigest(), m.title, "model", when)
+                "pokemon_tester.version": __version__, NOTE_TAG: _fit(model_markdown(rep))}
+        run_id = self._run(hashlib.sha256(f"model:{m.fingerprint}".encode()).hexdigest(), m.title, "model",
+                           _millis(m.first_seen) or when)
         files: dict[str, str | Path] = {"per_class_metrics.csv": per_class_csv(rep), "report.html": html}
         with tempfile.TemporaryDirectory(prefix="mlflow-png-") as tmp:
             png = Path(tmp) / "confusion_matrix.png"
@@ -283,13 +308,13 @@ class MlflowExport:
             metrics[metric_key("accuracy_change", lab, used)] = x["delta"]
             metrics[metric_key("score_change", lab, used)] = x["score_change"]
         link = f"#/experiments/{self.experiment_id}/runs/"
-        note = (ci_report.markdown_summary(c, limit=4000)
-                + f"\n[baseline run]({link}{base_run}) · [candidate run]({link}{cand_run})\n")
+        note = (f"[baseline run]({link}{base_run}) · [candidate run]({link}{cand_run})\n\n"
+                + ci_report.markdown_summary(c, limit=MAX_TAG_CHARS - 200))
         tags = {"verdict": c["verdict"], "rule": th["rule"], "rule.description": th["description"],
                 "baseline.fingerprint": b["fingerprint"], "candidate.fingerprint": k["fingerprint"],
                 "baseline.run_id": base_run, "candidate.run_id": cand_run,
                 "regressed_classes": ", ".join(c["regressed_classes"]) or "none",
-                "mlflow.note.content": note if len(note) <= MAX_TAG_CHARS else None,
+                NOTE_TAG: _fit(note),
                 "pokemon_tester.version": __version__}
         name = f"{k['name']} v{k['version']} vs {b['name']} v{b['version']}"
         run_id = self._run(key, name, "comparison", when)
