@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]  # helpers; devtools (not installed)
 
 from devtools.pg import scratch_database  # noqa: E402
-from helpers import PG_ADMIN_URL, make_test_data, write_color_model  # noqa: E402
+from helpers import PG_ADMIN_URL, make_test_data, pokemon_models, write_color_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,16 @@ def test_data(tmp_path) -> Path:
 def big_data(tmp_path) -> Path:
     """30 images per colour: enough for the paired tests to see a broken class."""
     return make_test_data(tmp_path / "td", per_class=30)
+
+
+@pytest.fixture(scope="session")
+def pokemon_db(tmp_path_factory) -> str:
+    """A SQLite database with two real versions of one model, collected over HTTP: v2 answers
+    bulbasaur for pikachu (helpers.pokemon_models). Read it; do not write to it."""
+    tmp = tmp_path_factory.mktemp("pokemon")
+    url = f"sqlite:///{tmp / 'db.sqlite'}"
+    pokemon_models(tmp, url)
+    return url
 
 
 def _pg_available() -> bool:

@@ -4,6 +4,7 @@ GitHub annotations and the fence around the terminal output; the checked CI exam
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from collector import ci_report
 from collector.compare import compare
 from collector.store import ModelInfo
 from collector.text import literal
-from helpers import engine_for, pokemon_models, run_cli, store_model
+from helpers import engine_for, run_cli, store_model
 
 ROOT = Path(__file__).resolve().parents[2]
 XSD = ROOT / "tests" / "fixtures" / "ci-schemas" / "junit-10.xsd"
@@ -27,15 +28,6 @@ XSD = ROOT / "tests" / "fixtures" / "ci-schemas" / "junit-10.xsd"
 @pytest.fixture(scope="module")
 def schema():
     return xmlschema.XMLSchema10(XSD)
-
-
-@pytest.fixture(scope="module")
-def pokemon_db(tmp_path_factory):
-    """Two real versions of one model, collected over HTTP: v2 answers bulbasaur for pikachu."""
-    tmp = tmp_path_factory.mktemp("pokemon")
-    url = f"sqlite:///{tmp / 'db.sqlite'}"
-    pokemon_models(tmp, url)
-    return url
 
 
 def _valid(schema, text: str) -> ET.Element:
@@ -55,10 +47,7 @@ def test_compare_junit_is_valid_and_fails_the_regressed_class(pokemon_db, tmp_pa
     assert "REGRESSION" in r.output  # the tables are still printed
     root = _valid(schema, out.read_text())
     (suite,) = root.findall("testsuite")
-    body = run_cli("--db", pokemon_db, "compare", "pokemon@previous", "pokemon", "--json").output
-    import json
-
-    c = json.loads(body)
+    c = json.loads(run_cli("--db", pokemon_db, "compare", "pokemon@previous", "pokemon", "--json").output)
     assert suite.get("name") == (f"pokemon v1 ({c['baseline']['fingerprint'][:12]}) -> "
                                  f"pokemon v2 ({c['candidate']['fingerprint'][:12]})")
     cases = _cases(suite)
@@ -271,8 +260,6 @@ def test_at_most_ten_annotations(tmp_path):
     _labels_model(engine, "2", "2" * 64, labels, _answers(labels, 12, wrong=labels[1:]))
     r = run_cli("--db", db, "compare", "m@previous", "m", "--json", env={"GITHUB_ACTIONS": "true"})
     assert r.exit_code == 1
-    import json
-
     assert len(json.loads(r.stdout)["regressed_classes"]) == 14  # stdout stays JSON
     commands = _commands(r.stderr)
     assert len(commands) == ci_report.MAX_ANNOTATIONS

@@ -19,7 +19,7 @@ from PIL import Image
 from collector import store
 from collector.mlflow_export import ExportError, MlflowExport, export_models, metric_key
 from collector.reports import model_report
-from helpers import engine_for, free_port, pokemon_models, run_cli, store_model
+from helpers import engine_for, free_port, run_cli, store_model
 from peers.mlflow_server import MlflowServer
 
 XSD = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "ci-schemas" / "junit-10.xsd"
@@ -29,14 +29,6 @@ XSD = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "ci-schemas" 
 def mlflow_server(tmp_path_factory):
     with MlflowServer(tmp_path_factory.mktemp("mlflow")) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def pokemon_db(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pokemon")
-    url = f"sqlite:///{tmp / 'db.sqlite'}"
-    pokemon_models(tmp, url)
-    return url
 
 
 @pytest.fixture
