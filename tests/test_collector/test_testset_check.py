@@ -1,0 +1,117 @@
+"""`data-collector testset check`: duplicates, leakage, undecodable files, folders, thin classes."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bench.bench_testset_check import drawing  # random shapes: a picture of its own per seed
+from collector.testset_check import NEAR_DISTANCE, check
+from helpers import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def save(im: Image.Image, path: Path, fmt: str = "PNG", **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, fmt, **kw)
+    return path
+
+
+def clean_set(root: Path, labels=("a", "b", "c"), per_class: int = 16, seed: int = 0) -> Path:
+    for k, lab in enumerate(labels):
+        for i in range(per_class):
+            save(drawing(seed + 1000 * k + i), root / lab / f"{i:02d}.png")
+    return root
+
+
+def kinds(result: dict, level: str | None = None) -> list[str]:
+    return [f["kind"] for f in result["findings"] if level is None or f["level"] == level]
+
+
+def test_a_clean_set_has_no_error_and_different_drawings_do_not_match(tmp_path):
+    test = clean_set(tmp_path / "test")
+    train = clean_set(tmp_path / "train", seed=50_000)
+    r = check(test, [train], min_drop=0.5)
+    assert r["errors"] == 0 and not kinds(r), r["findings"]  # 48 + 48 drawings: no near duplicate
+    assert r["images"] == 48 and r["classes"]["a"]["images"] == 16
+
+
+def test_copies_are_found_and_sorted_into_errors_and_warnings(tmp_path):
+    test = clean_set(tmp_path / "test")
+    train = clean_set(tmp_path / "train", seed=50_000)
+    a0 = drawing(0)
+    # A smaller JPEG copy in its own class: counted twice (warning).
+    save(a0.resize((60, 60)), test / "a" / "copy.jpg", "JPEG", quality=60)
+    # The same bytes under another label, and a cropped copy under a third: one image, three labels.
+    shutil.copy(test / "a" / "01.png", test / "b" / "same-bytes.png")
+    w = drawing(1).crop((3, 3, 93, 93))
+    save(w, test / "c" / "cropped.png")
+    # A recompressed test image in the training data: leaked.
+    buf = io.BytesIO()
+    drawing(2002).save(buf, "WEBP", quality=85)
+    (train / "c" / "leak.webp").write_bytes(buf.getvalue())
+    # A file that does not decode; a folder without images; an image outside any label folder.
+    (test / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (test / "empty").mkdir()
+    save(drawing(7), test / "stray.png")
+    r = check(test, [train], min_drop=0.5)
+    by_kind = {}
+    for f in r["findings"]:
+        by_kind.setdefault(f["kind"], []).append(f)
+    assert [f["paths"] for f in by_kind["near-duplicates"]] == [["a/00.png", "a/copy.jpg"]]
+    (conflict,) = by_kind["conflicting-labels"]
+    assert set(conflict["paths"]) == {"a/01.png", "b/same-bytes.png", "c/cropped.png"}
+    assert conflict["level"] == "error" and "(a, b, c)" in conflict["message"]
+    (leak,) = by_kind["leaked"]
+    assert leak["paths"] == ["c/02.png", f"{train}/c/leak.webp"] and leak["level"] == "error"
+    (broken,) = by_kind["undecodable"]
+    assert broken["paths"] == ["b/broken.png"]
+    not_labels = " ".join(f["message"] for f in by_kind["not-a-label"])
+    assert "empty" in not_labels and "1 images outside a label folder" in not_labels
+    assert r["errors"] == 3 and r["warnings"] == 3
+
+
+def test_a_label_no_model_learnt_and_thin_classes_are_warnings(tmp_path):
+    test = clean_set(tmp_path / "test", labels=("a", "b", "zebra"), per_class=5)
+    train = clean_set(tmp_path / "train", labels=("a", "b"), seed=50_000)
+    r = check(test, [train], min_drop=0.1)
+    assert r["errors"] == 0
+    msgs = {f["kind"]: f["message"] for f in r["findings"]}
+    assert "zebra" in msgs["not-a-label"]
+    needed = r["classes"]["a"]["needed"]
+    assert needed > 5 and f"needs {needed} images" in msgs["few-images"] and "a 5, b 5, zebra 5" in msgs["few-images"]
+
+
+def test_cli_exit_codes_json_and_the_cache(tmp_path):
+    test = clean_set(tmp_path / "test")
+    train = clean_set(tmp_path / "train", seed=50_000)
+    cache = tmp_path / "cache.sqlite3"
+    args = ["testset", "check", "--test-data", str(test), "--against", str(train), "--hash-cache", str(cache),
+            "--min-drop", "0.5"]
+    r = run_cli(*args, "--json")
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.output)
+    assert body["errors"] == 0 and body["hashes_computed"] == 96 and body["near_distance"] == NEAR_DISTANCE
+    again = json.loads(run_cli(*args, "--json").output)
+    assert again["hashes_computed"] == 0 and again["findings"] == body["findings"]  # read from the cache
+    shutil.copy(test / "a" / "00.png", train / "b" / "leak.png")
+    r = run_cli(*args)
+    assert r.exit_code == 1 and "ERROR leaked: test a/00.png is the same file" in r.output and "FAILED" in r.output
+    missing = run_cli("testset", "check", "--test-data", str(tmp_path / "nope"))
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+@pytest.mark.xfail(strict=True, reason="the shipped split leaks: box/menu icons and official artwork of one "
+                                       "drawing sit on both sides (fix: split by drawing, retrain)")
+def test_the_repository_test_set_is_clean():
+    r = run_cli("testset", "check", "--test-data", str(ROOT / "test_data"), "--against",
+                str(ROOT / "model_creation" / "dataset"), "--against", str(ROOT / "model_creation" / "validation"),
+                "--hash-cache", "off", "--json")
+    body = json.loads(r.output)
+    assert body["errors"] == 0, [f["message"] for f in body["findings"] if f["level"] == "error"]
