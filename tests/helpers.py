@@ -217,17 +217,18 @@ def store_model(engine, *, name: str, version: str, fingerprint: str, labels: li
     from collector import store
 
     with engine.begin() as conn:
-        ids = store.upsert_images(conn, rows=[{"sha256": sha, "path": f"{label}/{sha[:8]}.png", "label": label,
+        ids, _ = store.upsert_images(conn, rows=[{"sha256": sha, "path": f"{label}/{sha[:8]}.png", "label": label,
                                                "kind": kind} for sha, label, kind, *_ in answers])
         model_id = store.upsert_model(conn, meta={"name": name, "version": version, "fingerprint": fingerprint,
                                                   "labels": labels}, url=url)
         run_id = store.start_run(conn, model_id=model_id, url=url, n_planned=len(answers), collector_version="t",
                                  test_set_hash="0" * 64)
         preds = []
-        for sha, _, _, pred, *given in answers:
+        for sha, label, _, pred, *given in answers:
             scores = given[0] if given else {pred: 0.9}
-            preds.append({"run_id": run_id, "model_id": model_id, "image_id": ids[sha], "predicted_label": pred,
-                          "confidence": max(scores.values()), "scores": scores, "latency_ms": 1.0})
+            preds.append({"run_id": run_id, "model_id": model_id, "image_id": ids[(sha, label)],
+                          "predicted_label": pred, "confidence": max(scores.values()), "scores": scores,
+                          "latency_ms": 1.0})
         store.insert_predictions(conn, rows=preds)
         store.finish_run(conn, run_id=run_id, status="completed", n_sent=len(answers), n_failed=0)
     return model_id

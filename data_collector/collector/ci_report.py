@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .compare import class_verdict
+from .compare import class_verdict, test_set_note
 from .formatting import num
 from .text import literal
 
@@ -79,7 +79,8 @@ def _suite(c: dict, timestamp: str) -> ET.Element:
                         ("alpha", th["alpha"]), ("max_drop", th["max_drop"]), ("min_score_drop", th["min_score_drop"]),
                         ("baseline.fingerprint", c["baseline"]["fingerprint"]),
                         ("candidate.fingerprint", c["candidate"]["fingerprint"]),
-                        ("images_compared", c["n_common_images"])):
+                        ("images_compared", c["n_common_images"]),
+                        ("test_sets", test_set_note(c) or "the same images and labels on both sides")):
         ET.SubElement(props, "property", {"name": name, "value": literal(value)})
     classname = literal(c["candidate"]["name"])
     for lab, x in cells:
@@ -179,6 +180,7 @@ def _header(c: dict, verdict: str) -> list[str]:
     return [f"### Regression gate: {why}", "",
             f"**baseline** {md(_title(b))} → **candidate** {md(_title(k))}  ",
             f"{c['n_common_images']} images seen by both, of labels both know; {c['thresholds']['description']}",
+            *([f"**Test sets differ**: {md(note)}"] if (note := test_set_note(c)) else []),
             ""]
 
 

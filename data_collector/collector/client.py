@@ -415,7 +415,7 @@ def _transport_reason(e: BaseException, lim: Limits) -> str:
         return "cannot connect (unknown host)"
     if isinstance(e, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError):
         # The same words as the watchdog's: which of the two fires first on a hung server is a race.
-        return f"no answer within the deadline of {lim.deadline:g} s (--timeout)"
+        return f"no complete answer within the deadline of {lim.deadline:g} s (--timeout)"
     if isinstance(e, requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError):
         return "the response body does not decode as its Content-Encoding says (invalid gzip or deflate)"
     if "reset" in text:

@@ -134,7 +134,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
                 if (job := _register(res, url, engine=engine, opts=opts, seen_fp=seen_fp, say=say,
                                      test_dir=test_dir))]
         whole = _run(jobs, itertools.chain([first], stream), engine=engine, test_dir=test_dir, opts=opts,
-                     progress=progress)
+                     progress=progress, say=say)
         _finish(jobs, engine, test_set_hash=digest.hexdigest() if whole else None)
     finally:
         stream.close()
@@ -270,8 +270,10 @@ class _Collection:
     answers to the write batches (`_Writer`), and a heartbeat keeps the runs marked alive."""
 
     def __init__(self, jobs: list[_Job], *, engine: Engine, test_dir: Path, opts: CollectOptions,
-                 progress: ProgressHook | None):
+                 progress: ProgressHook | None, say: Callable[[str], None] = print):
         self.jobs, self.engine, self.test_dir, self.opts, self.progress = jobs, engine, test_dir, opts, progress
+        self.say = say
+        self.relabelled: list[str] = []  # paths of images stored before under another label
         self.writer = _Writer(engine)
         self.db_errors: list[BaseException] = []
         self.bugs: list[BaseException] = []
@@ -302,11 +304,18 @@ class _Collection:
         return whole
 
     def _consume(self, stream: Iterator[list[TestImage]]) -> bool:
-        for chunk in stream:
-            self._submit(self._plan_chunk(chunk))
-            if self.bugs or self.db_errors or (self.jobs and all(job.aborted for job in self.jobs)):
-                return False
-        return True
+        try:
+            for chunk in stream:
+                self._submit(self._plan_chunk(chunk))
+                if self.bugs or self.db_errors or (self.jobs and all(job.aborted for job in self.jobs)):
+                    return False
+            return True
+        finally:
+            if self.relabelled:
+                shown = ", ".join(self.relabelled[:5]) + (" ..." if len(self.relabelled) > 5 else "")
+                self.say(f"{len(self.relabelled)} images are stored under another label (relabelled): {shown}; "
+                         "models answer them once, judged against the label they were asked with, and compare "
+                         "leaves out an image the two models saw under different labels")
 
     def _submit(self, queues: list[list[Batch]]) -> None:
         """Interleave the models' batches so that every server is busy at once."""
@@ -345,15 +354,19 @@ class _Collection:
     def _plan_chunk(self, chunk: list[TestImage]) -> list[list[Batch]]:
         """Store the chunk's images; start or extend each model's run with what it lacks of them."""
         with self.writer.lock, self.engine.begin() as conn:
-            ids = store.upsert_images(conn, rows=[vars(i) for i in chunk])
+            ids, relabelled = store.upsert_images(conn, rows=[vars(i) for i in chunk])
+            self.relabelled += [r["path"] for r in relabelled]
             return [self._plan_job(conn, job, chunk, ids) for job in self.jobs]
 
-    def _plan_job(self, conn, job: _Job, chunk: list[TestImage], ids: dict[str, int]) -> list[Batch]:
+    def _plan_job(self, conn, job: _Job, chunk: list[TestImage], ids: dict[tuple[str, str], int]) -> list[Batch]:
         if job.aborted:
             return []
-        wanted = [(i, ids[i.sha256]) for i in eligible(chunk, job.labels) if in_shard(i.sha256, self.opts.shard)]
-        done = store.done_among(conn, model_id=job.model_id, image_ids=[k for _, k in wanted])
-        todo = [(i, k) for i, k in wanted if k not in done]
+        wanted = [(i, ids[(i.sha256, i.label)]) for i in eligible(chunk, job.labels)
+                  if in_shard(i.sha256, self.opts.shard)]
+        # A model is asked about bytes once: a relabelled image it answered keeps that answer, under the
+        # label it was asked with.
+        done = store.done_among(conn, model_id=job.model_id, shas=[i.sha256 for i, _ in wanted])
+        todo = [(i, k) for i, k in wanted if i.sha256 not in done]
         if todo and job.run_id is None:
             job.run_id = store.start_run(conn, model_id=job.model_id, url=job.client.url, n_planned=len(todo),
                                          collector_version=__version__, test_set_hash="")

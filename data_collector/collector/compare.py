@@ -146,7 +146,11 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
     shared_labels = [lab for lab in baseline.labels if lab in set(candidate.labels)]
     base = {r["sha256"]: r for r in base_rows if not is_probe(r["kind"])}
     cand = {r["sha256"]: r for r in cand_rows if not is_probe(r["kind"])}
-    common = sorted(sha for sha in base.keys() & cand.keys() if base[sha]["label"] in shared_labels)
+    both = base.keys() & cand.keys()
+    # Only images both saw under one label are compared: a relabelled image is left out, not re-judged.
+    relabelled = sorted(sha for sha in both if base[sha]["label"] != cand[sha]["label"])
+    common = sorted(sha for sha in both if base[sha]["label"] == cand[sha]["label"]
+                    and base[sha]["label"] in shared_labels)
     labels = np.array([base[s]["label"] for s in common])
     br = np.array([base[s]["predicted_label"] == base[s]["label"] for s in common], dtype=bool)
     cr = np.array([cand[s]["predicted_label"] == cand[s]["label"] for s in common], dtype=bool)
@@ -182,11 +186,36 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         "overall": overall, "classes": classes,
         "new_labels": new_labels,
         "dropped_labels": [lab for lab in baseline.labels if lab not in candidate.labels],
+        "test_sets": test_set_difference(base, cand, relabelled, shared_labels),
         "regressed_classes": regressed,
         "previously_easy_regressed": [lab for lab in regressed if classes[lab]["previously_easy"]],
         "dropped_not_significant": [lab for lab, c in classes.items() if c["status"] == "dropped-not-significant"],
         "verdict": "regression" if regressed or overall["regressed"] else "pass",
     }
+
+
+def test_set_difference(base: dict[str, dict], cand: dict[str, dict], relabelled: list[str],
+                        shared_labels: list[str]) -> dict:
+    """What differs between the labelled images the two models were evaluated on (of the labels
+    both know): images only one side saw, and images the two saw under different labels."""
+    known = set(shared_labels)
+    only_base = sorted(r["path"] for sha, r in base.items() if sha not in cand and r["label"] in known)
+    only_cand = sorted(r["path"] for sha, r in cand.items() if sha not in base and r["label"] in known)
+    moved = [{"path": cand[sha]["path"], "baseline_label": base[sha]["label"], "candidate_label": cand[sha]["label"]}
+             for sha in relabelled]
+    return {"same": not (only_base or only_cand or moved), "baseline_only": len(only_base),
+            "candidate_only": len(only_cand), "relabelled": len(moved), "examples": {
+                "baseline_only": only_base[:10], "candidate_only": only_cand[:10], "relabelled": moved[:10]}}
+
+
+def test_set_note(c: dict) -> str | None:
+    """One line when the two sides were not evaluated on one test set."""
+    t = c.get("test_sets")
+    if not t or t["same"]:
+        return None
+    return (f"evaluated on different test sets: {t['baseline_only']} images only the baseline saw, "
+            f"{t['candidate_only']} only the candidate, {t['relabelled']} relabelled (left out); compared on the "
+            f"{c['n_common_images']} images both saw under one label")
 
 
 def true_score(row: dict) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 
-from .compare import COMPARE_LEGEND, class_verdict
+from .compare import COMPARE_LEGEND, class_verdict, test_set_note
 from .formatting import interval, num
 from .text import literal
 
@@ -187,6 +187,12 @@ def compare_table(c: dict) -> str:
                     f"</tr>")
     rows.append("</table>")
     rows.append(f"<p class='legend'>Red: regressed; amber: dropped but not significant. {esc(COMPARE_LEGEND)}</p>")
+    note = test_set_note(c)
+    if note:
+        moved = c["test_sets"]["examples"]["relabelled"]
+        shown = "; ".join(f"{m['path']}: {m['baseline_label']} → {m['candidate_label']}" for m in moved)
+        rows.append(f"<p class='test-sets'><strong>Test sets differ</strong>: {esc(note)}"
+                    + (f". Relabelled: {esc(shown)}" if shown else "") + "</p>")
     return "\n".join(rows)
 
 

@@ -45,13 +45,15 @@ model_urls = Table(
     UniqueConstraint("model_id", "url", name="uq_model_urls_model_id_url"),
 )
 
+# An image is its bytes and its label: the same bytes relabelled are a second row (migration 0004).
 images = Table(
     "images", metadata,
     Column("id", Integer, primary_key=True),
-    Column("sha256", String(64), nullable=False, unique=True),
+    Column("sha256", String(64), nullable=False, index=True),
     Column("path", String(1000), nullable=False),
     Column("label", String(200), nullable=False),
     Column("kind", String(20), nullable=False),  # photo | sprite | lookalike
+    UniqueConstraint("sha256", "label", name="uq_images_sha256_label"),
 )
 
 runs = Table(

@@ -196,22 +196,29 @@ class ModelInfo:
 IN_LIST_MAX = 4096  # values in one IN (...) list (SQLite allows 32,766 bound parameters)
 
 
-def upsert_images(conn: Connection, *, rows: list[dict]) -> dict[str, int]:
-    """Insert unseen images (sha256 unique); return sha256 -> id for all of `rows`."""
-    def ids(shas: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
+def upsert_images(conn: Connection, *, rows: list[dict]) -> tuple[dict[tuple[str, str], int], list[dict]]:
+    """Insert unseen images, an image being its bytes and its label; return ((sha256, label) -> id
+    for all of `rows`, the rows whose bytes are stored under another label: relabelled)."""
+    def stored(shas: list[str]) -> list[tuple[str, str, int]]:
+        out: list[tuple[str, str, int]] = []
         for i in range(0, len(shas), IN_LIST_MAX):
-            q = select(images.c.sha256, images.c.id).where(images.c.sha256.in_(shas[i:i + IN_LIST_MAX]))
-            out.update({sha: image_id for sha, image_id in conn.execute(q)})
+            q = (select(images.c.sha256, images.c.label, images.c.id)
+                 .where(images.c.sha256.in_(shas[i:i + IN_LIST_MAX])))
+            out.extend(tuple(r) for r in conn.execute(q))
         return out
 
-    out = ids([r["sha256"] for r in rows])  # a rerun finds them all stored: nothing to insert
-    new = [r for r in rows if r["sha256"] not in out]
+    known = stored([r["sha256"] for r in rows])  # a rerun finds them all stored: nothing to insert
+    ids = {(sha, label): image_id for sha, label, image_id in known}
+    labels_of: dict[str, set[str]] = {}
+    for sha, label, _ in known:
+        labels_of.setdefault(sha, set()).add(label)
+    new = [r for r in rows if (r["sha256"], r["label"]) not in ids]
+    relabelled = [r for r in new if labels_of.get(r["sha256"])]
     if new:
-        stmt = dialect_insert(conn, images).on_conflict_do_nothing(index_elements=["sha256"])
+        stmt = dialect_insert(conn, images).on_conflict_do_nothing(index_elements=["sha256", "label"])
         conn.execute(stmt, [{k: r[k] for k in ("sha256", "path", "label", "kind")} for r in new])
-        out.update(ids([r["sha256"] for r in new]))
-    return out
+        ids.update({(sha, label): image_id for sha, label, image_id in stored([r["sha256"] for r in new])})
+    return ids, relabelled
 
 
 def upsert_model(conn: Connection, *, meta: dict, url: str) -> int:
@@ -235,12 +242,13 @@ def find_model(conn: Connection, *, fingerprint: str) -> ModelInfo | None:
     return ModelInfo(*r) if r else None
 
 
-def done_among(conn: Connection, *, model_id: int, image_ids: list[int]) -> set[int]:
-    """Which of `image_ids` the model has a stored prediction for."""
-    out: set[int] = set()
-    for i in range(0, len(image_ids), IN_LIST_MAX):
-        q = select(predictions.c.image_id).where(predictions.c.model_id == model_id,
-                                                 predictions.c.image_id.in_(image_ids[i:i + IN_LIST_MAX]))
+def done_among(conn: Connection, *, model_id: int, shas: list[str]) -> set[str]:
+    """Which of the images (sha256) the model has a stored prediction for, under any label: an
+    answer depends on the bytes only, and a model is asked about an image once."""
+    out: set[str] = set()
+    for i in range(0, len(shas), IN_LIST_MAX):
+        q = (select(images.c.sha256).select_from(predictions.join(images, images.c.id == predictions.c.image_id))
+             .where(predictions.c.model_id == model_id, images.c.sha256.in_(shas[i:i + IN_LIST_MAX])))
         out.update(conn.execute(q).scalars())
     return out
 
@@ -455,8 +463,9 @@ def list_models(conn: Connection) -> list[ModelInfo]:
 
 
 def load_rows(conn: Connection, *, model_id: int) -> list[dict]:
-    """One dict per stored prediction of a model, with the image's label and kind, and its scores."""
-    q = (select(images.c.sha256, images.c.label, images.c.kind, predictions.c.predicted_label,
+    """One dict per stored prediction of a model, with the image's label (the one it was asked
+    under), path and kind, and its scores."""
+    q = (select(images.c.sha256, images.c.label, images.c.path, images.c.kind, predictions.c.predicted_label,
                 predictions.c.confidence, predictions.c.scores)
          .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
          .where(predictions.c.model_id == model_id).order_by(images.c.sha256))

@@ -144,7 +144,7 @@ def test_bulk_inserts_are_idempotent_on_both_paths(db_url):
     n = store.COPY_MIN_ROWS * 3
     shas = [f"{i:064x}" for i in range(n)]
     with engine.begin() as conn:
-        ids = store.upsert_images(conn, rows=[{"sha256": s, "path": f"x/{s[:8]}.png", "label": "x", "kind": "photo"}
+        ids, _ = store.upsert_images(conn, rows=[{"sha256": s, "path": f"x/{s[:8]}.png", "label": "x", "kind": "photo"}
                                               for s in shas])
         model_id = store.upsert_model(conn, meta={"name": "m", "version": "1", "fingerprint": "e" * 64,
                                                   "labels": ["x", "y"]}, url="http://m:1")
@@ -152,7 +152,7 @@ def test_bulk_inserts_are_idempotent_on_both_paths(db_url):
                                  test_set_hash="0" * 64)
 
     def rows(part):
-        return [{"run_id": run_id, "model_id": model_id, "image_id": ids[s], "predicted_label": ODD,
+        return [{"run_id": run_id, "model_id": model_id, "image_id": ids[(s, "x")], "predicted_label": ODD,
                  "confidence": 0.75, "scores": {ODD: 0.75, "y": 0.25}, "latency_ms": 1.0} for s in part]
 
     with engine.begin() as conn:
@@ -179,12 +179,12 @@ def test_the_predictions_mark_follows_commits_not_ids(pg_url):
     store_model(engine, name="m", version="1", fingerprint="1" * 64, labels=["a"],
                 answers=[(shas[0], "a", "photo", "a")])
     with engine.begin() as c:
-        ids = store.upsert_images(c, rows=[{"sha256": s, "path": f"a/{s[:8]}.png", "label": "a", "kind": "photo"}
+        ids, _ = store.upsert_images(c, rows=[{"sha256": s, "path": f"a/{s[:8]}.png", "label": "a", "kind": "photo"}
                                            for s in shas[1:]])
         model_id, run_id = c.execute(select(runs.c.model_id, runs.c.id)).one()
 
     def row(sha):
-        return {"run_id": run_id, "model_id": model_id, "image_id": ids[sha], "predicted_label": "a",
+        return {"run_id": run_id, "model_id": model_id, "image_id": ids[(sha, "a")], "predicted_label": "a",
                 "confidence": 1.0, "scores": {"a": 1.0}, "latency_ms": 1.0}
 
     def mark():

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import ci_report, store, testset
-from ..compare import COMPARE_LEGEND, class_verdict, compare
+from ..compare import COMPARE_LEGEND, class_verdict, compare, test_set_note
 from ..formatting import num
 from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
 from ..reports import identity_line, model_report
@@ -139,6 +139,11 @@ def print_comparison(c: dict) -> None:
     out.print(f"baseline  {b['name']} v{b['version']} ({b['fingerprint'][:12]})")
     out.print(f"candidate {k['name']} v{k['version']} ({k['fingerprint'][:12]})")
     out.print(f"{c['n_common_images']} images seen by both, of labels both know; {th['description']}")
+    note = test_set_note(c)
+    if note:
+        out.print(styled(("NOTE", "bold yellow"), f": {note}"))
+        for m in c["test_sets"]["examples"]["relabelled"]:
+            out.print(f"  relabelled: {m['path']}: {m['baseline_label']} -> {m['candidate_label']}")
     t = table()
     t.add_column("class", no_wrap=True)
     # The bootstrap CI of the change is in --json and --html: with it the table outgrows 80 columns.
