@@ -122,6 +122,21 @@ def upgrade(engine: Engine) -> None:
     migrates, the others wait on an advisory lock and then find the schema at head."""
     from alembic import command
 
+    if engine.dialect.name == "sqlite":
+        # SQLite changes a constraint by rebuilding the table; its rows' references must survive
+        # that, so foreign keys are off during the migration (a no-op inside a transaction) and
+        # checked before it commits.
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+            with conn.begin():
+                command.upgrade(_alembic_config(conn), "head")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"migration left {len(broken)} broken references (first: {broken[0]})")
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+        return
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=MIGRATION_LOCK))

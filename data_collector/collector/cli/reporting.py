@@ -68,6 +68,29 @@ def print_model_report(rep: dict) -> None:
                   f"share >= 0.9: {num(p['share_over_0_9'])}; histogram {hist}")
 
 
+SUSPECTS_SHOWN = 30
+
+
+def print_suspects(suspects: list[dict]) -> None:
+    """The images whose label the stored answers doubt (suspects.py): check these labels."""
+    out.print()
+    if not suspects:
+        out.print("label suspects: none (no image whose given label most models confidently doubt)")
+        return
+    t = table(f"label suspects: check these labels ({len(suspects)}; confident learning, a vote of the models)")
+    t.add_column("image", no_wrap=True)
+    for col in ("label", "suggested"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("flagged by", justify="right")
+    t.add_column("p(label)", justify="right")
+    for x in suspects[:SUSPECTS_SHOWN]:
+        t.add_row(x["path"], x["label"], x["suggested"], f"{x['flagged_by']} of {x['seen_by']}",
+                  num(x["given_probability"], 2))
+    out.print(t)
+    if len(suspects) > SUSPECTS_SHOWN:
+        out.print(f"... and {len(suspects) - SUSPECTS_SHOWN} more (--json)")
+
+
 def build_reports(conn, selectors: tuple[str, ...]) -> list[dict]:
     """One report per selected model (every model: none selected), each saying which other
     fingerprints claim its NAME@VERSION."""
@@ -111,6 +134,9 @@ def report_cmd(ctx, selectors, json_path, html_path):
         if html_path:
             from ..html_report import recall_history
             history = recall_history(conn)
+        from ..suspects import label_suspects
+
+        suspects = label_suspects(conn)
     if not reports:
         out.print("no models evaluated yet: run `data-collector collect URL...` first")
         return
@@ -118,8 +144,9 @@ def report_cmd(ctx, selectors, json_path, html_path):
     if not to_stdout:
         for rep in reports:
             print_model_report(rep)
+        print_suspects(suspects)
     if json_path:
-        write_output(json_path, json.dumps({"models": reports}, indent=2))
+        write_output(json_path, json.dumps({"models": reports, "label_suspects": suspects}, indent=2))
         if not to_stdout:
             out.print()
             out.print(f"wrote {json_path}")

@@ -27,6 +27,8 @@ def _views() -> dict[str, str]:
 
 def _rebuild_images(alter) -> None:
     views = _views()
+    if op.get_bind().dialect.name == "sqlite":  # SQLite runs DDL outside the transaction: an attempt
+        op.execute("DROP TABLE IF EXISTS _alembic_tmp_images")  # that failed may have left its copy
     for name in views:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     with op.batch_alter_table("images") as batch:
