@@ -7,6 +7,8 @@ Pages (and the JSON behind each, from views.py):
   /compare               baseline vs candidate (?baseline=&candidate=),     /api/compare
                          the images that flipped
   /history/NAME          per-class recall across versions                  /api/history/NAME
+  /suspects              label suspects: images whose label the answers     /api/suspects
+                         doubt (suspects.py), a gallery to check
   /images/SHA256         an image of the test set by its sha256 (?size= thumbnail)
 
 Images are looked up by sha256 in the database, read from the test-data folder only, and served
@@ -38,11 +40,13 @@ from .html_report import history_svg, model_section
 from .http_headers import secure_headers
 from .render import BASE_CSS, compare_table, esc, page, recall_strip
 from .selectors import AmbiguousSelector, SelectorError
+from .suspects import label_suspects
 
 log = logging.getLogger("collector.web")
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 THUMB_SIZES = (64, 96, 128, 256)
+GALLERY_SUSPECTS = 120  # suspects shown on /suspects (all in /api/suspects)
 THUMB_CACHE = 2048  # thumbnails kept in memory (a few KB each)
 
 bp = Blueprint("web", __name__)
@@ -165,7 +169,7 @@ def _db_down(e):
 
 
 NAV = ("<header><a class='brand' href='/'>Classifier tester</a><a href='/'>Models</a>"
-       "<a href='/compare'>Compare</a><a href='/jobs/view'>Jobs</a></header>")
+       "<a href='/compare'>Compare</a><a href='/suspects'>Label suspects</a><a href='/jobs/view'>Jobs</a></header>")
 
 
 def _page(title: str, body: str) -> Response:
@@ -196,6 +200,11 @@ def api_model(selector: str):
 @bp.get("/api/compare")
 def api_compare():
     return jsonify(_compare_data())
+
+
+@bp.get("/api/suspects")
+def api_suspects():
+    return jsonify({"label_suspects": _read(label_suspects)})
 
 
 @bp.get("/api/history/<path:name>")
@@ -444,6 +453,31 @@ def _picker(ms: list[dict], base: str | None, cand: str | None) -> str:
     return ("<form class='pick' method='get' action='/compare'><label>baseline<br><select name='baseline'>"
             f"{options(base)}</select></label><label>candidate<br><select name='candidate'>{options(cand)}"
             "</select></label><button type='submit'>compare</button></form>")
+
+
+@bp.get("/suspects")
+def suspects_page():
+    suspects = _read(label_suspects)
+    parts = ["<h1>Label suspects: check these labels</h1><p class='legend'>Test images whose given label most "
+             "models that evaluated them confidently doubt (confident learning: a model flags an image when it "
+             "gives another class at least its usual confidence on that class, and its answer is that class). "
+             "A suspect is a question, not a verdict: fix the label in the test set if it is wrong; a relabelled "
+             "image is a new image to the store.</p>"]
+    if not suspects:
+        parts.append("<p>None.</p>")
+    figs = []
+    for x in suspects[:GALLERY_SUSPECTS]:
+        sha = esc(x["sha256"])
+        figs.append(f"<figure data-sha='{sha}'><a href='/images/{sha}'><img src='/images/{sha}?size=96' width='96' "
+                    f"height='96' loading='lazy' alt='{esc(x['label'])} image'></a><figcaption>{esc(x['path'])}<br>"
+                    f"labelled <span class='wrong'>{esc(x['label'])}</span><br>&rarr; <span class='right'>"
+                    f"{esc(x['suggested'])}</span>? {x['flagged_by']} of {x['seen_by']} models, p(label) "
+                    f"{num(x['given_probability'], 2)}</figcaption></figure>")
+    if figs:
+        parts.append(f"<div class='gallery'>{''.join(figs)}</div>")
+    if len(suspects) > GALLERY_SUSPECTS:
+        parts.append(f"<p>… and {len(suspects) - GALLERY_SUSPECTS} more: <a href='/api/suspects'>all, as JSON</a></p>")
+    return _page("Label suspects", "".join(parts))
 
 
 @bp.get("/history/<path:name>")
