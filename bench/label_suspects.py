@@ -34,7 +34,7 @@ def plant(root: Path, n: int, seed: int) -> dict[str, str]:
     for k in range(n):
         true = CLASSES[k % len(CLASSES)]
         photos = sorted(p for p in (root / true).iterdir() if p.suffix in (".jpg", ".png") and "-" not in p.stem)
-        src = rng.choice([p for p in photos if f"{true}/{p.name}" not in moved.values()])
+        src = rng.choice([p for p in photos if f"{true}/{p.name}" not in moved])  # not one planted here
         wrong = rng.choice([c for c in CLASSES if c != true])
         shutil.move(src, root / wrong / src.name)
         moved[f"{wrong}/{src.name}"] = true

@@ -70,7 +70,8 @@ runs = Table(
     Column("n_failed", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("collector_version", String(50), nullable=False),
-    # sha256 of the test set's `sha256 label` lines in walk order; "" until the run has seen all of it
+    # the test set's identity (testset.TestSetHash: its images and labels, not names or order); "" until
+    # the run has seen all of it
     Column("test_set_hash", String(64), nullable=False),
     Column("owner", String(300)),  # host:pid:token of the collector process running it
     Column("heartbeat_at", DateTime(timezone=True)),  # refreshed while that process is alive

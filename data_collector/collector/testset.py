@@ -227,16 +227,20 @@ def scan(root: Path, cache: HashCache | None = None) -> list[TestImage]:
 
 
 class TestSetHash:
-    """sha256 over the `sha256 label` lines of every labelled file in walk order, fed as they stream by."""
+    """The test set's identity: which images (sha256 of the bytes) under which labels, whatever
+    their file names or order. The sum modulo 2^256 of sha256(`sha256 label`) of every labelled
+    file: the same as hashing the sorted lines for telling sets apart, computed as they stream by
+    (no list of the whole set in memory)."""
 
     def __init__(self):
-        self._h = hashlib.sha256()
+        self._sum = 0
 
     def update(self, item: TestImage) -> None:
-        self._h.update(f"{item.sha256} {item.label}\n".encode())
+        self._sum = (self._sum + int(hashlib.sha256(f"{item.sha256} {item.label}\n".encode()).hexdigest(), 16)) \
+            % (1 << 256)
 
     def hexdigest(self) -> str:
-        return self._h.hexdigest()
+        return f"{self._sum:064x}"
 
 
 def chunks(root: Path, size: int, cache: HashCache | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from collector.testset import HashCache, in_shard, parse_shard, scan
-from helpers import color_png
+from helpers import color_png, make_test_data
 
 
 def _count_reads(monkeypatch) -> list[str]:
@@ -59,3 +59,27 @@ def test_shards_are_a_stable_partition():
     for bad in ("4/4", "-1/3", "a/b", "3"):
         with pytest.raises(ValueError):
             parse_shard(bad)
+
+
+def test_the_test_set_identity_is_its_images_and_labels(tmp_path):
+    """Renaming or reordering files keeps it; changing a label or an image changes it."""
+    import shutil
+
+    from collector.testset import TestSetHash, iter_images
+
+    def identity(root):
+        h = TestSetHash()
+        for item in iter_images(root):
+            h.update(item)
+        return h.hexdigest()
+
+    data = make_test_data(tmp_path / "td")
+    first = identity(data)
+    assert len(first) == 64
+    (data / "red" / "red-00.png").rename(data / "red" / "zz-renamed.png")
+    assert identity(data) == first
+    shutil.move(data / "red" / "zz-renamed.png", data / "green" / "red-00.png")  # relabelled
+    relabelled = identity(data)
+    assert relabelled != first
+    (data / "green" / "red-00.png").write_bytes((data / "blue" / "blue-00.png").read_bytes())  # other bytes
+    assert identity(data) not in (first, relabelled)
