@@ -57,14 +57,6 @@ def _hash(im: Image.Image, tmp: Path) -> tuple[int, ...]:
     return tc.perceptual_hashes(str(path))
 
 
-def distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    """testset_check's distance: a crop of one against the other whole, both ways, or whole to whole."""
-    full = [bin(a[0] ^ b[0]).count("1")]
-    full += [bin(a[k] ^ b[0]).count("1") for k in range(1, len(a))]
-    full += [bin(a[0] ^ b[k]).count("1") for k in range(1, len(b))]
-    return min(full)
-
-
 def main() -> int:
     rows = []
     for side in SIDES:
@@ -81,7 +73,7 @@ def main() -> int:
                 if min(im.size) < 64:
                     continue
                 for name, c in _copies(im).items():
-                    copies.setdefault(name, []).append(distance(h, _hash(c, Path(tmp))))
+                    copies.setdefault(name, []).append(tc.hash_distance(h, _hash(c, Path(tmp))))
     print(f"{len(rows)} images; NEAR_DISTANCE = {tc.NEAR_DISTANCE} (bits of 64)")
     print(f"{'copy':14} {'n':>5} {'median':>6} {'p95':>5} {'max':>4} {'caught':>7}")
     for name, d in copies.items():
@@ -93,7 +85,7 @@ def main() -> int:
     def drawing(r):
         return "box icon" if r["source"] in ONE_DRAWING else r["source"]
 
-    diff = np.array([distance(a[0], b[0]) for a, b in itertools.combinations(sprites, 2)
+    diff = np.array([tc.hash_distance(a[0], b[0]) for a, b in itertools.combinations(sprites, 2)
                      if a[1]["label"] == b[1]["label"] and drawing(a[1]) != drawing(b[1])])
     print(f"different drawings of one Pokemon: {len(diff)} pairs, min {diff.min()}, "
           f"matched at NEAR_DISTANCE: {(diff <= tc.NEAR_DISTANCE).sum()}; "

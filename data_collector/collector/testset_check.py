@@ -183,6 +183,12 @@ def _sha(path: str) -> str | None:
         return None
 
 
+def hash_distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """The distance near_pairs uses, for two images: whole to whole, or a crop of one to the other whole."""
+    pairs = [(a[0], b[0])] + [(a[k], b[0]) for k in range(1, len(a))] + [(a[0], b[k]) for k in range(1, len(b))]
+    return min((x ^ y).bit_count() for x, y in pairs)
+
+
 def _matrix(items: list[Image]) -> np.ndarray:
     return np.array([i.hashes for i in items], dtype=np.uint64).reshape(len(items), len(CROPS))
 

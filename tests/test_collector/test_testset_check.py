@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -115,3 +116,20 @@ def test_the_repository_test_set_is_clean():
                 "--hash-cache", "off", "--json")
     body = json.loads(r.output)
     assert body["errors"] == 0, [f["message"] for f in body["findings"] if f["level"] == "error"]
+
+
+def test_near_pairs_is_the_pairwise_distance_in_blocks(monkeypatch):
+    """The vectorised search (in blocks) finds exactly the pairs the scalar distance says are near."""
+    import collector.testset_check as tc
+
+    rng = random.Random(1)
+    base = [rng.getrandbits(64) for _ in range(40)]
+    # Images whose hashes are a few bits from one another, so that some pairs are near.
+    items = [tc.Image("test", f"x/{i}.png", "x", "photo", str(i),
+                      tuple(b ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64)) for _ in tc.CROPS))
+             for i, b in enumerate(base + base[:20])]
+    monkeypatch.setattr(tc, "BLOCK", 7)  # several blocks, one cut short
+    got = {(i, j) for i, j, _ in tc.near_pairs(items)}
+    want = {(i, j) for i in range(len(items)) for j in range(i + 1, len(items))
+            if tc.hash_distance(items[i].hashes, items[j].hashes) <= tc.NEAR_DISTANCE}
+    assert got == want and len(want) >= 20
