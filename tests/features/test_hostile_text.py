@@ -14,6 +14,7 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.text import literal
 from collector.web import create_web_app
 from helpers import engine_for, run_cli, store_model
 
@@ -60,7 +61,9 @@ def test_every_view_shows_server_text_literally(name, v1, v2, label):
             store_model(engine, name=name, version=version, fingerprint=fp, labels=[label, "other"],
                         answers=answers, url="http://model:8080")
         runs = [["models"], ["models", "--json"], ["report"], ["report", "--json", "-"], ["report", "--html", "-"],
-                ["compare", fps[0][:12], fps[1][:12]], ["compare", "--json", fps[0][:12], fps[1][:12]]]
+                ["compare", fps[0][:12], fps[1][:12]], ["compare", "--json", fps[0][:12], fps[1][:12]],
+                ["compare", "--junit", "-", fps[0][:12], fps[1][:12]],
+                ["compare", "--markdown", "-", fps[0][:12], fps[1][:12]]]
         outputs = {}
         for args in runs:
             r = run_cli("--db", db, *args, env={"COLUMNS": "120"})
@@ -80,9 +83,14 @@ def test_every_view_shows_server_text_literally(name, v1, v2, label):
         listed = json.loads(outputs["models --json"])
         assert {m["name"] for m in listed} == {name}  # JSON keeps the text exactly (escaped by JSON)
         assert "<script>" not in outputs["report --html -"]
+        import xml.etree.ElementTree as ET  # nosec B405 - parses the suite's own output
+
+        junit = ET.fromstring(outputs[f"compare --junit - {fps[0][:12]} {fps[1][:12]}"])  # well-formed XML
+        assert {c.get("classname") for c in junit.iter("testcase")} == {literal(name)}
         web = create_web_app(engine=engine, test_dir=Path(tmp)).test_client()
         pages = ["/", f"/models/{fps[1]}", f"/compare?baseline={fps[0]}&candidate={fps[1]}",
-                 f"/history/{quote(name, safe='')}", "/api/models", f"/api/models/{fps[0]}"]
+                 f"/history/{quote(name, safe='')}", "/api/models", f"/api/models/{fps[0]}", "/suspects",
+                 "/api/suspects"]
         for page in pages:
             resp = web.get(page)
             assert resp.status_code in (200, 404, 409), (page, resp.status_code)
