@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -178,7 +179,11 @@ class MlServerProcess:
 
     def __exit__(self, *exc):
         self.proc.terminate()
-        self.proc.wait(20)
+        try:  # gunicorn's graceful stop can outlast a short wait on a busy machine: then it is killed
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(60)
 
 
 def run_cli(*args, env: dict | None = None):
