@@ -198,20 +198,27 @@ def iter_images(root: Path, cache: HashCache | None = None) -> Iterator[TestImag
         for rel, path in _walk(os.path.abspath(root)):
             if os.path.splitext(rel)[1].lower() not in IMAGE_SUFFIXES:
                 continue
-            parts = rel.split("/")
-            if parts[0] == LOOKALIKES and len(parts) == 3:
-                label, kind = parts[1], ImageKind.LOOKALIKE.value
-            elif len(parts) == 2 and parts[0] != LOOKALIKES:
-                label, kind = parts[0], kinds.get(rel, ImageKind.PHOTO.value)
-            else:
+            placed = label_and_kind(rel, kinds)
+            if placed is None:
                 continue  # not in a labelled folder
-            group.append((rel, label, kind, path))
+            group.append((rel, *placed, path))
             if len(group) >= HASH_GROUP:
                 yield from hashed()
         yield from hashed()
     finally:
         if cache is not None:
             cache.flush()
+
+
+def label_and_kind(rel: str, kinds: dict[str, str]) -> tuple[str, str] | None:
+    """(label, kind) of an image at `rel` (`<label>/<file>` or `lookalikes/<name>/<file>`); None
+    outside a labelled folder. `kinds`: the manifest's kind by path (default photo)."""
+    parts = rel.split("/")
+    if parts[0] == LOOKALIKES and len(parts) == 3:
+        return parts[1], ImageKind.LOOKALIKE.value
+    if len(parts) == 2 and parts[0] != LOOKALIKES:
+        return parts[0], kinds.get(rel, ImageKind.PHOTO.value)
+    return None
 
 
 def _sha_or_none(path: str) -> str | None:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .power import images_needed
-from .testset import IMAGE_SUFFIXES, LOOKALIKES, HashCache, _manifest_kinds, _walk
+from .testset import IMAGE_SUFFIXES, LOOKALIKES, HashCache, _manifest_kinds, _sha_or_none, _walk, label_and_kind
 from .vocab import ImageKind
 
 NEAR_DISTANCE = 4  # bits of 64; see the module's docstring for the measurements
@@ -144,13 +144,11 @@ def scan(root: Path, side: str, cache: HashCache | None, phash: PerceptualCache,
     for rel, path in _walk(os.path.abspath(root)):
         if os.path.splitext(rel)[1].lower() not in IMAGE_SUFFIXES:
             continue
-        parts = rel.split("/")
-        if parts[0] == LOOKALIKES and len(parts) == 3:
-            files.append((rel, parts[1], ImageKind.LOOKALIKE.value, path))
-        elif len(parts) == 2 and parts[0] != LOOKALIKES:
-            files.append((rel, parts[0], kinds.get(rel, ImageKind.PHOTO.value), path))
-        else:
+        placed = label_and_kind(rel, kinds)
+        if placed is None:
             stray.append(rel)
+        else:
+            files.append((rel, *placed, path))
     if stray:
         findings.append(Finding("warning", "not-a-label", f"{side}: {len(stray)} images outside a label folder "
                                 "(not part of the test set)", stray))
@@ -166,21 +164,11 @@ def scan(root: Path, side: str, cache: HashCache | None, phash: PerceptualCache,
         except OSError:
             stats.append((path, None))
     shas = (cache.sha256s([(p, st) for p, st in stats if st is not None]) if cache is not None
-            else [_sha(p) for p, st in stats if st is not None])
+            else [_sha_or_none(p) for p, st in stats if st is not None])
     it = iter(shas)
     readable = [(f, next(it)) for f, (_, st) in zip(files, stats, strict=True) if st is not None]
     known = phash.get([(sha, f[3]) for f, sha in readable if sha])
     return [Image(side, rel, label, kind, sha, known.get(sha)) for (rel, label, kind, _), sha in readable if sha]
-
-
-def _sha(path: str) -> str | None:
-    import hashlib
-
-    try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    except OSError:
-        return None
 
 
 def hash_distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
