@@ -18,7 +18,7 @@ help:
 	@echo "make lint     - ruff"
 	@echo "make reliability - fuzzing, hostile inputs, faults, 60 s load, dependency audit"
 	@echo "make docker-smoke - build the images and run the compose stack for real"
-	@echo "make peer-venvs - MLServer, KServe's server and MLflow's tracking server in .venvs/ (the tests create them when missing)"
+	@echo "make peer-venvs - MLServer, KServe's server, MLflow's tracking server and checkov in .venvs/ (the tests create them when missing)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -9,6 +9,10 @@ Environment:
   COLLECTOR_DB_PASSWORD its password (or COLLECTOR_DB_PASSWORD_FILE, a secret file)
   VIEWER_DB_USER       read-only role of the web view (SELECT only; default viewer)
   VIEWER_DB_PASSWORD   its password (or VIEWER_DB_PASSWORD_FILE); unset: no viewer role
+  DB_IAM_AUTH          true: the collector and viewer roles are Cloud SQL IAM users (created with
+                       `gcloud sql users create SA@PROJECT.iam --type=cloud_iam_service_account`):
+                       they log in with IAM tokens and have no password; only their privileges are set
+                       (the viewer's when VIEWER_DB_USER is set)
   DB_ATTEMPTS          connection attempts, 1 s apart (default 60)
 """
 
@@ -23,6 +27,8 @@ from sqlalchemy import text
 from collector import store
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# A Cloud SQL IAM service-account user: the account's e-mail without ".gserviceaccount.com".
+IAM_ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam$")
 
 
 def secret(name: str) -> str | None:
@@ -38,10 +44,13 @@ COLLECTOR_GRANTS = ("SELECT, INSERT, UPDATE", True)  # (table privileges, TEMPOR
 VIEWER_GRANTS = ("SELECT", False)
 
 
-def create_collector_role(engine, *, role: str, pw: str, grants: tuple[str, bool] = COLLECTOR_GRANTS) -> None:
+def create_collector_role(engine, *, role: str, pw: str | None, grants: tuple[str, bool] = COLLECTOR_GRANTS) -> None:
     """Create or update the role; grant only what collecting needs (no DELETE, TRUNCATE, DDL), or
-    with VIEWER_GRANTS only what reading needs."""
-    if not ROLE_NAME.match(role):
+    with VIEWER_GRANTS only what reading needs. `pw=None`: an IAM user that must exist already
+    (Cloud SQL creates it); only its privileges are set."""
+    if pw is None and not IAM_ROLE_NAME.match(role):
+        raise ValueError(f"invalid IAM user {role!r} (expected SERVICE_ACCOUNT@PROJECT.iam)")
+    if pw is not None and not ROLE_NAME.match(role):
         raise ValueError(f"invalid role name {role!r} (lowercase letters, digits, underscore)")
     from psycopg2 import sql
 
@@ -50,8 +59,12 @@ def create_collector_role(engine, *, role: str, pw: str, grants: tuple[str, bool
         cur = raw.cursor()
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
         verb = "ALTER" if cur.fetchone() else "CREATE"
-        # psycopg2 binds the password client-side; the role name is quoted as an identifier.
-        cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (pw,))
+        if pw is None and verb == "CREATE":
+            raise ValueError(f"the IAM user {role!r} does not exist: create it first (gcloud sql users create "
+                             f"{role} --type=cloud_iam_service_account; deploy/gcp/setup.sh does)")
+        if pw is not None:
+            # psycopg2 binds the password client-side; the role name is quoted as an identifier.
+            cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (pw,))
         cur.execute("SELECT current_database()")
         (db,) = cur.fetchone()
         ident = sql.Identifier(role)
@@ -81,10 +94,16 @@ def main() -> int:
     collector_pw = secret("COLLECTOR_DB_PASSWORD")
     viewer = os.environ.get("VIEWER_DB_USER", "viewer")
     viewer_pw = secret("VIEWER_DB_PASSWORD")
+    iam = os.environ.get("DB_IAM_AUTH", "").lower() in ("1", "true", "yes")
     if not owner_url:
         print("setup_db: error: DATABASE_OWNER_URL is not set (see .env.example)", file=sys.stderr)
         return 2
-    if not collector_pw:
+    if iam and (collector_pw or viewer_pw):
+        print("setup_db: error: DB_IAM_AUTH=true: the roles are IAM users and take no password; unset "
+              "COLLECTOR_DB_PASSWORD and VIEWER_DB_PASSWORD", file=sys.stderr)
+        return 2
+    with_viewer = bool(viewer_pw) or (iam and "VIEWER_DB_USER" in os.environ)
+    if not collector_pw and not iam:
         print("setup_db: error: COLLECTOR_DB_PASSWORD (or _FILE) is not set", file=sys.stderr)
         return 2
     try:
@@ -96,7 +115,7 @@ def main() -> int:
         store.connect_check(engine, attempts=int(os.environ.get("DB_ATTEMPTS", "60")))
         store.upgrade(engine)
         create_collector_role(engine, role=role, pw=collector_pw)
-        if viewer_pw:
+        if with_viewer:
             if viewer == role:
                 raise ValueError("VIEWER_DB_USER must differ from COLLECTOR_DB_USER")
             create_collector_role(engine, role=viewer, pw=viewer_pw, grants=VIEWER_GRANTS)
@@ -106,7 +125,8 @@ def main() -> int:
         print(f"setup_db: error: {e}", file=sys.stderr)
         return 1
     print(f"setup_db: schema at revision {rev}; role {role!r} may SELECT, INSERT, UPDATE"
-          + (f"; role {viewer!r} may SELECT" if viewer_pw else "; no viewer role (VIEWER_DB_PASSWORD unset)"))
+          + (f"; role {viewer!r} may SELECT" if with_viewer else "; no viewer role (VIEWER_DB_PASSWORD unset)")
+          + ("; IAM users, no passwords" if iam else ""))
     return 0
 
 

@@ -4,7 +4,7 @@
 
 The data: the training side only (`model_creation/dataset/` and `model_creation/validation/`),
 the five classes of `ml_original`; `test_data/` plays no part. Folds are grouped and stratified
-as the split is: photos one by one, sprites by source family (the frames of one animation never
+as the split is: photos one by one, sprites by drawing group (the frames of one animation never
 sit on both sides), dealt per class in a fixed shuffled order. In each fold, networks with seeds
 42, 43, ... are trained on the other folds exactly as `model_creation.train` trains one, and
 classify the held-out fold; every training-side image is held out once.
@@ -41,16 +41,23 @@ MIN_GAIN = 0.005
 
 
 def group_key(row: dict) -> str:
-    """Images that must stay on one side: a photo alone, a sprite with its whole source family."""
-    return row["sha256"] if row["kind"] == "photo" else f"{row['label']}/{row['source']}"
+    """Images that must stay on one side: a photo alone, or the whole drawing group it is in."""
+    return row["sha256"] if row["source"] == "photo" else f"{row['label']}/{row['source']}"
 
 
 def assign_folds(rows: list[dict], folds: int, seed: int = SEED) -> np.ndarray:
     """Fold of each row: groups dealt round-robin per (label, kind) in a fixed shuffled order."""
     rng = random.Random(seed)  # nosec B311: reproducible folds, not security
     fold_of: dict[str, int] = {}
-    for stratum in sorted({(r["label"], r["kind"]) for r in rows}):
-        keys = sorted({group_key(r) for r in rows if (r["label"], r["kind"]) == stratum})
+    # A group's stratum: its label, and "sprite" when it holds a sprite (a photo of the artwork
+    # goes with the artwork's sprites).
+    stratum_of: dict[str, tuple[str, str]] = {}
+    for r in rows:
+        key = group_key(r)
+        if stratum_of.get(key, ("", ""))[1] != "sprite":
+            stratum_of[key] = (r["label"], r["kind"])
+    for stratum in sorted(set(stratum_of.values())):
+        keys = sorted(k for k, s in stratum_of.items() if s == stratum)
         rng.shuffle(keys)
         start = rng.randrange(folds)  # small strata do not all start on fold 0
         fold_of.update({k: (start + i) % folds for i, k in enumerate(keys)})

@@ -2,17 +2,24 @@
 
     python -m model_creation.split_data --source ../shared/datasets
 
-Deterministic (fixed seed, files sorted by content hash). Photos are split per class, about
-20% to test. Sprites are split by *source family*: every frame of one animation, and its
-shiny/female recolours, stay on one side, because they are near-duplicates. A class known only
-from sprites (ditto, mimikyu) whose sprites come both from Gen V animations (`bw-*`) and from
+Deterministic (fixed seed, files sorted by content hash). The unit of the split is a *drawing*:
+images that are near duplicates of one another (the perceptual hash and threshold of
+`data-collector testset check`, joined transitively) stay on one side, and so does every frame
+of one sprite animation with its shiny/female recolours (its *source family*). So a box icon and
+the menu icon of the same drawing, or a photo of the official artwork and the artwork itself,
+never sit on both sides. An image that is (nearly) the same as an image of another label (a
+group picture filed twice, a "squirtle" photo that is Wartortle's artwork) has no single true
+label: it is left out of every side (lookalike probes stay).
+
+Photos are split per class, about 20% to test. Sprites are split by drawing group. A class known
+only from sprites (ditto, mimikyu) whose sprites come both from Gen V animations (`bw-*`) and from
 one-off styles (artwork, menu icons...) gets at least one Gen V family in test and at least one
 one-off style in training, so that its test number measures more than a change of drawing
 style. Lookalike Pokemon all go to test_data/lookalikes/<name>/ as unknown-class probes.
 
 Then about 15% of the training side of each class that has photos (same rules: photos per
-class, sprites by family) becomes the validation split, model_creation/validation/: recipe and
-threshold choices are made there, never on test_data/.
+class, sprites by drawing group) becomes the validation split, model_creation/validation/:
+recipe and threshold choices are made there, never on test_data/.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import hashlib
 import random
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from collector.testset_check import Image, connected_groups, near_pairs, perceptual_hashes
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_DIR = ROOT / "model_creation" / "dataset"
@@ -43,7 +52,7 @@ class Item:
     src: Path
     label: str
     kind: str  # photo | sprite | lookalike
-    source: str
+    source: str  # "photo" (a photo alone), or the drawing group it must stay with
     sha256: str
 
 
@@ -71,10 +80,21 @@ def _items(folder: Path, label: str, kind: str) -> list[Item]:
 
 def split_photos(items: list[Item], rng: random.Random, fraction: float = TEST_FRACTION
                  ) -> tuple[list[Item], list[Item]]:
-    items = sorted(items, key=lambda i: i.sha256)
-    rng.shuffle(items)
+    """About `fraction` of the photos to test, a photo alone or with its near duplicates."""
+    units: dict[str, list[Item]] = {}
+    for it in items:
+        units.setdefault(it.sha256 if it.source == "photo" else it.source, []).append(it)
+    # Ordered by a salted hash of each unit: adding or removing an image moves no other one.
+    salt = rng.getrandbits(64)
+    keys = sorted(units, key=lambda k: hashlib.sha256(f"{salt}:{k}".encode()).digest())
     n_test = round(len(items) * fraction)
-    return items[n_test:], items[:n_test]
+    test: list[Item] = []
+    for key in keys:
+        if len(test) >= n_test:
+            break
+        test += units[key]
+    chosen = {id(i) for i in test}
+    return [i for k in keys for i in units[k] if id(i) not in chosen], test
 
 
 def _families(items: list[Item]) -> dict[str, list[Item]]:
@@ -125,6 +145,39 @@ def mix_styles(train: list[Item], test: list[Item]) -> tuple[list[Item], list[It
     return train, test
 
 
+def drawing_groups(items: list[Item]) -> tuple[list[Item], int]:
+    """Each image with the drawing group it must stay with, and how many were left out.
+
+    Near duplicates are pairs within `NEAR_DISTANCE` of `testset check`'s perceptual hash. An
+    image of a class that is a near duplicate of an image of another label is left out (no single
+    true label; a lookalike probe stays, it is never trained on). The rest are joined, per label,
+    through near duplicates and sprite source families; a group is named after its sprite
+    families (`gen7x+icon+menu`), or `photo-<sha256 prefix>` when it holds photos only. A photo
+    alone keeps the source `photo`.
+    """
+    hashed = []
+    for it in items:
+        try:
+            hashed.append(Image("data", str(it.src), it.label, it.kind, it.sha256, perceptual_hashes(str(it.src))))
+        except Exception as e:  # noqa: BLE001 - any decoder error: name the file
+            raise SystemExit(f"error: {it.src} does not decode as an image: {e}") from None
+    near = [(i, j) for i, j, _ in near_pairs(hashed)]
+    left_out = {k for i, j in near if items[i].label != items[j].label
+                for k in (i, j) if items[k].kind != "lookalike"}
+    links = [(i, j) for i, j in near if items[i].label == items[j].label and not {i, j} & left_out]
+    first_of_family: dict[tuple[str, str], int] = {}
+    for k, it in enumerate(items):
+        if it.kind != "photo" and k not in left_out:
+            links.append((first_of_family.setdefault((it.label, it.source), k), k))
+    source = {k: it.source for k, it in enumerate(items)}
+    for group in connected_groups(links, len(items)):
+        families = sorted({items[k].source for k in group if items[k].kind != "photo"})
+        name = "+".join(families) if families else "photo-" + min(items[k].sha256 for k in group)[:12]
+        source.update(dict.fromkeys(group, name))
+    kept = [replace(it, source=source[k]) for k, it in enumerate(items) if k not in left_out]
+    return kept, len(left_out)
+
+
 def write_manifest(path: Path, rows: list[dict]) -> None:
     rows = sorted(rows, key=lambda r: r["path"])
     with path.open("w", newline="") as f:
@@ -160,26 +213,30 @@ def split(source: Path, train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR,
     train_rows: list[dict] = []
     validation_rows: list[dict] = []
     test_rows: list[dict] = []
-    groups = {(cls, kind): _items(source / sub / cls, cls, kind)
-              for cls in classes for kind, sub in (("photo", "photos"), ("sprite", "sprites"))
-              if (source / sub / cls).is_dir()}
-    # The same bytes under two labels (a group picture) has no single true label: leave it out.
-    labels_of: dict[str, set[str]] = {}
-    for items in groups.values():
-        for it in items:
-            labels_of.setdefault(it.sha256, set()).add(it.label)
-    ambiguous = {sha for sha, labs in labels_of.items() if len(labs) > 1}
-    for (cls, kind), items in groups.items():
+    loaded = [it for cls in classes for kind, sub in (("photo", "photos"), ("sprite", "sprites"))
+              if (source / sub / cls).is_dir() for it in _items(source / sub / cls, cls, kind)]
+    lookalikes = [it for folder in sorted((source / "lookalikes").iterdir()) if folder.is_dir()
+                  for it in _items(folder, folder.name, "lookalike")]
+    kept, left_out = drawing_groups(loaded + lookalikes)
+    # A photo drawn from a sprite (the official artwork, printed) is split with that sprite's group.
+    sprite_groups = {it.source for it in kept if it.kind == "sprite"}
+    groups: dict[tuple[str, str], list[Item]] = {}
+    for it in kept:
+        if it.kind != "lookalike":
+            kind = "sprite" if it.kind == "sprite" or it.source in sprite_groups else "photo"
+            groups.setdefault((it.label, kind), []).append(it)
+    has_photos = {it.label for it in loaded if it.kind == "photo"}
+    for (cls, kind), items in sorted(groups.items()):
         splitter = split_photos if kind == "photo" else split_sprites
         rng = random.Random(f"{SEED}-{kind}-{cls}")  # nosec B311: a reproducible split, not security
-        train, test = splitter([i for i in items if i.sha256 not in ambiguous], rng)
-        if kind == "sprite" and (cls, "photo") not in groups:
+        train, test = splitter(items, rng)
+        if kind == "sprite" and cls not in has_photos:
             train, test = mix_styles(train, test)
         test_hashes = {i.sha256 for i in test}
         train = [i for i in train if i.sha256 not in test_hashes]  # exact duplicates stay in test
         validation: list[Item] = []
         # Classes known only from sprites have too few to spare (mimikyu: four): no validation.
-        if (cls, "photo") in groups and (kind == "photo" or len(_families(train)) >= 2):
+        if cls in has_photos and (kind == "photo" or len(_families(train)) >= 2):
             vrng = random.Random(f"{SEED}-validation-{kind}-{cls}")  # nosec B311: reproducible split
             train, validation = splitter(train, vrng, VALIDATION_FRACTION)
             if kind == "sprite" and not train:
@@ -189,14 +246,14 @@ def split(source: Path, train_dir: Path = TRAIN_DIR, test_dir: Path = TEST_DIR,
         train_rows += _copy(train, train_dir, cls)
         validation_rows += _copy(validation, validation_dir, cls)
         test_rows += _copy(test, test_dir, cls)
-    for folder in sorted((source / "lookalikes").iterdir()):
-        if folder.is_dir():
-            test_rows += _copy(_items(folder, folder.name, "lookalike"), test_dir, f"lookalikes/{folder.name}")
+    for it in kept:
+        if it.kind == "lookalike":
+            test_rows += _copy([it], test_dir, f"lookalikes/{it.label}")
     write_manifest(train_dir / "manifest.csv", train_rows)
     write_manifest(validation_dir / "manifest.csv", validation_rows)
     write_manifest(test_dir / "manifest.csv", test_rows)
     return {"train": len(train_rows), "validation": len(validation_rows), "test": len(test_rows),
-            "ambiguous": len(ambiguous)}
+            "ambiguous": left_out}
 
 
 def main() -> None:
@@ -208,7 +265,7 @@ def main() -> None:
     counts = split(args.source)
     print(f"train images: {counts['train']}, validation images: {counts['validation']}, "
           f"test images: {counts['test']}, "
-          f"left out (same image under two labels): {counts['ambiguous']}")
+          f"left out (the same or a near-duplicate image under two labels): {counts['ambiguous']}")
 
 
 if __name__ == "__main__":

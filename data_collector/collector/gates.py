@@ -14,7 +14,6 @@ uninterrupted run gives.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
 import logging
 import threading
@@ -33,6 +32,7 @@ from .collect import DatabaseFailure
 from .deploy import DeploySettings
 from .gate import ERROR, FAIL, PASS, is_url, run_gate
 from .protocols import connect
+from .secrets import SecretFile, token_matches
 from .urls import BadURL, HostPolicy, NotAllowed, header_suffix, parse_target, split_headers
 
 log = logging.getLogger("collector.gates")
@@ -313,7 +313,7 @@ class GateEndpoints:
     confirm-promotion,rollback}. Both with the hook's token (Argo: Bearer header; Flagger, which
     sends no custom header: metadata.token)."""
 
-    def __init__(self, service: GateService, *, token: str | None, enabled: bool):
+    def __init__(self, service: GateService, *, token: str | SecretFile | None, enabled: bool):
         self.service, self.token, self.enabled = service, token, enabled
 
     def register(self, app: Flask) -> None:
@@ -325,7 +325,7 @@ class GateEndpoints:
     def _token_ok(self, given: str | None) -> bool:
         if self.token is None:
             return True
-        return isinstance(given, str) and hmac.compare_digest(given.strip().encode(), self.token.encode())
+        return token_matches(self.token, given)
 
     def verdict(self):
         """Argo's web provider: start or join the job, answer at once with its verdict."""

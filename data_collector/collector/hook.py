@@ -17,7 +17,6 @@ The hook can be made to fetch URLs, so it is locked down:
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 
@@ -30,6 +29,7 @@ from .client import REFUSED
 from .deploy import DeploySettings
 from .gates import GateEndpoints, GateService, QueueFull, job_status
 from .http_headers import secure_headers
+from .secrets import SecretFile, token_matches
 from .settings import CollectorSettings
 from .store import StoreError
 from .urls import BadURL, HostPolicy, NotAllowed, Target, parse_target
@@ -54,7 +54,7 @@ def _json_body(raw: bytes):
         return None
 
 
-def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | None,
+def create_hook_app(*, engine: Engine, settings: DeploySettings, token: str | SecretFile | None,
                     allowed: HostPolicy | None = None, max_jobs: int = DEFAULT_MAX_JOBS,
                     migrate: bool = True, enabled: bool = True) -> Flask:
     """`token=None` means no authentication: only the CLI's `--no-auth` on loopback passes that.
@@ -78,7 +78,7 @@ class DeployHook:
     """The deploy hook's routes: POST /hooks/deployed queues an evaluation of an allowed URL;
     GET /jobs and /jobs/ID say how it went (every gate job: the hook's and the controllers')."""
 
-    def __init__(self, gates: GateService, *, token: str | None, enabled: bool):
+    def __init__(self, gates: GateService, *, token: str | SecretFile | None, enabled: bool):
         self.gates, self.token, self.enabled, self.policy = gates, token, enabled, gates.policy
 
     def register(self, app: Flask) -> None:
@@ -118,7 +118,7 @@ class DeployHook:
             return jsonify({"error": "the deploy hook is off on this server: start it with HOOK_TOKEN set"}), 503
         if self.token is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            if scheme.lower() != "bearer" or not token_matches(self.token, given):
                 return jsonify({"error": "missing or wrong token: send Authorization: Bearer <token>"}), 401
         return None
 

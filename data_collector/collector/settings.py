@@ -4,8 +4,8 @@ Each field is read from the environment variable of its own name in capitals (`b
 `BATCH_SIZE`). The command-line options are built from these fields (cli/options.py: flag,
 default, help, range, environment variable), the library defaults (`CollectOptions`, `Limits`,
 `Thresholds`) are these defaults, and the README's settings table is `markdown_table()`; a test
-walks all three. Fields without an option (`HOOK_TOKEN`, `JOB_COMPLETION_INDEX`) are read with
-`env()`.
+walks all three. Fields without an option (`HOOK_TOKEN`, `JOB_COMPLETION_INDEX`, the `*_FILE` credentials) are read
+with `env()`.
 """
 
 from __future__ import annotations
@@ -50,12 +50,17 @@ class CollectorSettings(BaseSettings):
     # The store.
     database_url: str = setting("sqlite:///pokemon_tester.db", "SQLAlchemy database URL, e.g. "
                                 "postgresql://user:password@host:5432/db", option="--db")
+    database_url_file: Path | None = setting(None, "file holding the database URL instead of DATABASE_URL (a mounted "
+                                             "secret): read again for the user and password of every new "
+                                             "connection, so a rotated password needs no restart", shown="unset")
     db_attempts: int = setting(1, "connection attempts, 1 s apart, before giving up", option="--db-attempts",
                                ge=1, le=600)
     no_migrate: bool = setting(False, "never create or migrate tables; fail if the schema is not current",
                                option="--no-migrate")
     view_database_url: str | None = setting(None, "database URL of the web view (a read-only role: ./setup_db.sh "
                                             "creates one)", option="--view-db", shown="--db")
+    view_database_url_file: Path | None = setting(None, "file holding the web view's database URL instead of "
+                                                  "VIEW_DATABASE_URL (read as DATABASE_URL_FILE is)", shown="unset")
     # What is sent, and how.
     model_urls: str = setting("", "model server addresses, space-separated, when none is given as an argument",
                               shown="none")
@@ -135,6 +140,8 @@ class CollectorSettings(BaseSettings):
                                  option="--max-jobs", ge=1, le=256)
     hook_token: SecretStr | None = setting(None, "the deploy hook's bearer token (16+ random characters); unset: "
                                            "the hook is off", shown="unset")
+    hook_token_file: Path | None = setting(None, "file holding the hook's token instead of HOOK_TOKEN: read again "
+                                           "when it changes (a rotated token needs no restart)", shown="unset")
 
     @staticmethod
     def env_name(field: str) -> str:

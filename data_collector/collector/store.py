@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from .redact import redact_url
 from .schema import failures, gate_jobs, images, model_urls, models, predictions, runs
+from .secrets import SecretFile, rotate_on_connect
 from .settings import CollectorSettings
 from .vocab import BACKENDS, IDENTITIES, PROTOCOLS, SCORE_KINDS, ImageKind, RunStatus
 
@@ -36,7 +37,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, credentials: SecretFile | None = None) -> Engine:
+    """An engine for `url`; with `credentials` (the file `url` was read from), every new connection
+    takes the user and password now in that file (a rotated password needs no restart)."""
     try:
         u = make_url(url)
     except ArgumentError:
@@ -72,6 +75,8 @@ def make_engine(url: str) -> Engine:
                     pass  # another connection holds the file: a later connection switches it
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+    if credentials is not None:
+        rotate_on_connect(engine, credentials)
     return engine
 
 

@@ -201,7 +201,8 @@ def near_pairs(a: list[Image], b: list[Image] | None = None) -> Iterable[tuple[i
             yield i, c, int(d[r, c])
 
 
-def _groups(pairs: list[tuple[int, int]], n: int) -> list[list[int]]:
+def connected_groups(pairs: list[tuple[int, int]], n: int) -> list[list[int]]:
+    """The connected components (of two or more) of the graph of `pairs` over items 0..n-1."""
     parent = list(range(n))
 
     def find(x: int) -> int:
@@ -239,7 +240,7 @@ def check(test_root: Path, against: list[Path], *, cache: HashCache | None = Non
     pairs = [(i, j) for i, j, _ in near_pairs(good)]
     pairs += [(index[id(g[0])], index[id(x)]) for g in by_sha.values() if len(g) > 1 and g[0].hashes is not None
               for x in g[1:] if x.hashes is not None]
-    for g in _groups(pairs, len(good)):
+    for g in connected_groups(pairs, len(good)):
         members = [good[k] for k in g]
         labels = sorted({m.label for m in members})
         paths = [m.path for m in members]

@@ -1,4 +1,4 @@
-"""Virtualenvs for third-party peers whose dependencies clash with ours (MLServer, KServe's client, MLflow's server).
+"""Virtualenvs for third-party tools whose dependencies clash with ours (MLServer, KServe, MLflow's server, checkov).
 
     python tests/peers/venvs.py        # create or refresh them (make peer-venvs; the tests call it too)
 
@@ -21,6 +21,8 @@ SPECS = {
     "kserve": ["kserve==0.21.0", "ai-edge-litert==2.3.0", "pillow==13.0.0"],
     # The tracking server the MLflow export is tested against (the full package: server and UI).
     "mlflow": ["mlflow==3.17.2"],
+    # Static analysis of the rendered Kubernetes manifests (deploy/k8s/overlays/gke).
+    "checkov": ["checkov==3.3.30"],
 }
 
 

@@ -108,8 +108,6 @@ def test_cli_exit_codes_json_and_the_cache(tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped split leaks: box/menu icons and official artwork of one "
-                                       "drawing sit on both sides (fix: split by drawing, retrain)")
 def test_the_repository_test_set_is_clean():
     r = run_cli("testset", "check", "--test-data", str(ROOT / "test_data"), "--against",
                 str(ROOT / "model_creation" / "dataset"), "--against", str(ROOT / "model_creation" / "validation"),

@@ -1,14 +1,15 @@
-"""Split invariants: no image on both sides, no sprite source family straddling the split."""
+"""Split invariants: no image on both sides, no drawing group (near duplicates, a sprite family) straddling."""
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from helpers import color_png
 from model_creation.split_data import read_manifest, split, sprite_family
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,10 +25,10 @@ def assert_split_invariants(train_rows: list[dict], test_rows: list[dict]) -> No
     sides: dict[tuple[str, str], set[str]] = defaultdict(set)
     for side, rows in (("train", train_rows), ("test", test_rows)):
         for r in rows:
-            if r["kind"] == "sprite":
+            if r["source"] != "photo":
                 sides[(r["label"], r["source"])].add(side)
     straddling = [k for k, v in sides.items() if len(v) > 1]
-    assert not straddling, f"sprite sources on both sides: {straddling}"
+    assert not straddling, f"drawing groups on both sides: {straddling}"
 
 
 def test_committed_split_invariants():
@@ -92,13 +93,12 @@ def test_split_function_on_synthetic_source(tmp_path):
         (src / "photos" / cls).mkdir(parents=True)
         (src / "sprites" / cls).mkdir(parents=True)
         for i in range(20):
-            (src / "photos" / cls / f"{cls}{i}.jpg").write_bytes(color_png((i * 10, 5, 5), seed=hash(cls) % 99 + i))
+            _drawing((cls == "b") * 1000 + i).convert("RGB").save(src / "photos" / cls / f"{cls}{i}.jpg")
         for fam in ("bw-front", "bw-shiny", "bw-back", "icon-regular", "icon-shiny", "artwork"):
             for f in range(3):
-                (src / "sprites" / cls / f"{fam}-{f:02d}.png").write_bytes(
-                    color_png((5, f * 30, 9), seed=len(fam) * 100 + f + (cls == "b") * 1000))
+                _drawing(len(fam) * 100 + f + (cls == "b") * 10000 + 50).save(src / "sprites" / cls / f"{fam}-{f:02d}.png")
     (src / "lookalikes" / "z").mkdir(parents=True)
-    (src / "lookalikes" / "z" / "artwork-00.png").write_bytes(color_png((1, 2, 3), seed=5))
+    _drawing(99999).save(src / "lookalikes" / "z" / "artwork-00.png")
     counts = split(src, tmp_path / "train", tmp_path / "test", tmp_path / "val")
     train = read_manifest(tmp_path / "train" / "manifest.csv")
     val = read_manifest(tmp_path / "val" / "manifest.csv")
@@ -133,5 +133,58 @@ def test_mix_styles_moves_families_only_where_a_side_lacks_a_style():
 
 def test_invariant_checker_catches_a_straddling_source():
     row = {"sha256": "1", "label": "a", "kind": "sprite", "source": "bw-front"}
+    with pytest.raises(AssertionError, match="both sides"):
+        assert_split_invariants([row], [dict(row, sha256="2")])
+
+
+def _drawing(seed: int, size: int = 96) -> Image.Image:
+    """A random blocky picture on transparency: its perceptual hash is its own."""
+    rng = random.Random(seed)
+    im = Image.new("RGBA", (8, 8))
+    im.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256), 255) for _ in range(64)])
+    return im.resize((size, size), Image.NEAREST)
+
+
+def test_split_keeps_a_drawing_on_one_side_and_leaves_out_images_of_two_labels(tmp_path):
+    """Box icon and menu icon of one drawing, a photo of the artwork: one unit; a photo of a lookalike: out."""
+    src = tmp_path / "src"
+    for cls in ("a", "b"):
+        (src / "photos" / cls).mkdir(parents=True)
+        (src / "sprites" / cls).mkdir(parents=True)
+        base = 1000 if cls == "b" else 0
+        for i in range(20):
+            _drawing(base + i).convert("RGB").save(src / "photos" / cls / f"p{i:02d}.jpg", quality=90)
+        for fam in ("bw-front", "bw-back", "dreamworld"):
+            for f in range(2):
+                _drawing(base + 100 + len(fam) * 10 + f).save(src / "sprites" / cls / f"{fam}-{f:02d}.png")
+        # One drawing under three sprite names, at two sizes, and a printed photo of it.
+        _drawing(base + 500, 68).save(src / "sprites" / cls / "gen7x-regular-00.png")
+        _drawing(base + 500, 40).save(src / "sprites" / cls / "icon-regular-00.png")
+        _drawing(base + 500, 30).save(src / "sprites" / cls / "menu-00.png")
+        _drawing(base + 500, 150).convert("RGB").save(src / "photos" / cls / "printed.jpg", quality=60)
+        _drawing(base + 600).save(src / "sprites" / cls / "artwork-00.png")
+    (src / "lookalikes" / "z").mkdir(parents=True)
+    _drawing(7000).save(src / "lookalikes" / "z" / "artwork-00.png")
+    _drawing(7000, 120).convert("RGB").save(src / "photos" / "a" / "really-z.jpg", quality=80)  # mislabelled
+    counts = split(src, tmp_path / "train", tmp_path / "test", tmp_path / "val")
+    rows = {side: read_manifest(tmp_path / side / "manifest.csv") for side in ("train", "val", "test")}
+    assert counts["ambiguous"] == 1
+    assert not any(r["path"].endswith("really-z.jpg") for rs in rows.values() for r in rs)
+    assert any(r["path"] == "lookalikes/z/artwork-00.png" for r in rows["test"])  # the probe stays
+    for cls in ("a", "b"):
+        names = ("gen7x-regular-00.png", "icon-regular-00.png", "menu-00.png", "printed.jpg")
+        where = {side for side, rs in rows.items() for r in rs if r["path"] in {f"{cls}/{n}" for n in names}}
+        sources = {r["source"] for rs in rows.values() for r in rs if r["path"] in {f"{cls}/{n}" for n in names}}
+        assert len(where) == 1 and sources == {"gen7x+icon+menu"}, (cls, where, sources)
+    for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+        assert_split_invariants(rows[a], rows[b])
+    from collector.testset_check import check
+
+    report = check(tmp_path / "test", [tmp_path / "train", tmp_path / "val"])
+    assert report["errors"] == 0, [f["message"] for f in report["findings"] if f["level"] == "error"]
+
+
+def test_invariant_checker_catches_a_straddling_photo_group():
+    row = {"sha256": "1", "label": "a", "kind": "photo", "source": "photo-0123456789ab"}
     with pytest.raises(AssertionError, match="both sides"):
         assert_split_invariants([row], [dict(row, sha256="2")])

@@ -14,7 +14,7 @@ from .. import __version__
 from ..redact import redact_url
 from ..text import literal
 from . import collecting, database, deploying, exporting, reporting, testsets
-from .common import fail, setting_option
+from .common import database_or_file, fail, setting_option
 
 
 class LiteralFormatter(logging.Formatter):
@@ -59,7 +59,8 @@ def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(LiteralFormatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
-    ctx.obj = {"db": db, "db_attempts": db_attempts, "verbose": verbose}
+    db, db_file = database_or_file(ctx, "db", db, "database_url")
+    ctx.obj = {"db": db, "db_file": db_file, "db_attempts": db_attempts, "verbose": verbose}
 
 
 for _cmd in (collecting.collect_cmd, collecting.models_cmd, database.db_group, reporting.report_cmd,

@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +19,7 @@ from .. import store
 from ..collect import CollectOptions
 from ..compare import Thresholds
 from ..protocols import ProtocolOptions, read_labels_file
+from ..secrets import SecretFile, SecretFileError, secret_or_file
 from ..settings import CollectorSettings, SettingsError, default_hash_cache
 from ..testset import parse_shard
 from ..text import literal
@@ -122,10 +124,26 @@ def split_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(u for arg in urls for u in arg.split())
 
 
+def database_or_file(ctx: click.Context, param: str, value: str | None, field: str
+                     ) -> tuple[str | None, SecretFile | None]:
+    """The URL of option `param` (field `field`), or the one in FIELD_FILE (re-read on every new
+    connection). A URL given on the command line wins over the file; one from the environment
+    beside the file is an error (exit 2)."""
+    file = CollectorSettings.env(f"{field}_file").model_dump()[f"{field}_file"]
+    source = ctx.get_parameter_source(param)
+    if not file or source is ParameterSource.COMMANDLINE:
+        return value, None
+    try:
+        return secret_or_file(value if source is ParameterSource.ENVIRONMENT else None, str(file),
+                              CollectorSettings.env_name(field))
+    except SecretFileError as e:
+        fail(str(e), 2)
+
+
 def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool = True):
     url = ctx.obj["db"]
     try:
-        engine = store.make_engine(url)
+        engine = store.make_engine(url, ctx.obj.get("db_file"))
         store.connect_check(engine, attempts=ctx.obj["db_attempts"])
         if check_schema:
             store.ensure_schema(engine, migrate=migrate)

@@ -12,11 +12,13 @@ from .. import ci_report, store
 from ..client import ModelServerError
 from ..deploy import DeploySettings, evaluate_deployment
 from ..protocols import connect
+from ..secrets import MIN_TOKEN_CHARS, SecretFile, SecretFileError, secret_or_file
 from ..settings import CollectorSettings
 from .common import (
     URLS_ENV,
     collect_options,
     collect_options_from,
+    database_or_file,
     err,
     fail,
     open_store,
@@ -157,7 +159,6 @@ def kserve_urls_cmd(source, ingress, path):
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-MIN_TOKEN_CHARS = 16
 
 
 def _server_options(f):
@@ -180,7 +181,8 @@ def serve_cmd(ctx, view_db, host, port, allowed_hosts, max_jobs, no_auth, report
     (POST /hooks/deployed) is enabled when HOOK_TOKEN holds a token of 16+ characters, or with
     --no-auth on loopback; without either the view is served alone.
     """
-    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, view_db=view_db or ctx.obj["db"],
+    view_db, view_file = database_or_file(ctx, "view_db", view_db, "view_database_url")
+    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, view_db=view_db, view_file=view_file,
            hook_required=False)
 
 
@@ -194,15 +196,26 @@ def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw
     Requests need `Authorization: Bearer <HOOK_TOKEN>`: the hook does not start without a
     token of 16+ characters in the environment, unless started with --no-auth on loopback.
     """
-    view_db = CollectorSettings.env("view_database_url").view_database_url
-    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, view_db=view_db or ctx.obj["db"],
+    given = CollectorSettings.env("view_database_url", "view_database_url_file")
+    try:
+        view_db, view_file = secret_or_file(given.view_database_url, given.view_database_url_file and
+                                            str(given.view_database_url_file), "VIEW_DATABASE_URL")
+    except SecretFileError as e:
+        fail(str(e), 2)
+    _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, view_db=view_db, view_file=view_file,
            hook_required=True)
 
 
-def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | None, bool]:
-    """(HOOK_TOKEN or None for --no-auth, whether the hook is on); exit 2 on a weak or missing token."""
-    configured = CollectorSettings.env("hook_token").hook_token  # a SecretStr: never printed
-    token = configured.get_secret_value() if configured else None
+def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | SecretFile | None, bool]:
+    """(HOOK_TOKEN, or the HOOK_TOKEN_FILE it is read from, or None for --no-auth; whether the hook is
+    on); exit 2 on a weak or missing token."""
+    given = CollectorSettings.env("hook_token", "hook_token_file")
+    configured = given.hook_token  # a SecretStr: never printed
+    try:
+        token, token_file = secret_or_file(configured.get_secret_value() if configured else None,
+                                           given.hook_token_file and str(given.hook_token_file), "HOOK_TOKEN")
+    except SecretFileError as e:
+        fail(str(e), 2)
     hook = True
     if no_auth:
         if token:
@@ -216,17 +229,17 @@ def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | No
         hook = False
     elif len(token) < MIN_TOKEN_CHARS or token.lower().startswith("change-me"):
         fail(f"HOOK_TOKEN is too weak: use {MIN_TOKEN_CHARS}+ random characters, not the example value", 2)
-    return token, hook
+    return token_file or token, hook
 
 
-def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str,
-           hook_required: bool) -> None:
+def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str | None,
+           view_file: SecretFile | None, hook_required: bool) -> None:
     from ..hook import HostPolicy
 
     token, hook = _hook_token(host, no_auth, hook_required)
     try:  # no connection yet: the stack may start before ./setup_db.sh creates the roles
         store.make_engine(ctx.obj["db"])
-        store.make_engine(view_db)
+        store.make_engine(view_db or ctx.obj["db"])
     except store.StoreError as e:
         fail(str(e))
     policy = HostPolicy(allowed_hosts.split(","))
@@ -243,8 +256,8 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
         from ..hook import create_hook_app
         from ..web import WebContext, register_web
 
-        engine = store.make_engine(ctx.obj["db"])
-        view_engine = engine if view_db == ctx.obj["db"] else store.make_engine(view_db)
+        engine = store.make_engine(ctx.obj["db"], ctx.obj.get("db_file"))
+        view_engine = engine if not view_db else store.make_engine(view_db, view_file)
         settings = _deploy_settings(kw, report_dir)
         app = create_hook_app(engine=engine, settings=settings, token=token, allowed=policy, max_jobs=max_jobs,
                               migrate=not kw["no_migrate"], enabled=hook)

@@ -1,0 +1,114 @@
+"""Credentials from files: `DATABASE_URL_FILE`, `VIEW_DATABASE_URL_FILE`, `HOOK_TOKEN_FILE`.
+
+A file is how a secret manager hands a credential to a pod (a Kubernetes Secret mounted as a
+volume, kept current by the External Secrets Operator; a Docker secret): unlike an environment
+variable it can change under a running process. `SecretFile.read()` returns the file's content
+(one trailing newline dropped) and reads it again only when it changed (inode, size or mtime:
+Kubernetes swaps a symlink, an editor rewrites in place). `rotate_on_connect` makes an engine
+take the user and password of the current file on every new database connection, so a rotated
+role password is used without a restart while open connections carry on. A file that vanishes
+or is emptied mid-rotation keeps the last good value (and says so in the log).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+log = logging.getLogger(__name__)
+
+
+class SecretFileError(ValueError):
+    """The file cannot be read, or holds no value (the message names the variable, never the value)."""
+
+
+class SecretFile:
+    def __init__(self, path: str | Path, variable: str):
+        self.path, self.variable = Path(path), variable
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._value: str | None = None
+        self.read()  # fail at start, not on the first request
+
+    def _load(self) -> tuple[tuple[int, int, int], str]:
+        try:
+            st = os.stat(self.path)
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SecretFileError(f"{self.variable}: cannot read {self.path}: "
+                                  f"{getattr(e, 'strerror', None) or type(e).__name__}") from None
+        value = text[:-1] if text.endswith("\n") else text
+        if value.endswith("\r"):
+            value = value[:-1]
+        if not value.strip():
+            raise SecretFileError(f"{self.variable}: {self.path} is empty")
+        return (st.st_ino, st.st_size, st.st_mtime_ns), value
+
+    def read(self) -> str:
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+                if self._value is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == self._stamp:
+                    return self._value
+                self._stamp, self._value = self._load()
+            except (OSError, SecretFileError) as e:
+                if self._value is None:
+                    raise SecretFileError(str(e) if isinstance(e, SecretFileError)
+                                          else f"{self.variable}: cannot read {self.path}: {e.strerror}") from None
+                log.warning("%s: keeping the last value: %s", self.variable, e)
+            return self._value
+
+
+def secret_or_file(value: str | None, file: str | None, variable: str) -> tuple[str | None, SecretFile | None]:
+    """The value of VARIABLE, or of VARIABLE_FILE; both set is an error (which one would win?)."""
+    if value and file:
+        raise SecretFileError(f"both {variable} and {variable}_FILE are set: use one")
+    if file:
+        secret = SecretFile(file, f"{variable}_FILE")
+        return secret.read(), secret
+    return value, None
+
+
+def rotate_on_connect(engine: Engine, source: SecretFile) -> None:
+    """Each new connection of `engine` uses the user and password of the URL now in `source`."""
+    if engine.dialect.name == "sqlite":
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _current_credentials(_dialect, _record, _cargs, cparams):
+        try:
+            url = make_url(source.read())
+        except (ArgumentError, ValueError) as e:  # a half-written file: keep what the engine has
+            log.warning("%s: not a database URL now (%s); connecting with the previous credentials",
+                        source.variable, type(e).__name__)
+            return
+        if url.username:
+            cparams["user"] = url.username
+        if url.password is not None:
+            cparams["password"] = url.password
+        else:
+            cparams.pop("password", None)
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def token_matches(expected: str | SecretFile, given: object) -> bool:
+    """Whether `given` (a request's token) is the token now expected, compared in constant time. A
+    token file rotated to a weak value (under 16 characters, the example's `change-me`) matches
+    nothing: the hook refuses every request until the file holds a real token again."""
+    if not isinstance(given, str):
+        return False
+    value = expected.read() if isinstance(expected, SecretFile) else expected
+    if len(value) < MIN_TOKEN_CHARS or value.lower().startswith("change-me"):
+        log.error("the hook's token is too weak (%d characters, or the example value): refusing requests",
+                  len(value))
+        return False
+    return hmac.compare_digest(given.strip().encode(), value.encode())
