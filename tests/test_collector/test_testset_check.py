@@ -8,7 +8,6 @@ import random
 import shutil
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from bench.bench_testset_check import drawing  # random shapes: a picture of its own per seed

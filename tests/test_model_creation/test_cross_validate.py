@@ -28,7 +28,8 @@ def test_a_sprite_family_never_sits_in_two_folds_and_every_class_is_in_every_fol
     for label in ("bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"):
         # Photos are dealt one unit at a time: a photo alone, or its near duplicates together.
         photos = Counter(f for f, _ in {(int(f), group_key(r)) for r, f in zip(rows, fold, strict=True)
-                                         if r["label"] == label and r["kind"] == "photo" and r["source"].startswith("photo")})
+                                         if r["label"] == label and r["kind"] == "photo"
+                                         and r["source"].startswith("photo")})
         assert sorted(photos) == [0, 1, 2] and max(photos.values()) - min(photos.values()) <= 1
     assert np.array_equal(fold, assign_folds(list(rows), 3))  # fixed: the same folds every run
     assert not np.array_equal(fold, assign_folds(rows, 3, seed=7))

@@ -96,7 +96,8 @@ def test_split_function_on_synthetic_source(tmp_path):
             _drawing((cls == "b") * 1000 + i).convert("RGB").save(src / "photos" / cls / f"{cls}{i}.jpg")
         for fam in ("bw-front", "bw-shiny", "bw-back", "icon-regular", "icon-shiny", "artwork"):
             for f in range(3):
-                _drawing(len(fam) * 100 + f + (cls == "b") * 10000 + 50).save(src / "sprites" / cls / f"{fam}-{f:02d}.png")
+                seed = len(fam) * 100 + f + (cls == "b") * 10000 + 50
+                _drawing(seed).save(src / "sprites" / cls / f"{fam}-{f:02d}.png")
     (src / "lookalikes" / "z").mkdir(parents=True)
     _drawing(99999).save(src / "lookalikes" / "z" / "artwork-00.png")
     counts = split(src, tmp_path / "train", tmp_path / "test", tmp_path / "val")
