@@ -5,7 +5,8 @@ and the web view's read-only role.
 
 Environment:
   DATABASE_OWNER_URL   owner connection (runs migrations), e.g. postgresql://owner:pw@postgres:5432/pokemon
-  COLLECTOR_DB_USER    least-privilege role the collector uses (SELECT, INSERT, UPDATE only)
+  COLLECTOR_DB_USER    least-privilege role the collector uses (SELECT, INSERT, UPDATE only); with
+                       DB_IAM_AUTH, a comma-separated list (one IAM user per workload)
   COLLECTOR_DB_PASSWORD its password (or COLLECTOR_DB_PASSWORD_FILE, a secret file)
   VIEWER_DB_USER       read-only role of the web view (SELECT only; default viewer)
   VIEWER_DB_PASSWORD   its password (or VIEWER_DB_PASSWORD_FILE); unset: no viewer role
@@ -114,9 +115,11 @@ def main() -> int:
             return 2
         store.connect_check(engine, attempts=int(os.environ.get("DB_ATTEMPTS", "60")))
         store.upgrade(engine)
-        create_collector_role(engine, role=role, pw=collector_pw)
+        roles = [r.strip() for r in role.split(",")] if iam else [role]  # IAM: one user per workload
+        for r in roles:
+            create_collector_role(engine, role=r, pw=collector_pw)
         if with_viewer:
-            if viewer == role:
+            if viewer in roles:
                 raise ValueError("VIEWER_DB_USER must differ from COLLECTOR_DB_USER")
             create_collector_role(engine, role=viewer, pw=viewer_pw, grants=VIEWER_GRANTS)
         with engine.connect() as c:
@@ -124,7 +127,7 @@ def main() -> int:
     except (store.StoreError, ValueError) as e:
         print(f"setup_db: error: {e}", file=sys.stderr)
         return 1
-    print(f"setup_db: schema at revision {rev}; role {role!r} may SELECT, INSERT, UPDATE"
+    print(f"setup_db: schema at revision {rev}; role {', '.join(map(repr, roles))} may SELECT, INSERT, UPDATE"
           + (f"; role {viewer!r} may SELECT" if with_viewer else "; no viewer role (VIEWER_DB_PASSWORD unset)")
           + ("; IAM users, no passwords" if iam else ""))
     return 0

@@ -96,8 +96,9 @@ def test_iam_users_get_privileges_and_no_password(pg_url):
     """DB_IAM_AUTH=true (Cloud SQL IAM database authentication): the roles exist already (gcloud
     creates them), setup_db only sets their privileges and never gives them a password."""
     tag = uuid.uuid4().hex[:8]
-    collector, viewer = f"pct-c-{tag}@pct-project.iam", f"pct-v-{tag}@pct-project.iam"
-    env = dict(os.environ, DATABASE_OWNER_URL=pg_url, COLLECTOR_DB_USER=collector, VIEWER_DB_USER=viewer,
+    collector, nightly = f"pct-c-{tag}@pct-project.iam", f"pct-n-{tag}@pct-project.iam"
+    viewer = f"pct-v-{tag}@pct-project.iam"
+    env = dict(os.environ, DATABASE_OWNER_URL=pg_url, COLLECTOR_DB_USER=f"{collector},{nightly}", VIEWER_DB_USER=viewer,
                DB_IAM_AUTH="true", DB_ATTEMPTS="3")
     for k in ("COLLECTOR_DB_PASSWORD", "VIEWER_DB_PASSWORD"):
         env.pop(k, None)
@@ -107,7 +108,7 @@ def test_iam_users_get_privileges_and_no_password(pg_url):
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as c:
-            for r_ in (collector, viewer):
+            for r_ in (collector, nightly, viewer):
                 c.execute(text(f'CREATE ROLE "{r_}" LOGIN'))  # as `gcloud sql users create --type=...` does
         r = subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=120)
@@ -116,11 +117,12 @@ def test_iam_users_get_privileges_and_no_password(pg_url):
             def can(role, priv):
                 return c.execute(text("SELECT has_table_privilege(:r, 'images', :p)"), {"r": role, "p": priv}
                                  ).scalar_one()
-            assert can(collector, "INSERT") and can(collector, "UPDATE") and not can(collector, "DELETE")
+            for role in (collector, nightly):
+                assert can(role, "INSERT") and can(role, "UPDATE") and not can(role, "DELETE")
             assert can(viewer, "SELECT") and not can(viewer, "INSERT")
-            pw = c.execute(text("SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN (:a, :b)"),
-                           {"a": collector, "b": viewer}).all()
-            assert len(pw) == 2 and all(p is None for _, p in pw)
+            pw = c.execute(text("SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN (:a, :b, :c)"),
+                           {"a": collector, "b": nightly, "c": viewer}).all()
+            assert len(pw) == 3 and all(p is None for _, p in pw)
         with_pw = subprocess.run([sys.executable, "db_scripts/setup_db.py"], cwd=ROOT,
                                  env=dict(env, COLLECTOR_DB_PASSWORD="x"), capture_output=True, text=True, timeout=60)
         assert with_pw.returncode == 2 and "take no password" in with_pw.stderr
@@ -130,7 +132,7 @@ def test_iam_users_get_privileges_and_no_password(pg_url):
         assert bad.returncode == 1 and "invalid IAM user" in bad.stderr
     finally:
         with admin.connect() as c:
-            for r_ in (collector, viewer):
+            for r_ in (collector, nightly, viewer):
                 if c.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": r_}).first():
                     c.execute(text(f'DROP OWNED BY "{r_}"'))
                     c.execute(text(f'DROP ROLE "{r_}"'))
