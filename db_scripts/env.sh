@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by setup_db.sh, connect_to_db.sh and destroy_db.sh.
 # load_env: read .env (or $ENV_FILE) without overriding variables already set in the environment.
 load_env() {

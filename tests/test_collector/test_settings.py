@@ -16,7 +16,8 @@ from collector.compare import Thresholds
 from collector.settings import CollectorSettings, SettingsError, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV_ONLY = {"model_urls", "job_completion_index", "hook_token", "github_actions", "github_step_summary"}  # no option
+ENV_ONLY = {"model_urls", "job_completion_index", "hook_token", "github_actions", "github_step_summary",  # no option
+            "database_url_file", "view_database_url_file", "hook_token_file"}
 
 
 def _commands(group: click.Group = main, prefix: str = ""):

