@@ -10,25 +10,10 @@
 # left at zeros); nothing is built, pushed or applied.
 set -euo pipefail
 
-DRY_RUN=0
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "deploy.sh: unknown argument: $arg (see --help)" >&2; exit 2 ;;
-  esac
-done
-: "${PROJECT_ID:?set PROJECT_ID (the Google Cloud project)}"
-REGION=${REGION:-europe-west1}
-HOSTNAME=${HOSTNAME:-pokemon.example.org}
-CLOUDSQL_RANGE=${CLOUDSQL_RANGE:-10.100.0.0/20}
+HELP_LINES=2,10
+# shellcheck source=deploy/gcp/settings.sh
+. "$(dirname "$0")/settings.sh"
 PROXY_TAG=${PROXY_TAG:-2.18.2}
-if ! [[ "$PROJECT_ID" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ && "$REGION" =~ ^[a-z]+-[a-z]+[0-9]$ ]]; then
-  echo "deploy.sh: PROJECT_ID or REGION is malformed" >&2; exit 2
-fi
-if ! [[ "$HOSTNAME" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ && "$CLOUDSQL_RANGE" =~ ^[0-9./]+$ ]]; then
-  echo "deploy.sh: HOSTNAME or CLOUDSQL_RANGE is malformed" >&2; exit 2
-fi
 cd "$(dirname "$0")/../.."
 REPO="$REGION-docker.pkg.dev/$PROJECT_ID/pokemon"
 ZERO=sha256:0000000000000000000000000000000000000000000000000000000000000000

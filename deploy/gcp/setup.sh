@@ -17,26 +17,9 @@
 # half-done setup is finished by running the remaining commands (--dry-run lists them).
 set -euo pipefail
 
-DRY_RUN=0
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown argument: $arg (see --help)" >&2; exit 2 ;;
-  esac
-done
-
-: "${PROJECT_ID:?set PROJECT_ID (the Google Cloud project)}"
-REGION=${REGION:-europe-west1}
-HOSTNAME=${HOSTNAME:-pokemon.example.org}
-IAP_MEMBERS=${IAP_MEMBERS:-}
-CLOUDSQL_RANGE=${CLOUDSQL_RANGE:-10.100.0.0/20}
-if ! [[ "$PROJECT_ID" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]]; then
-  echo "setup.sh: PROJECT_ID is not a project id: $PROJECT_ID" >&2; exit 2
-fi
-if ! [[ "$REGION" =~ ^[a-z]+-[a-z]+[0-9]$ ]]; then
-  echo "setup.sh: REGION is not a region: $REGION" >&2; exit 2
-fi
+HELP_LINES=2,16
+# shellcheck source=deploy/gcp/settings.sh
+. "$(dirname "$0")/settings.sh"
 CLUSTER=pokemon
 INSTANCE=pokemon
 DATABASE=pokemon
