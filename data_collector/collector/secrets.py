@@ -4,7 +4,7 @@ A file is how a secret manager hands a credential to a pod (a Kubernetes Secret 
 volume, kept current by the External Secrets Operator; a Docker secret): unlike an environment
 variable it can change under a running process. `SecretFile.read()` returns the file's content
 (one trailing newline dropped) and reads it again only when it changed (inode, size or mtime:
-Kubernetes swaps a symlink, an editor rewrites in place). `rotate_on_connect` makes an engine
+Kubernetes swaps a symlink, an editor rewrites in place). `store.rotate_on_connect` makes an engine
 take the user and password of the current file on every new database connection, so a rotated
 role password is used without a restart while open connections carry on. A file that vanishes
 or is emptied mid-rotation keeps the last good value (and says so in the log).
@@ -17,10 +17,6 @@ import logging
 import os
 import threading
 from pathlib import Path
-
-from sqlalchemy import Engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -74,27 +70,6 @@ def secret_or_file(value: str | None, file: str | None, variable: str) -> tuple[
         secret = SecretFile(file, f"{variable}_FILE")
         return secret.read(), secret
     return value, None
-
-
-def rotate_on_connect(engine: Engine, source: SecretFile) -> None:
-    """Each new connection of `engine` uses the user and password of the URL now in `source`."""
-    if engine.dialect.name == "sqlite":
-        return
-
-    @event.listens_for(engine, "do_connect")
-    def _current_credentials(_dialect, _record, _cargs, cparams):
-        try:
-            url = make_url(source.read())
-        except (ArgumentError, ValueError) as e:  # a half-written file: keep what the engine has
-            log.warning("%s: not a database URL now (%s); connecting with the previous credentials",
-                        source.variable, type(e).__name__)
-            return
-        if url.username:
-            cparams["user"] = url.username
-        if url.password is not None:
-            cparams["password"] = url.password
-        else:
-            cparams.pop("password", None)
 
 
 MIN_TOKEN_CHARS = 16

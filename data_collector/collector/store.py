@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -21,12 +22,15 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from .redact import redact_url
 from .schema import failures, gate_jobs, images, model_urls, models, predictions, runs
-from .secrets import SecretFile, rotate_on_connect
+from .secrets import SecretFile
 from .settings import CollectorSettings
 from .vocab import BACKENDS, IDENTITIES, PROTOCOLS, SCORE_KINDS, ImageKind, RunStatus
 
 DEFAULT_DB_URL = CollectorSettings.default("database_url")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+_log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -78,6 +82,27 @@ def make_engine(url: str, credentials: SecretFile | None = None) -> Engine:
     if credentials is not None:
         rotate_on_connect(engine, credentials)
     return engine
+
+
+def rotate_on_connect(engine: Engine, source: SecretFile) -> None:
+    """Each new connection of `engine` uses the user and password of the URL now in `source`."""
+    if engine.dialect.name == "sqlite":
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _current_credentials(_dialect, _record, _cargs, cparams):
+        try:
+            url = make_url(source.read())
+        except (ArgumentError, ValueError) as e:  # a half-written file: keep what the engine has
+            _log.warning("%s: not a database URL now (%s); connecting with the previous credentials",
+                         source.variable, type(e).__name__)
+            return
+        if url.username:
+            cparams["user"] = url.username
+        if url.password is not None:
+            cparams["password"] = url.password
+        else:
+            cparams.pop("password", None)
 
 
 def connect_check(engine: Engine, *, attempts: int = 1, delay: float = 1.0) -> None:
