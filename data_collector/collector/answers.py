@@ -15,6 +15,8 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from model_server.oip import decoder_for
+
 from .text import unsafe_chars
 
 MAX_LABELS = 1000
@@ -121,7 +123,7 @@ T = TypeVar("T")
 def decode(body: bytes, kind: type[T], what: str) -> T:
     """`body` as `kind`, or InvalidAnswer(what, the field and the problem); never another exception."""
     try:
-        return msgspec.json.decode(body, type=kind)
+        return decoder_for(kind).decode(body)
     except msgspec.ValidationError as e:  # a __post_init__'s InvalidAnswer arrives as one too
         raise InvalidAnswer(what, str(e)) from None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
@@ -134,7 +136,13 @@ class NotJSON(Exception):
 
 def convert(obj: Any, kind: type[T], what: str) -> T:
     """A Python value (what the collector assembled from a foreign server's answer) as `kind`."""
+    decoder_for(kind)  # the type's layout worked out once, under the lock (see decoder_for)
     try:
         return msgspec.convert(obj, kind, strict=True)
     except msgspec.ValidationError as e:
         raise InvalidAnswer(what, str(e)) from None
+
+
+# Every answer type's decoder built now, while importing is single-threaded (decoder_for).
+for _kind in (NativeMetadata, NativeAnswer, V1Status, V1Answer):
+    decoder_for(_kind)

@@ -81,7 +81,9 @@ def token_matches(expected: str | SecretFile, given: object) -> bool:
     nothing: the hook refuses every request until the file holds a real token again."""
     if not isinstance(given, str):
         return False
-    value = expected.read() if isinstance(expected, SecretFile) else expected
+    if not isinstance(expected, SecretFile):  # a fixed token: the CLI checked its strength at start
+        return hmac.compare_digest(given.strip().encode(), expected.encode())
+    value = expected.read()
     if len(value) < MIN_TOKEN_CHARS or value.lower().startswith("change-me"):
         log.error("the hook's token is too weak (%d characters, or the example value): refusing requests",
                   len(value))

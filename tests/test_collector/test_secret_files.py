@@ -205,3 +205,31 @@ def test_a_running_serve_picks_up_a_rotated_password_and_token_without_a_restart
             proc.wait(60)
     log = (tmp_path / "serve.log").read_text()
     assert old not in log and new not in log  # no password in the log
+
+
+def test_answer_decoders_are_built_once_and_shared_by_threads():
+    """msgspec works a type out on first use; two threads doing it at once crashed `collect`
+    (a segfault under load). Each type's decoder is built once, under a lock, then shared."""
+    import threading
+
+    import msgspec
+
+    from model_server.oip import decoder_for
+
+    class Fresh(msgspec.Struct):
+        label: str
+        score: float
+
+    got, start = [], threading.Barrier(8)
+
+    def work():
+        start.wait()
+        got.append((decoder_for(Fresh), decoder_for(Fresh).decode(b'{"label": "a", "score": 0.5}')))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(got) == 8 and len({id(d) for d, _ in got}) == 1
+    assert all(v == Fresh("a", 0.5) for _, v in got)

@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import struct
+import threading
 from typing import Annotated, Any
 
 import msgspec
@@ -125,9 +126,27 @@ def encode(msg: msgspec.Struct) -> bytes:
     return msgspec.json.encode(msg)
 
 
+_DECODERS: dict = {}
+_DECODERS_LOCK = threading.Lock()
+
+
+def decoder_for(kind) -> msgspec.json.Decoder:
+    """One decoder per type, built once under a lock. msgspec works out a type's layout on its first
+    use (resolving the string annotations of `from __future__ import annotations`), and two threads
+    doing that at once for one type crashed the process (a segfault seen in `collect` under load);
+    a built decoder is only read afterwards, safely from any thread."""
+    found = _DECODERS.get(kind)
+    if found is None:
+        with _DECODERS_LOCK:
+            found = _DECODERS.get(kind)
+            if found is None:
+                found = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    return found
+
+
 def decode(raw: bytes, kind):
     """`raw` JSON as `kind`; msgspec's errors name the field (`at $.inputs[0].name`)."""
-    return msgspec.json.decode(raw, type=kind)
+    return decoder_for(kind).decode(raw)
 
 
 def parse_request(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
@@ -268,3 +287,8 @@ def encode_response(*, model_name: str, model_version: str, request_id, probs: n
     if not blobs:
         return head, {"Content-Type": "application/json"}
     return head + b"".join(blobs), {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
+
+
+# The decoders of the request and answer types built now, while importing is single-threaded.
+for _kind in (InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata):
+    decoder_for(_kind)
