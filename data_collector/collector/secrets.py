@@ -67,12 +67,17 @@ def secret_or_file(value: str | None, file: str | None, variable: str) -> tuple[
     if value and file:
         raise SecretFileError(f"both {variable} and {variable}_FILE are set: use one")
     if file:
-        secret = SecretFile(file, f"{variable}_FILE")
-        return secret.read(), secret
+        source = SecretFile(file, f"{variable}_FILE")
+        return source.read(), source
     return value, None
 
 
 MIN_TOKEN_CHARS = 16
+
+
+def weak_token(value: str) -> bool:
+    """Under 16 characters, or the example's `change-me...`: never accepted as the hook's token."""
+    return len(value) < MIN_TOKEN_CHARS or value.lower().startswith("change-me")
 
 
 def token_matches(expected: str | SecretFile, given: object) -> bool:
@@ -84,7 +89,7 @@ def token_matches(expected: str | SecretFile, given: object) -> bool:
     if not isinstance(expected, SecretFile):  # a fixed token: the CLI checked its strength at start
         return hmac.compare_digest(given.strip().encode(), expected.encode())
     value = expected.read()
-    if len(value) < MIN_TOKEN_CHARS or value.lower().startswith("change-me"):
+    if weak_token(value):
         log.error("the hook's token is too weak (%d characters, or the example value): refusing requests",
                   len(value))
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 import typing
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import click
 from click.core import ParameterSource
+from pydantic import SecretStr
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -124,20 +126,30 @@ def split_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(u for arg in urls for u in arg.split())
 
 
+def env_or_file(field: str) -> tuple[str | None, SecretFile | None]:
+    """Setting `field` from its variable, or from the file its `_FILE` variable names (then also
+    that file, to read again when it changes); both set, or an unreadable file: exit 2."""
+    given = CollectorSettings.env(field, f"{field}_file")
+    # A default (DATABASE_URL's) is no value given: only the variable itself is.
+    value = getattr(given, field) if os.environ.get(CollectorSettings.env_name(field)) else None
+    file = getattr(given, f"{field}_file")
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    try:
+        return secret_or_file(value, file and str(file), CollectorSettings.env_name(field))
+    except SecretFileError as e:
+        fail(str(e), 2)
+
+
 def database_or_file(ctx: click.Context, param: str, value: str | None, field: str
                      ) -> tuple[str | None, SecretFile | None]:
     """The URL of option `param` (field `field`), or the one in FIELD_FILE (re-read on every new
     connection). A URL given on the command line wins over the file; one from the environment
     beside the file is an error (exit 2)."""
-    file = CollectorSettings.env(f"{field}_file").model_dump()[f"{field}_file"]
-    source = ctx.get_parameter_source(param)
-    if not file or source is ParameterSource.COMMANDLINE:
+    if ctx.get_parameter_source(param) is ParameterSource.COMMANDLINE:
         return value, None
-    try:
-        return secret_or_file(value if source is ParameterSource.ENVIRONMENT else None, str(file),
-                              CollectorSettings.env_name(field))
-    except SecretFileError as e:
-        fail(str(e), 2)
+    from_env, file = env_or_file(field)
+    return (from_env if file is not None else value), file
 
 
 def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool = True):

@@ -12,13 +12,13 @@ from .. import ci_report, store
 from ..client import ModelServerError
 from ..deploy import DeploySettings, evaluate_deployment
 from ..protocols import connect
-from ..secrets import MIN_TOKEN_CHARS, SecretFile, SecretFileError, secret_or_file
-from ..settings import CollectorSettings
+from ..secrets import MIN_TOKEN_CHARS, SecretFile, weak_token
 from .common import (
     URLS_ENV,
     collect_options,
     collect_options_from,
     database_or_file,
+    env_or_file,
     err,
     fail,
     open_store,
@@ -196,12 +196,7 @@ def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw
     Requests need `Authorization: Bearer <HOOK_TOKEN>`: the hook does not start without a
     token of 16+ characters in the environment, unless started with --no-auth on loopback.
     """
-    given = CollectorSettings.env("view_database_url", "view_database_url_file")
-    try:
-        view_db, view_file = secret_or_file(given.view_database_url, given.view_database_url_file and
-                                            str(given.view_database_url_file), "VIEW_DATABASE_URL")
-    except SecretFileError as e:
-        fail(str(e), 2)
+    view_db, view_file = env_or_file("view_database_url")
     _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, view_db=view_db, view_file=view_file,
            hook_required=True)
 
@@ -209,13 +204,7 @@ def hook_cmd(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, **kw
 def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | SecretFile | None, bool]:
     """(HOOK_TOKEN, or the HOOK_TOKEN_FILE it is read from, or None for --no-auth; whether the hook is
     on); exit 2 on a weak or missing token."""
-    given = CollectorSettings.env("hook_token", "hook_token_file")
-    configured = given.hook_token  # a SecretStr: never printed
-    try:
-        token, token_file = secret_or_file(configured.get_secret_value() if configured else None,
-                                           given.hook_token_file and str(given.hook_token_file), "HOOK_TOKEN")
-    except SecretFileError as e:
-        fail(str(e), 2)
+    token, token_file = env_or_file("hook_token")  # never printed
     hook = True
     if no_auth:
         if token:
@@ -227,7 +216,7 @@ def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | Se
             fail("set HOOK_TOKEN (16+ random characters) for the deploy hook, or start it with --no-auth on "
                  "127.0.0.1 for local use", 2)
         hook = False
-    elif len(token) < MIN_TOKEN_CHARS or token.lower().startswith("change-me"):
+    elif weak_token(token):
         fail(f"HOOK_TOKEN is too weak: use {MIN_TOKEN_CHARS}+ random characters, not the example value", 2)
     return token_file or token, hook
 
