@@ -11,10 +11,12 @@ A violation raises InvalidAnswer naming the field; the caller fails that model o
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from model_server.grammar import GrammarError, check_version
 from model_server.oip import decoder_for
 
 from .text import unsafe_chars
@@ -60,7 +62,14 @@ def check_text(value: str, field: str) -> str:
 
 
 def version_text(v: str | int, field: str) -> str:
-    return check_text(v, field) if isinstance(v, str) else str(v)
+    """A version as text, in the one grammar (model_server.grammar): `3²` or `v 2` is refused here."""
+    if not isinstance(v, str):
+        return str(v)
+    check_text(v, field)
+    try:
+        return check_version(v, "is not a version: it")
+    except GrammarError as e:
+        raise InvalidAnswer(field, str(e)) from None
 
 
 def check_labels(labels: list[str], field: str) -> list[str]:
@@ -73,6 +82,21 @@ def check_labels(labels: list[str], field: str) -> list[str]:
 
 
 # ---- this project's API: GET /metadata, POST /predict ----------------------------------------
+_HEXLIKE = re.compile(r"[0-9A-Fa-f]{4,}")
+
+
+def check_name(name: str, field: str = "name") -> str:
+    """A model name that can only be read as a name: selectors (selectors.pick) read 4+ hex digits
+    as a fingerprint prefix, `@` as NAME@VERSION and `fp:`/`sha256:` as a typed fingerprint."""
+    check_text(name, field)
+    if _HEXLIKE.fullmatch(name):
+        raise InvalidAnswer(field, "looks like a fingerprint (only hex digits): a name must not read as one")
+    if "@" in name or name.lower().startswith(("fp:", "sha256:")):
+        raise InvalidAnswer(field, "holds '@' or starts with fp:/sha256:, which selectors read as a version "
+                                   "or a fingerprint")
+    return name
+
+
 class NativeMetadata(msgspec.Struct):
     name: Name
     version: Version
@@ -81,7 +105,7 @@ class NativeMetadata(msgspec.Struct):
     backend: Backend | None = None
 
     def __post_init__(self):
-        check_text(self.name, "name")
+        check_name(self.name)
         version_text(self.version, "version")
         check_labels(self.labels, "labels")
 

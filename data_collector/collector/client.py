@@ -24,6 +24,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from model_server.grammar import is_digits, parse_uint
+
 from .answers import InvalidAnswer, NativeAnswer, NativeMetadata, NotJSON, decode
 from .redact import redact_secrets, register_userinfo
 from .settings import CollectorSettings
@@ -261,8 +263,8 @@ class ModelClient:
             resp = self.session.request(method, self._target + path, stream=True, allow_redirects=False,
                                         timeout=(min(lim.connect_timeout, lim.deadline), lim.deadline), **kwargs)
             declared = resp.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise _TooLarge(f"declares {int(declared)} bytes")
+            if is_digits(declared) and parse_uint(declared, "Content-Length") > max_bytes:
+                raise _TooLarge(f"declares {declared} bytes")
             chunks, n = [], 0
             for chunk in resp.raw.stream(64 * 1024, decode_content=True):
                 n += len(chunk)

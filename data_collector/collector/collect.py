@@ -5,12 +5,20 @@ from the database at every start, so skip, incremental and resume are one mechan
 
 Every answer is checked (validate.py) before anything of it is stored; a server that breaks the
 rules fails alone, the other models of the run go on.
+
+A declared fingerprint is a claim, verified by behaviour (`_Claims`): an endpoint is a *founder*
+only when nothing is stored for its fingerprint and no other URL of the run claims it; every other
+endpoint is a *claimant*, whose answers are kept apart (pending_predictions) until they agree with
+the fingerprint's other answers on the same images — stored answers asked again at random points
+of the run, the other claimants' answers, and its own earlier answers repeated in later batches.
+A disagreement marks the fingerprint conflicting (claim_conflicts holds the evidence); nothing of
+that endpoint is counted, and compare and gate refuse the model until `conflicts resolve`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from . import __version__, store, validate
 from .client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
 from .protocols import ProtocolOptions, connect
+from .redact import contains_secret, redact_secrets
 from .settings import CollectorSettings
 from .testset import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard
 from .urls import HostPolicy
@@ -31,13 +40,13 @@ from .validate import InvalidAnswer, ModelChanged
 from .vocab import RunStatus
 
 REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything
-# A fingerprint already in the database is trusted only after the server answers this many of
-# its stored images (chosen at random) as stored: same label, every score within SCORE_NOISE.
-VERIFY_IMAGES = 4
+RESERVOIR = 64  # answered images an endpoint may be asked again later in its run (self-repeats)
+EVIDENCE_KEPT = 20  # disagreeing images stored as evidence per endpoint and run (all are counted)
 CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
 WRITE_ROWS = 1024  # answers stored per transaction at most (see _Writer)
 WRITE_INTERVAL_S = 1.0  # ... or after this long, whichever comes first
-SCORE_NOISE = 1e-3  # a stored answer given again: each score within this of the stored one
+SCORE_NOISE = 1e-3  # one image answered twice under one fingerprint: each score within this of the other
+_rng = random.SystemRandom()  # which images are checks and where they go: nothing a server can predict
 
 
 @dataclass
@@ -54,6 +63,7 @@ class CollectOptions:
     shard: tuple[int, int] | None = None  # (I, N): only the images whose sha256 % N == I (testset.in_shard)
     hash_cache: Path | None = None  # testset.HashCache file; None: hash every file
     policy: HostPolicy | None = None  # the hosts every connection may reach (the deploy hook's allowlist)
+    claim_checks: int = CollectorSettings.default("claim_checks")  # stored answers asked again per endpoint, per chunk
 
     def limits(self) -> Limits:
         return Limits(deadline=self.timeout, connect_timeout=min(10.0, self.timeout),
@@ -73,6 +83,8 @@ class ModelResult:
     n_scored: int = 0
     error: str | None = None  # the reason, without the URL
     category: str | None = None  # of a failure: client.REFUSED, NO_ANSWER, NOT_A_MODEL_SERVER, CLAIM_REFUSED
+    checked: int = 0  # answers compared with another answer of the same fingerprint (and agreeing)
+    disagreed: int = 0  # ... and disagreeing: the fingerprint is conflicting
 
 
 @dataclass
@@ -87,6 +99,48 @@ class _Job:
     aborted: bool = False
     accepted: int = 0  # answers that passed every check, stored or still in the write batch
     lock: threading.Lock = field(default_factory=threading.Lock)
+    founder: bool = True  # its answers are stored as the model's at once; else kept apart until verified
+    established: bool = False  # the fingerprint had counted answers when the run started
+    checks_left: int = 0  # stored answers still to ask again (planned per chunk)
+    expected: dict[int, dict] = field(default_factory=dict)  # image id -> the stored answer a check must give
+    answered: dict[int, tuple[TestImage, dict]] = field(default_factory=dict)  # self-repeat reservoir
+    seen: int = 0  # answers offered to the reservoir
+    evidence: list[dict] = field(default_factory=list)  # disagreements (EVIDENCE_KEPT at most)
+    conflict: bool = False
+    counted: bool = False  # a claimant's answers, verified, moved into predictions
+
+    def compare(self, item_id: int, other: str, expected: dict, got: dict) -> bool:
+        """One image answered twice under this fingerprint: True when the two agree."""
+        same = agree(expected, got)
+        with self.lock:
+            if same:
+                self.result.checked += 1
+                return True
+            self.result.disagreed += 1
+            self.conflict = True
+            if len(self.evidence) < EVIDENCE_KEPT:
+                self.evidence.append({"image_id": item_id, "other": other[:2000],
+                                      "expected": {"label": expected["label"], "scores": expected["scores"]},
+                                      "answered": {"label": got["label"], "scores": got["scores"]}})
+        return False
+
+    def remember(self, item: TestImage, image_id: int, answer: dict) -> None:
+        """Reservoir sampling over the run's answers: any of them may come back in a later batch."""
+        with self.lock:
+            self.seen += 1
+            if len(self.answered) < RESERVOIR:
+                self.answered[image_id] = (item, answer)
+            elif (slot := _rng.randrange(self.seen)) < RESERVOIR:
+                self.answered.pop(next(itertools.islice(iter(self.answered), slot, None)))
+                self.answered[image_id] = (item, answer)
+
+    def repeat(self) -> tuple[int, TestImage, dict] | None:
+        with self.lock:
+            if not self.answered:
+                return None
+            image_id = _rng.choice(list(self.answered))
+            item, answer = self.answered[image_id]
+            return image_id, item, answer
 
     def abort(self, reason: str, category: str = NOT_A_MODEL_SERVER) -> None:
         with self.lock:
@@ -122,6 +176,7 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
     cache = HashCache(opts.hash_cache) if opts.hash_cache else None
     digest = TestSetHash()
     stream = chunks(test_dir, CHUNK_IMAGES, cache, digest)
+    jobs: list[_Job] = []
     try:
         first = next(stream)  # an empty test set stops here, before any server is asked
         with engine.begin() as conn:
@@ -129,12 +184,12 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
         if reaped:
             say(f"{len(reaped)} run(s) left 'running' by a collector that died are now marked interrupted")
         results = [ModelResult(url=display_url(u) if isinstance(u, str) else str(u)) for u in urls]
-        seen_fp: dict[str, tuple[str, list[str]]] = {}
-        jobs = [job for res, url in zip(results, urls, strict=True)
-                if (job := _register(res, url, engine=engine, opts=opts, seen_fp=seen_fp, say=say,
-                                     test_dir=test_dir))]
+        described = [(res, d) for res, url in zip(results, urls, strict=True)
+                     if (d := _describe(res, url, engine=engine, opts=opts))]
+        jobs = _register(described, engine=engine, opts=opts)
         whole = _run(jobs, itertools.chain([first], stream), engine=engine, test_dir=test_dir, opts=opts,
                      progress=progress, say=say)
+        _judge(jobs, engine)
         _finish(jobs, engine, test_set_hash=digest.hexdigest() if whole else None)
     finally:
         stream.close()
@@ -168,15 +223,16 @@ def _summarise(jobs: list[_Job], *, engine: Engine, opts: CollectOptions, say: C
     for job in jobs:
         res = job.result
         res.accuracy, res.n_scored = _accuracy(engine, job.model_id)
-        if job.run_id is None:
+        if job.run_id is None and not job.conflict and not job.aborted:
             share = f" (shard {opts.shard[0]}/{opts.shard[1]})" if opts.shard else ""
-            say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated{share}, "
-                "nothing to send")
+            checked = f"; {res.checked} stored answers asked again agree" if res.checked else ""
+            say(f"{res.name} v{res.version} ({res.fingerprint[:12]}) at {res.url}: already fully evaluated{share}"
+                f"{checked}, nothing to send")
 
 
-def _register(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions,
-              seen_fp: dict[str, tuple[str, list[str]]], say, test_dir: Path) -> _Job | None:
-    """Ask one server who it is; check its claim (_claim_problem); register the model."""
+def _describe(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions) -> tuple[ModelClient, dict] | None:
+    """Ask one server who it is; refuse what cannot be that model (other labels than the stored
+    model of its fingerprint, the URL's credentials as its name or labels). Nothing is stored."""
     try:
         client = connect(url, opts.protocol, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
                          echo_errors=opts.echo_errors, policy=opts.policy)
@@ -186,82 +242,74 @@ def _register(res: ModelResult, url: str, *, engine: Engine, opts: CollectOption
         res.error, res.category = e.reason, e.category
         return None
     res.name, res.version, res.fingerprint = meta["name"], meta["version"], meta["fingerprint"]
-    if res.fingerprint in seen_fp:
-        client.close()
-        first_url, first_labels = seen_fp[res.fingerprint]
-        if first_labels != meta["labels"]:
-            res.error = (f"announces fingerprint {res.fingerprint[:12]} of {first_url} but other labels: refused, "
-                         "nothing stored (a fingerprint names one model)")
-            res.category = CLAIM_REFUSED
-            return None
-        res.status, res.error = RunStatus.SKIPPED, f"same model as {first_url}"
-        say(f"{res.url}: same fingerprint as {first_url}; evaluated once")
-        return None
-    seen_fp[res.fingerprint] = (res.url, list(meta["labels"]))
-    problem = _claim_problem(client, meta, engine=engine, test_dir=test_dir)
+    problem = _claim_problem(meta, engine=engine)
     if problem:
+        res.name = res.version = "?"
         res.error, res.category = problem, CLAIM_REFUSED
         client.close()
         return None
-    with engine.begin() as conn:
-        model_id = store.upsert_model(conn, meta=meta, url=client.url)
-    res.status = RunStatus.SKIPPED  # until the stream brings an image it has not answered
-    return _Job(res, client, model_id, list(meta["labels"]))
+    return client, meta
 
 
-def _claim_problem(client: ModelClient, meta: dict, *, engine: Engine, test_dir: Path) -> str | None:
-    """Why a server announcing a stored fingerprint is not that model (other labels, other answers);
-    None for a new fingerprint or a claim that holds."""
+def _claim_problem(meta: dict, *, engine: Engine) -> str | None:
+    """Why a server cannot be the model whose fingerprint it announces, from what it says alone."""
+    if any(contains_secret(str(x)) for x in (meta["name"], meta["version"], *meta["labels"])):
+        return ("uses the URL's credentials as its name, version or a label: refused for this run, nothing "
+                "stored")
     with engine.connect() as conn:
         known = store.find_model(conn, fingerprint=meta["fingerprint"])
-        stored = store.sample_predictions(conn, model_id=known.id, limit=4 * VERIFY_IMAGES) if known else []
     if known is not None and list(known.labels) != meta["labels"]:
         return (f"announces fingerprint {meta['fingerprint'][:12]} of the stored model {known.title} but "
                 f"other labels: refused, nothing stored (a fingerprint names one model)")
-    return _verify(client, meta, known, stored, test_dir) if stored else None
-
-
-def _verify(client: ModelClient, meta: dict, known: store.ModelInfo, stored: list[dict],
-            test_dir: Path) -> str | None:
-    """None when the server answers stored images as stored; else why it is refused.
-
-    A fingerprint is a claim: before the collector skips a model as evaluated or adds answers
-    to it, the server must give the stored answers again for a few stored images chosen at
-    random (those found under their stored path with their stored bytes). Another model
-    announcing this fingerprint, or the model changed behind it, fails.
-    """
-    payload = []
-    for row in stored:
-        try:
-            data = (test_dir / row["path"]).read_bytes()
-        except (OSError, ValueError):
-            continue  # an image no longer in the test set: nothing to send
-        if hashlib.sha256(data).hexdigest() != row["sha256"]:
-            continue
-        payload.append((row, data))
-        if len(payload) == VERIFY_IMAGES:
-            break
-    if not payload:
-        return None
-    refused = "refused, nothing stored"
-    try:
-        body = client.predict([(row["path"], data) for row, data in payload])
-        preds = validate.predictions(body, n_sent=len(payload), labels=meta["labels"],
-                                     fingerprint=meta["fingerprint"], version=meta["version"])
-    except ModelServerError as e:
-        return f"cannot check it is the stored model {known.title}: {e.reason}; {refused}"
-    except (InvalidAnswer, ModelChanged) as e:
-        return f"invalid answer while checking it is the stored model {known.title}: {e}; {refused}"
-    for (row, _), p in zip(payload, preds, strict=True):
-        diff = max(abs(float(p["scores"][k]) - float((row["scores"] or {}).get(k, -1.0))) for k in p["scores"])
-        if p["label"] != row["predicted_label"] or diff > SCORE_NOISE:
-            return (f"answers differ from the stored predictions of {known.title} ({row['path']}: "
-                    f"{p['label']} now, {row['predicted_label']} stored; scores differ by up to {diff:.3g}): "
-                    f"the fingerprint is reused by another model, or the model changed; {refused}")
     return None
 
 
-Batch = list[tuple[TestImage, int]]  # images and their database ids
+def _register(described: list[tuple[ModelResult, tuple[ModelClient, dict]]], *, engine: Engine,
+              opts: CollectOptions) -> list[_Job]:
+    """Register every described model. URLs announcing one fingerprint are all collected, none
+    skipped: one founder only when nothing is stored for it and no other URL of the run claims it;
+    otherwise each is a claimant (see the module doc). Two URLs that claim a fingerprint nothing is
+    stored for, with different labels, cannot both be it: both are refused, nothing stored."""
+    groups: dict[str, list] = {}
+    for res, (client, meta) in described:
+        groups.setdefault(meta["fingerprint"], []).append((res, client, meta))
+    jobs = []
+    for fingerprint, members in groups.items():
+        if len({tuple(meta["labels"]) for _, _, meta in members}) > 1:
+            for res, client, _ in members:
+                res.error, res.category = (f"{len(members)} URLs of this run announce fingerprint {fingerprint[:12]} "
+                                           "with different labels: refused, nothing stored (a fingerprint names "
+                                           "one model)"), CLAIM_REFUSED
+                client.close()
+            continue
+        with engine.begin() as conn:
+            for _res, client, meta in members:
+                model_id = store.upsert_model(conn, meta=meta, url=client.url)
+            established = bool(store.done_any(conn, model_id=model_id))
+        founder = not established and len(members) == 1
+        for res, client, meta in members:
+            res.status = RunStatus.SKIPPED  # until the stream brings an image it has not answered
+            jobs.append(_Job(res, client, model_id, list(meta["labels"]), founder=founder, established=established,
+                             checks_left=opts.claim_checks if established else 0))
+    return jobs
+
+
+def agree(a: dict, b: dict) -> bool:
+    """Two answers to one image are one model's: every score within SCORE_NOISE (the labels then
+    differ only at a tie within that noise)."""
+    keys = set(a["scores"]) | set(b["scores"])
+    if set(a["scores"]) != set(b["scores"]):
+        return False
+    return all(abs(_score(a, k) - _score(b, k)) <= SCORE_NOISE for k in keys)
+
+
+def _score(answer: dict, label: str) -> float:
+    v = answer["scores"].get(label)
+    return v if isinstance(v, float | int) and not isinstance(v, bool) else float("nan")
+
+
+WRITE, CHECK, REPEAT = "write", "check", "repeat"  # what an image in a batch is for
+Batch = list[tuple[TestImage, int, str]]  # images, their database ids and what each is for
 
 
 class _Collection:
@@ -366,29 +414,53 @@ class _Collection:
         # A model is asked about bytes once: a relabelled image it answered keeps that answer, under the
         # label it was asked with.
         done = store.done_among(conn, model_id=job.model_id, shas=[i.sha256 for i, _ in wanted])
-        todo = [(i, k) for i, k in wanted if i.sha256 not in done]
+        todo = [(i, k, WRITE) for i, k in wanted if i.sha256 not in done]
+        checks = self._checks(conn, job, [(i, k) for i, k in wanted if i.sha256 in done])
         if todo and job.run_id is None:
             job.run_id = store.start_run(conn, model_id=job.model_id, url=job.client.url, n_planned=len(todo),
                                          collector_version=__version__, test_set_hash="")
             job.result.status = RunStatus.RUNNING
         elif todo:
             store.plan_more(conn, run_id=job.run_id, n=len(todo))
-        job.planned += len(todo)
+        work = todo + checks
+        if checks:
+            _rng.shuffle(work)  # the checks anywhere among the ordinary work
+        job.planned += len(work)
         size = self.opts.batch_size
-        return [todo[i:i + size] for i in range(0, len(todo), size)]
+        return [work[i:i + size] for i in range(0, len(work), size)]
+
+    def _checks(self, conn, job: _Job, done: list[tuple[TestImage, int]]) -> list[tuple[TestImage, int, str]]:
+        """Stored answers of the fingerprint to ask again, chosen at random among this chunk's images."""
+        if job.checks_left <= 0 or not done:
+            return []
+        chosen = _rng.sample(done, min(len(done), job.checks_left))
+        truth = store.stored_answers(conn, model_id=job.model_id, shas=[i.sha256 for i, _ in chosen])
+        out = []
+        for item, image_id in chosen:
+            if item.sha256 in truth:
+                job.expected[image_id] = truth[item.sha256]
+                out.append((item, image_id, CHECK))
+        job.checks_left -= len(out)
+        return out
 
     def _send(self, job: _Job, batch: Batch) -> None:
         if job.aborted or self.db_errors:
             return
-        payload: list[tuple[TestImage, int, bytes]] = []
-        for item, image_id in batch:
+        payload: list[tuple[TestImage, int, str, bytes]] = []
+        again = job.repeat()  # one image it answered earlier in this run, at a random place
+        if again is not None:
+            image_id, item, _ = again
+            batch = list(batch)
+            batch.insert(_rng.randrange(len(batch) + 1), (item, image_id, REPEAT))
+        for item, image_id, role in batch:
             try:
                 data = (self.test_dir / item.path).read_bytes()
             except OSError as e:
-                job.failures.append((item.path, item.sha256, f"cannot read: {e}"))
+                if role == WRITE:
+                    job.failures.append((item.path, item.sha256, f"cannot read: {e}"))
                 continue
-            payload.append((item, image_id, data))
-        rows = self._predict(job, payload)
+            payload.append((item, image_id, role, data))
+        rows = self._predict(job, payload, again[2] if again else None)
         if rows:
             try:
                 self.writer.add(job, rows)
@@ -396,32 +468,55 @@ class _Collection:
                 self.db_errors.append(e)
                 return
         if self.progress:
-            self.progress(job.result.url, len(batch), job.planned)
+            self.progress(job.result.url, sum(1 for *_, role in batch if role != REPEAT), job.planned)
 
-    def _predict(self, job: _Job, payload: list[tuple[TestImage, int, bytes]]) -> list[dict]:
+    def _predict(self, job: _Job, payload: list[tuple[TestImage, int, str, bytes]],
+                 earlier: dict | None = None) -> list[dict]:
         """The checked answers to `payload` as prediction rows; a rejected batch is halved until the
-        rejected images are found (each reported, the others answered)."""
+        rejected images are found (each reported, the others answered). Checks and repeats are
+        compared, never stored."""
         if not payload or job.aborted:
             return []
         t0 = time.perf_counter()
         try:
-            body = job.client.predict([(it.path, data) for it, _, data in payload])
+            body = job.client.predict([(it.path, data) for it, _, _, data in payload])
         except ModelServerError as e:
             if e.status is None or not 400 <= e.status < 500 or e.status in (404, 405):
                 job.abort(e.reason, e.category)
                 return []
             if len(payload) > 1:
                 mid = len(payload) // 2
-                return self._predict(job, payload[:mid]) + self._predict(job, payload[mid:])
-            job.reject(payload[0][0], e.reason)
+                return self._predict(job, payload[:mid], earlier) + self._predict(job, payload[mid:], earlier)
+            if payload[0][2] == WRITE:
+                job.reject(payload[0][0], e.reason)
             return []
         preds = _checked(job, body, len(payload))
         if preds is None:
             return []
         per_image_ms = (time.perf_counter() - t0) * 1000 / len(payload)
-        return [{"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id,
-                 "predicted_label": p["label"], "confidence": p["confidence"], "scores": p["scores"],
-                 "latency_ms": per_image_ms} for (_, image_id, _), p in zip(payload, preds, strict=True)]
+        rows = []
+        for (item, image_id, role, _), p in zip(payload, preds, strict=True):
+            if role == CHECK:
+                job.compare(image_id, "its stored answers", job.expected[image_id], p)
+            elif role == REPEAT:
+                job.compare(image_id, "its own earlier answer in this run", earlier, p)
+            else:
+                job.remember(item, image_id, p)
+                rows.append({"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id,
+                             "predicted_label": p["label"], "confidence": p["confidence"], "scores": p["scores"],
+                             "latency_ms": per_image_ms})
+        if job.conflict:
+            job.abort(_conflict_reason(job), CLAIM_REFUSED)
+            return [] if not job.founder else rows
+        return rows
+
+
+def _conflict_reason(job: _Job) -> str:
+    res = job.result
+    first = job.evidence[0]["other"] if job.evidence else "another answer"
+    kept = "its answers were kept apart, none counted" if not job.founder else "its answers are marked"
+    return (f"answers {res.disagreed} image(s) differently from {first} of fingerprint {res.fingerprint[:12]}: "
+            f"{kept}; the fingerprint is now conflicting (data-collector conflicts)")
 
 
 def _checked(job: _Job, body, n_sent: int) -> list[dict] | None:
@@ -445,23 +540,25 @@ def _checked(job: _Job, body, n_sent: int) -> list[dict] | None:
 class _Writer:
     """Answers are stored in write batches of up to WRITE_ROWS rows, or after WRITE_INTERVAL_S:
     large enough for COPY speed on PostgreSQL, small enough that a kill loses at most one write
-    batch (the rerun asks those images again). One writer at a time, as SQLite needs."""
+    batch (the rerun asks those images again). One writer at a time, as SQLite needs. A founder's
+    answers go to `predictions`, a claimant's to `pending_predictions` (module doc)."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self.lock = threading.Lock()
         self.rows: list[dict] = []
+        self.pending: list[dict] = []
         self.owners: dict[int, tuple[_Job, int]] = {}
         self.since = 0.0
 
     def add(self, job: _Job, rows: list[dict]) -> None:
         with self.lock:
-            if not self.rows:
+            if not self.rows and not self.pending:
                 self.since = time.monotonic()
-            self.rows += rows
+            (self.rows if job.founder else self.pending).extend(rows)
             held = self.owners.get(id(job), (job, 0))[1]
             self.owners[id(job)] = (job, held + len(rows))
-            if len(self.rows) >= WRITE_ROWS or time.monotonic() - self.since >= WRITE_INTERVAL_S:
+            if len(self.rows) + len(self.pending) >= WRITE_ROWS or time.monotonic() - self.since >= WRITE_INTERVAL_S:
                 self._write()
 
     def flush(self) -> None:
@@ -469,16 +566,53 @@ class _Writer:
             self._write()
 
     def _write(self) -> None:
-        if not self.rows:
+        if not self.rows and not self.pending:
             return
-        rows, owners = self.rows, list(self.owners.values())
-        self.rows, self.owners = [], {}  # a failed write is rolled back and not retried: rerun to complete
+        rows, pending, owners = self.rows, self.pending, list(self.owners.values())
+        self.rows, self.pending, self.owners = [], [], {}  # a failed write is rolled back: rerun to complete
         with self.engine.begin() as conn:
             store.insert_predictions(conn, rows=rows)
+            store.insert_pending(conn, rows=pending)
             store.heartbeat(conn, run_ids=[job.run_id for job, _ in owners])
         for job, n in owners:
             with job.lock:
                 job.result.n_sent += n
+
+
+def _judge(jobs: list[_Job], engine: Engine) -> None:
+    """After the run: claimants of one fingerprint are compared on the images they both answered;
+    a claimant with no disagreement and at least one agreeing comparison (or, for a fingerprint
+    nothing was stored for, no other answer to compare with) has its answers counted; every
+    disagreement is stored as evidence."""
+    with engine.begin() as conn:
+        kept = {id(j): store.pending_answers(conn, run_id=j.run_id) for j in jobs if not j.founder and j.run_id}
+        by_fp: dict[str, list[_Job]] = {}
+        for j in jobs:
+            if id(j) in kept:
+                by_fp.setdefault(j.result.fingerprint, []).append(j)
+        for group in by_fp.values():
+            for a, b in itertools.combinations(group, 2):
+                for image_id in kept[id(a)].keys() & kept[id(b)].keys():
+                    x, y = kept[id(a)][image_id], kept[id(b)][image_id]
+                    a.compare(image_id, b.client.url, y, x)
+                    b.compare(image_id, a.client.url, x, y)
+        for j in jobs:
+            if j.conflict:
+                if not j.aborted:
+                    j.abort(_conflict_reason(j), CLAIM_REFUSED)
+                store.record_conflicts(conn, rows=[{**e, "model_id": j.model_id, "url": j.client.url,
+                                                    "run_id": j.run_id} for e in j.evidence])
+            elif id(j) in kept:
+                alone = not j.established and len(by_fp[j.result.fingerprint]) == 1
+                if j.result.checked or alone:
+                    store.merge_pending(conn, run_id=j.run_id)
+                    j.counted = True
+                else:
+                    store.drop_pending(conn, run_id=j.run_id)
+                    if not j.aborted:
+                        j.abort(f"its claim of fingerprint {j.result.fingerprint[:12]} could not be checked: no "
+                                "image it answered has another answer of that fingerprint; nothing of it was "
+                                "counted", CLAIM_REFUSED)
 
 
 def _first_line(e: BaseException) -> str:
@@ -491,20 +625,30 @@ def _finish(jobs: list[_Job], engine: Engine, *, interrupted: bool = False, quie
     """Record each run's end. With quiet=True (already failing), a database error is swallowed:
     runs it cannot mark stay 'running' until the next start finds their process dead."""
     for job in jobs:
-        if job.run_id is None:
-            continue  # nothing to send: no run was started (status stays skipped)
         res = job.result
+        if job.run_id is None:  # nothing to collect: no run was started (status stays skipped) ...
+            if job.aborted:  # ... but its checks failed, or its server did
+                res.status, res.error = RunStatus.FAILED, redact_secrets(res.error or "")
+            continue
         res.n_failed = len(job.failures)
+        uncounted = not job.founder and not job.counted  # a claimant whose answers were kept apart
         if interrupted:
             res.status = RunStatus.INTERRUPTED
+        elif job.conflict or (uncounted and job.aborted):
+            res.status = RunStatus.FAILED
         elif job.aborted:
             res.status = RunStatus.INCOMPLETE if res.n_sent else RunStatus.FAILED
         elif res.n_sent == 0 and res.n_failed:
             res.status, res.error = RunStatus.FAILED, res.error or f"every image was rejected ({res.n_failed})"
         else:
             res.status = RunStatus.COMPLETED
+        if res.error:
+            res.error = redact_secrets(res.error)
+        job.failures = [(path, sha, redact_secrets(reason)) for path, sha, reason in job.failures]
         try:
             with engine.begin() as conn:
+                if interrupted and not job.founder and not job.conflict:
+                    store.drop_pending(conn, run_id=job.run_id)  # unverified: the rerun asks again
                 store.record_failures(conn, run_id=job.run_id, items=job.failures)
                 job.failures = []  # recorded once, even if _finish runs again
                 store.finish_run(conn, run_id=job.run_id, status=res.status, n_sent=res.n_sent,

@@ -20,7 +20,7 @@ from .collect import CollectOptions, collect
 from .compare import Thresholds, compare
 from .html_report import recall_history, render_html
 from .reports import model_report
-from .selectors import AmbiguousSelector, SelectorError, resolve
+from .selectors import AmbiguousSelector, SelectorError, resolve, typed
 from .vocab import FAILED_STATUSES
 
 log = logging.getLogger("collector.deploy")
@@ -52,7 +52,7 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
         out["verdict"] = "error"
         return out
     with engine.connect() as conn:
-        cand = resolve(conn, res.fingerprint)
+        cand = resolve(conn, typed(res.fingerprint))
         cand_rows = store.load_rows(conn, model_id=cand.id)
         reports = [model_report(cand, cand_rows)]
         try:

@@ -19,7 +19,7 @@ from .collect import collect
 from .compare import compare
 from .deploy import DeploySettings, write_reports
 from .reports import model_report
-from .selectors import SelectorError, resolve
+from .selectors import SelectorError, resolve, typed
 from .vocab import FAILED_STATUSES
 
 log = logging.getLogger("collector.gate")
@@ -78,7 +78,7 @@ def run_gate(baseline: str | None, candidate: str, *, engine: Engine, settings: 
         for url, res in zip(urls, results, strict=True):
             if res.status in FAILED_STATUSES:
                 return GateResult(ERROR, error=f"{res.url}: {_failure(res, settings)}", images_sent=sent)
-            fingerprints[url] = res.fingerprint
+            fingerprints[url] = typed(res.fingerprint)  # fp:...: no name can stand in for it
             sent += res.n_sent
     with engine.connect() as conn:
         try:

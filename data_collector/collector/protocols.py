@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import numpy as np
 
 from model_server import oip
+from model_server.grammar import GrammarError, parse_uint
 
 from .answers import AnsweringModel, InvalidAnswer, NativeAnswer, NativePrediction, V1Answer, V1Status
 from .client import ModelClient, ModelServerError, display_url
@@ -362,9 +363,11 @@ class OIPClient(ForeignClient):
         head_len = {k.lower(): v for k, v in headers.items()}.get(HEADER_LENGTH.lower())
         tail = b""
         if head_len is not None:
-            if not head_len.isdigit() or int(head_len) > len(raw):
-                raise InvalidAnswer(HEADER_LENGTH, f"{head_len[:20]!r} does not fit a body of {len(raw)} bytes")
-            raw, tail = raw[:int(head_len)], raw[int(head_len):]
+            try:
+                cut = parse_uint(head_len, HEADER_LENGTH, maximum=len(raw))
+            except GrammarError as e:
+                raise InvalidAnswer(HEADER_LENGTH, f"does not fit a body of {len(raw)} bytes ({e})") from None
+            raw, tail = raw[:cut], raw[cut:]
         try:
             resp = oip.decode(raw, oip.InferenceResponse)
         except oip.msgspec.ValidationError as e:
@@ -400,6 +403,19 @@ class OIPClient(ForeignClient):
         _check_scores(values, f"outputs[{self.output_name!r}]")
         version = _answered_version(resp.model_version)
         return values.reshape(n, k), version
+
+
+def _dim(d) -> int | None:
+    """One dimension of a TF Serving signature: {"size": "96"} (int64 as a JSON string), -1 unknown."""
+    size = d.get("size", -1) if isinstance(d, dict) else None
+    if size in (-1, "-1"):
+        return -1
+    if isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= 1 << 20:
+        return size
+    try:
+        return parse_uint(size, "signature dimension", maximum=1 << 20)
+    except GrammarError:
+        return None
 
 
 def _answered_version(v) -> str | None:
@@ -443,10 +459,8 @@ class V1Client(ForeignClient):
             for t in signature.values():
                 dims = (t.get("tensor_shape") or {}).get("dim") if isinstance(t, dict) else None
                 if isinstance(dims, list) and len(dims) == 4:
-                    try:
-                        shape = [int(d.get("size", -1)) for d in dims]
-                    except (TypeError, ValueError, AttributeError):
-                        shape = None
+                    shape = [_dim(d) for d in dims]
+                    shape = None if None in shape else shape
             self._tensor_spec(None, shape)
         try:
             return self._identify(self.address.model, versions, None, {"signature": bool(signature)})

@@ -118,3 +118,37 @@ gate_jobs = Table(
     Column("owner", String(300)),  # host:pid:token of the serve process running it
     Column("heartbeat_at", DateTime(timezone=True)),
 )
+
+# Answers of an endpoint whose fingerprint claim is not verified yet (collect.py, "claims"): kept
+# apart from `predictions`, counted for no model, until its answers agree with the fingerprint's
+# other answers; then moved into `predictions`. A conflicting endpoint's answers stay here.
+pending_predictions = Table(
+    "pending_predictions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False, index=True),
+    Column("image_id", Integer, ForeignKey("images.id"), nullable=False),
+    Column("predicted_label", String(200), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    UniqueConstraint("run_id", "image_id", name="uq_pending_predictions_run_id_image_id"),
+)
+
+# The evidence that a fingerprint is claimed by more than one behaviour: one row per image on which
+# an endpoint's answer disagreed with another answer of that fingerprint. A model with an
+# unresolved row is *conflicting*: every view says so, compare and gate refuse it.
+claim_conflicts = Table(
+    "claim_conflicts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False, index=True),
+    Column("url", String(2000), nullable=False),  # the endpoint whose answer disagreed
+    Column("run_id", Integer, ForeignKey("runs.id")),  # NULL: a run that only checked (nothing to collect)
+    Column("image_id", Integer, ForeignKey("images.id"), nullable=False),
+    Column("other", String(2000), nullable=False),  # what it disagreed with: stored answers, a URL, itself
+    Column("expected", JSON, nullable=False),  # {label, scores} of the other answer
+    Column("answered", JSON, nullable=False),  # {label, scores} of this endpoint's
+    Column("found_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolution", Text),
+)

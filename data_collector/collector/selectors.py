@@ -1,4 +1,4 @@
-"""Naming a stored model: NAME, NAME@latest, NAME@previous, NAME@VERSION, fingerprint prefix.
+"""Naming a stored model: NAME, NAME@latest, NAME@previous, NAME@VERSION, fingerprint prefix, fp:PREFIX.
 
 Name and version are what a server *claims*; the fingerprint is the identity. So:
 - "newest" and "previous" have one meaning, here, for the CLI, the deploy hook and the web view:
@@ -16,10 +16,14 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
+from model_server.grammar import version_order
+
 from . import store
 from .store import ModelInfo
 
 MIN_PREFIX = 4
+TYPED_PREFIXES = ("fp", "sha256")  # fp:PREFIX / sha256:PREFIX select by fingerprint only
+FINGERPRINT_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},64}}")
 ORDER_HELP = "newest and previous follow version order (2 < 10), then first seen"
 
 
@@ -33,8 +37,7 @@ class AmbiguousSelector(SelectorError):
 
 def version_key(m: ModelInfo) -> tuple:
     """Versions in natural order (2 < 10; numbers before words), then in the order they were seen."""
-    parts = tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"[.\-_+]", m.version))
-    return parts, m.first_seen is None, m.first_seen or 0, m.id
+    return version_order(m.version), m.first_seen is None, m.first_seen or 0, m.id
 
 
 def _version_only(m: ModelInfo) -> tuple:
@@ -90,10 +93,38 @@ def resolve(conn: Connection, selector: str, *, relative_to: ModelInfo | None = 
     return pick(store.list_models(conn), selector, relative_to=relative_to)
 
 
+def _by_fingerprint(ms: list[ModelInfo], prefix: str, asked: str) -> ModelInfo:
+    prefix = prefix.lower()
+    if not FINGERPRINT_PREFIX.fullmatch(prefix):
+        raise SelectorError(f"{asked!r}: a fingerprint prefix is {MIN_PREFIX} to 64 hex digits")
+    hits = [m for m in ms if m.fingerprint.startswith(prefix)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise AmbiguousSelector(f"fingerprint prefix {prefix!r} is ambiguous ({len(hits)} models: "
+                                f"{describe_claimants(hits)}); give more digits")
+    raise SelectorError(f"no evaluated model has a fingerprint starting with {prefix!r}")
+
+
 def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = None) -> ModelInfo:
-    """`resolve` over an already loaded list of models."""
+    """`resolve` over an already loaded list of models.
+
+    One text, one reading: `fp:PREFIX` (or `sha256:PREFIX`) is only ever a fingerprint; a bare
+    text that is both a stored name and a fingerprint prefix is refused, naming both readings
+    (servers cannot register such names any more, answers.check_name, but older databases may
+    hold them)."""
+    kind, colon, rest = selector.partition(":")
+    if colon and kind.lower() in TYPED_PREFIXES:
+        return _by_fingerprint(ms, rest, selector)
     name, _, tag = selector.partition("@")
     same = by_version(ms, name)
+    as_prefix = ([m for m in ms if m.fingerprint.startswith(selector.lower())]
+                 if not tag and FINGERPRINT_PREFIX.fullmatch(selector.lower()) else [])
+    if same and as_prefix:
+        raise AmbiguousSelector(
+            f"{selector!r} reads two ways: the model name {name!r} ({describe_claimants(same[-1:])}) and a "
+            f"fingerprint prefix ({describe_claimants(as_prefix)}); say fp:{selector} for the fingerprint, "
+            f"or {name}@latest / {name}@VERSION for the name")
     if same and tag in ("", "latest"):
         return _one(ms, name, same[-1].version, selector)
     if tag:
@@ -109,10 +140,12 @@ def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = 
             return _one(ms, name, tag, selector)
         raise SelectorError(f"{name!r} has no version {tag!r} (evaluated: "
                             f"{', '.join(m.version for m in same)}); or use @latest, @previous")
-    hits = [m for m in ms if m.fingerprint.startswith(selector.lower())] if len(selector) >= MIN_PREFIX else []
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise SelectorError(f"fingerprint prefix {selector!r} is ambiguous ({len(hits)} models)")
-    raise SelectorError(f"no evaluated model matches {selector!r} (a name, a fingerprint prefix of "
-                        f"{MIN_PREFIX}+ characters, NAME@latest, NAME@previous or NAME@VERSION)")
+    if as_prefix:
+        return _by_fingerprint(ms, selector, selector)
+    raise SelectorError(f"no evaluated model matches {selector!r} (a name, NAME@latest, NAME@previous, "
+                        f"NAME@VERSION, or a fingerprint prefix of {MIN_PREFIX}+ hex digits, fp:PREFIX)")
+
+
+def typed(fingerprint: str) -> str:
+    """The selector that can only mean this fingerprint."""
+    return f"fp:{fingerprint}"

@@ -79,6 +79,9 @@ class CollectorSettings(BaseSettings):
                                       option="--max-response-bytes", ge=1024)
     max_metadata_bytes: int = setting(2**20, "largest metadata answer accepted", option="--max-metadata-bytes",
                                       ge=1024)
+    claim_checks: int = setting(48, "stored answers of a model's fingerprint asked again, at random points among "
+                                "the images of each run (of each 2048), to check that a URL is the model it claims "
+                                "to be", option="--claim-checks", ge=0, le=4096)
     shard: str | None = setting(None, "I/N: evaluate only the images whose sha256 modulo N is I (N collectors at "
                                 "once)", option="--shard", shown="every image")
     shards: int | None = setting(None, "N, with the shard index from JOB_COMPLETION_INDEX (a Kubernetes Indexed "

@@ -20,8 +20,20 @@ from sqlalchemy import Connection, Engine, case, create_engine, event, func, ins
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
+from model_server.grammar import is_digits, parse_uint
+
 from .redact import redact_url
-from .schema import failures, gate_jobs, images, model_urls, models, predictions, runs
+from .schema import (
+    claim_conflicts,
+    failures,
+    gate_jobs,
+    images,
+    model_urls,
+    models,
+    pending_predictions,
+    predictions,
+    runs,
+)
 from .secrets import SecretFile
 from .settings import CollectorSettings
 from .vocab import BACKENDS, IDENTITIES, PROTOCOLS, SCORE_KINDS, ImageKind, RunStatus
@@ -226,6 +238,7 @@ class ModelInfo:
     protocol: str = "native"  # how it was reached: this project's API, or v2 (Open Inference Protocol)
     scores: str = "probabilities"  # or "logits (softmax applied)"
     backend: str = ""  # the runtime the server announced (litert, keras), when it said
+    conflicts: int = 0  # unresolved evidence that two behaviours claim this fingerprint (claim_conflicts)
 
     @property
     def title(self) -> str:
@@ -235,7 +248,7 @@ class ModelInfo:
         """The model as every view and JSON answer shows it: identity and how it was reached."""
         return {"name": self.name, "version": self.version, "fingerprint": self.fingerprint,
                 "labels": list(self.labels), "identity": self.identity, "protocol": self.protocol,
-                "backend": self.backend, "scores": self.scores}
+                "backend": self.backend, "scores": self.scores, "claim_conflict": self.conflicts > 0}
 
 
 IN_LIST_MAX = 4096  # values in one IN (...) list (SQLite allows 32,766 bound parameters)
@@ -298,12 +311,9 @@ def done_among(conn: Connection, *, model_id: int, shas: list[str]) -> set[str]:
     return out
 
 
-def sample_predictions(conn: Connection, *, model_id: int, limit: int) -> list[dict]:
-    """Up to `limit` stored predictions of a model, chosen at random (a server cannot guess which)."""
-    q = (select(images.c.sha256, images.c.path, predictions.c.predicted_label, predictions.c.scores)
-         .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
-         .where(predictions.c.model_id == model_id).order_by(func.random()).limit(limit))
-    return [dict(r) for r in conn.execute(q).mappings()]
+def done_any(conn: Connection, *, model_id: int) -> bool:
+    """Whether the model has any counted answer."""
+    return conn.execute(select(predictions.c.id).where(predictions.c.model_id == model_id).limit(1)).first() is not None
 
 
 HEARTBEAT_S = 15.0  # a running collector refreshes its runs' heartbeat this often
@@ -324,12 +334,13 @@ def _owner_is_dead(owner: str | None) -> bool:
         return False
     host, _, rest = owner.partition(":")
     pid, _, token = rest.partition(":")
-    if host != socket.gethostname()[:200] or not pid.isdigit():
+    if host != socket.gethostname()[:200] or not is_digits(pid):
         return False
-    if int(pid) == os.getpid():
+    number = parse_uint(pid, "pid")
+    if number == os.getpid():
         return token != _TOKEN
     try:
-        os.kill(int(pid), 0)
+        os.kill(number, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
@@ -466,6 +477,89 @@ def _copy_predictions(conn: Connection, rows: list[dict]) -> int:
     return inserted
 
 
+def insert_pending(conn: Connection, *, rows: list[dict]) -> None:
+    """Answers of an endpoint whose claim is not verified yet (idempotent on run and image)."""
+    if rows:
+        stmt = dialect_insert(conn, pending_predictions).on_conflict_do_nothing(index_elements=["run_id", "image_id"])
+        conn.execute(stmt, rows)
+
+
+def stored_answers(conn: Connection, *, model_id: int, shas: list[str]) -> dict[str, dict]:
+    """sha256 -> {label, scores} of the model's counted answers among `shas` (the checks' truth)."""
+    out: dict[str, dict] = {}
+    for i in range(0, len(shas), IN_LIST_MAX):
+        q = (select(images.c.sha256, predictions.c.predicted_label, predictions.c.scores)
+             .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
+             .where(predictions.c.model_id == model_id, images.c.sha256.in_(shas[i:i + IN_LIST_MAX])))
+        for sha, label, scores in conn.execute(q):
+            out[sha] = {"label": label, "scores": scores or {}}
+    return out
+
+
+def pending_answers(conn: Connection, *, run_id: int) -> dict[int, dict]:
+    """image id -> {label, scores} of one run's answers kept apart."""
+    q = (select(pending_predictions.c.image_id, pending_predictions.c.predicted_label, pending_predictions.c.scores)
+         .where(pending_predictions.c.run_id == run_id))
+    return {image_id: {"label": label, "scores": scores or {}} for image_id, label, scores in conn.execute(q)}
+
+
+def merge_pending(conn: Connection, *, run_id: int) -> int:
+    """A verified endpoint's answers become the model's: moved from pending_predictions into
+    predictions (an image answered meanwhile keeps its answer); returns the rows inserted."""
+    cols = ("run_id", "model_id", "image_id", "predicted_label", "confidence", "scores", "latency_ms")
+    src = select(*(pending_predictions.c[c] for c in cols)).where(pending_predictions.c.run_id == run_id)
+    stmt = (dialect_insert(conn, predictions).from_select(list(cols), src)
+            .on_conflict_do_nothing(index_elements=["model_id", "image_id"]))
+    n = conn.execute(stmt).rowcount
+    conn.execute(pending_predictions.delete().where(pending_predictions.c.run_id == run_id))
+    return max(n, 0)
+
+
+def drop_pending(conn: Connection, *, run_id: int) -> None:
+    conn.execute(pending_predictions.delete().where(pending_predictions.c.run_id == run_id))
+
+
+def record_conflicts(conn: Connection, *, rows: list[dict]) -> None:
+    """Evidence: {model_id, url, run_id, image_id, other, expected, answered} per disagreeing image."""
+    if rows:
+        t = now()
+        conn.execute(claim_conflicts.insert(), [{**r, "found_at": t} for r in rows])
+
+
+def conflict_counts(conn: Connection) -> dict[int, int]:
+    """model id -> unresolved evidence rows (only conflicting models)."""
+    q = (select(claim_conflicts.c.model_id, func.count()).where(claim_conflicts.c.resolved_at.is_(None))
+         .group_by(claim_conflicts.c.model_id))
+    return {model_id: n for model_id, n in conn.execute(q)}
+
+
+def list_conflicts(conn: Connection, *, model_id: int | None = None, limit: int = 200) -> list[dict]:
+    """The unresolved evidence, newest first, with each image's path and label."""
+    q = (select(claim_conflicts.c.id, claim_conflicts.c.model_id, models.c.fingerprint, claim_conflicts.c.url,
+                claim_conflicts.c.run_id, images.c.path, images.c.label, claim_conflicts.c.other,
+                claim_conflicts.c.expected, claim_conflicts.c.answered, claim_conflicts.c.found_at)
+         .select_from(claim_conflicts.join(images, images.c.id == claim_conflicts.c.image_id)
+                      .join(models, models.c.id == claim_conflicts.c.model_id))
+         .where(claim_conflicts.c.resolved_at.is_(None)).order_by(claim_conflicts.c.id.desc()).limit(limit))
+    if model_id is not None:
+        q = q.where(claim_conflicts.c.model_id == model_id)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def resolve_conflicts(conn: Connection, *, model_id: int, forget: bool) -> tuple[int, int]:
+    """Close a model's conflict: its endpoints' answers kept apart are dropped; with `forget`, its
+    counted answers too (the next collect evaluates it anew). Returns (evidence rows, answers dropped)."""
+    n_pending = conn.execute(pending_predictions.delete().where(pending_predictions.c.model_id == model_id)).rowcount
+    n_stored = 0
+    if forget:
+        n_stored = conn.execute(predictions.delete().where(predictions.c.model_id == model_id)).rowcount
+    how = "forgot every answer" if forget else "kept the stored answers"
+    n = conn.execute(update(claim_conflicts).where(claim_conflicts.c.model_id == model_id,
+                                                   claim_conflicts.c.resolved_at.is_(None))
+                     .values(resolved_at=now(), resolution=how)).rowcount
+    return n, n_pending + n_stored
+
+
 def record_failures(conn: Connection, *, run_id: int, items: Iterable[tuple[str, str | None, str]]) -> None:
     rows = [{"run_id": run_id, "path": p, "sha256": s, "error": e} for p, s, e in items]
     if rows:
@@ -502,8 +596,10 @@ def list_models(conn: Connection) -> list[ModelInfo]:
     for model_id, url in conn.execute(select(model_urls.c.model_id, model_urls.c.url)
                                       .order_by(model_urls.c.first_seen, model_urls.c.id)):
         urls.setdefault(model_id, []).append(url)
+    disputed = conflict_counts(conn)
     for m in out:
         m.urls = urls.get(m.id, [])
+        m.conflicts = disputed.get(m.id, 0)
     return out
 
 

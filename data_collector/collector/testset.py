@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_server.grammar import GrammarError, parse_uint
+
 from .vocab import ImageKind, is_probe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
@@ -118,8 +120,8 @@ def default_hash_cache() -> Path:
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0 <= I < N) -> (I, N)."""
     try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
+        i, n = (parse_uint(x, "shard") for x in text.split("/"))
+    except (ValueError, GrammarError):
         raise ValueError(f"shard must be I/N with whole numbers, e.g. 0/4; got {text!r}") from None
     if not 0 <= i < n:
         raise ValueError(f"shard {text!r}: need 0 <= I < N")

@@ -26,6 +26,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import urllib3.util
 
+from model_server.grammar import is_digits, parse_uint
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -127,9 +129,9 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
         host = _name_or_ipv4(host)
     port = None
     if port_text is not None:
-        if not port_text.isdigit() or not port_text.isascii() or not 0 < int(port_text) < 65536:
+        port = parse_uint(port_text, "port", maximum=65535) if is_digits(port_text) else 0
+        if not port:
             raise BadURL("not a valid URL (bad host or port)")
-        port = int(port_text)
     return host, port
 
 

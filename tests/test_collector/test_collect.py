@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from collector.collect import CollectOptions, collect
-from collector.schema import failures, images, models, predictions, runs
+from collector.schema import claim_conflicts, failures, images, models, pending_predictions, predictions, runs
 from helpers import COLORS, LiveServer, color_png, engine_for, serve_model, start_server_process, write_color_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,14 +52,18 @@ def test_collect_then_skip_by_fingerprint(db_url, color_model, test_data):
 
 
 def test_model_is_identified_by_fingerprint_not_url(db_url, color_model, test_data, tmp_path):
+    """Two URLs of one fingerprint are both asked (neither owns it by order), agree on every
+    image, and count once; a third URL is only asked stored answers again, and agrees."""
     engine = engine_for(db_url)
     with serve_model(color_model) as a, serve_model(color_model) as b:
         r1, r2 = collect([a.url, b.url], engine=engine, test_dir=test_data, say=quiet)
-    assert r1.status == "completed" and r2.status == "skipped"
+    assert r1.status == r2.status == "completed"
+    assert r1.checked >= 21 and r2.checked >= 21 and r1.disagreed == r2.disagreed == 0
     assert count(engine, models) == 1 and count(engine, predictions) == 21
-    with serve_model(color_model) as c:  # a new URL for a known model: nothing sent
+    assert count(engine, pending_predictions) == 0 and count(engine, claim_conflicts) == 0
+    with serve_model(color_model) as c:  # a new URL for a known model: its stored answers asked again
         (r3,) = collect([c.url], engine=engine, test_dir=test_data, say=quiet)
-    assert r3.status == "skipped"
+    assert r3.status == "skipped" and r3.checked == 21 and r3.n_sent == 0
 
 
 def test_retrained_model_behind_same_url_is_evaluated_again(db_url, color_model, test_data, tmp_path):

@@ -26,6 +26,8 @@ from typing import Annotated, Any
 import msgspec
 import numpy as np
 
+from .grammar import GrammarError, parse_uint
+
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 Short = Annotated[str, msgspec.Meta(max_length=256)]
@@ -152,9 +154,10 @@ def decode(raw: bytes, kind):
 def parse_request(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
     """Split the body into the typed JSON header and the binary tail (binary tensor extension)."""
     if header_length is not None:
-        if not header_length.isdigit() or len(header_length) > 12:
-            raise OIPError(f"{HEADER_LENGTH} must be an integer, got {header_length[:20]!r}")
-        n = int(header_length)
+        try:
+            n = parse_uint(header_length, HEADER_LENGTH)
+        except GrammarError as e:
+            raise OIPError(str(e)) from None
         if not 0 <= n <= len(body):
             raise OIPError(f"{HEADER_LENGTH}={n} does not fit a body of {len(body)} bytes")
         head, tail = body[:n], body[n:]

@@ -180,6 +180,7 @@ def collect_options(f):
         setting_option("request_retries", "retries"),
         setting_option("max_response_bytes"),
         setting_option("max_metadata_bytes"),
+        setting_option("claim_checks"),
         setting_option("no_migrate"),
         setting_option("shard"),
         setting_option("shards"),
@@ -257,7 +258,7 @@ def collect_options_from(kw: dict) -> CollectOptions:
     return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
                           retries=kw["retries"], max_response_bytes=kw["max_response_bytes"],
                           max_metadata_bytes=kw["max_metadata_bytes"], protocol=protocol_options_from(kw),
-                          shard=shard_from(kw), hash_cache=cache_path)
+                          shard=shard_from(kw), hash_cache=cache_path, claim_checks=kw["claim_checks"])
 
 
 def threshold_options(f):
