@@ -18,6 +18,7 @@ that endpoint is counted, and compare and gate refuse the model until `conflicts
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import threading
 import time
@@ -242,6 +243,8 @@ def _describe(res: ModelResult, url: str, *, engine: Engine, opts: CollectOption
         res.error, res.category = e.reason, e.category
         return None
     res.name, res.version, res.fingerprint = meta["name"], meta["version"], meta["fingerprint"]
+    if contains_secret(json.dumps(meta.get("server"), default=str)):  # a server's own keys echoing them
+        meta = {**{k: v for k, v in meta.items() if k != "server"}, "server_dropped": "held the URL's credentials"}
     problem = _claim_problem(meta, engine=engine)
     if problem:
         res.name = res.version = "?"
@@ -283,10 +286,12 @@ def _register(described: list[tuple[ModelResult, tuple[ModelClient, dict]]], *, 
                 client.close()
             continue
         with engine.begin() as conn:
-            for _res, client, meta in members:
-                model_id = store.upsert_model(conn, meta=meta, url=client.url)
+            for _res, _client, meta in members:
+                model_id = store.upsert_model(conn, meta=meta, url=None)
             established = bool(store.done_any(conn, model_id=model_id))
-        founder = not established and len(members) == 1
+            founder = not established and len(members) == 1
+            if founder:  # a claimant's URL is recorded once its answers agree (_judge)
+                store.add_model_url(conn, model_id=model_id, url=members[0][1].url)
         for res, client, meta in members:
             res.status = RunStatus.SKIPPED  # until the stream brings an image it has not answered
             jobs.append(_Job(res, client, model_id, list(meta["labels"]), founder=founder, established=established,
@@ -602,10 +607,13 @@ def _judge(jobs: list[_Job], engine: Engine) -> None:
                     j.abort(_conflict_reason(j), CLAIM_REFUSED)
                 store.record_conflicts(conn, rows=[{**e, "model_id": j.model_id, "url": j.client.url,
                                                     "run_id": j.run_id} for e in j.evidence])
+            elif not j.founder and j.run_id is None and j.result.checked and not j.aborted:
+                store.add_model_url(conn, model_id=j.model_id, url=j.client.url)  # its checks agreed
             elif id(j) in kept:
                 alone = not j.established and len(by_fp[j.result.fingerprint]) == 1
                 if j.result.checked or alone:
                     store.merge_pending(conn, run_id=j.run_id)
+                    store.add_model_url(conn, model_id=j.model_id, url=j.client.url)
                     j.counted = True
                 else:
                     store.drop_pending(conn, run_id=j.run_id)

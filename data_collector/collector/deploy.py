@@ -20,7 +20,7 @@ from .collect import CollectOptions, collect
 from .compare import Thresholds, compare
 from .html_report import recall_history, render_html
 from .reports import model_report
-from .selectors import AmbiguousSelector, SelectorError, resolve, typed
+from .selectors import AmbiguousSelector, ConflictingModel, SelectorError, require_undisputed, resolve, typed
 from .vocab import FAILED_STATUSES
 
 log = logging.getLogger("collector.deploy")
@@ -53,11 +53,16 @@ def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -
         return out
     with engine.connect() as conn:
         cand = resolve(conn, typed(res.fingerprint))
+        if cand.conflicts:
+            out.update(baseline=None, verdict="error", regressed_classes=[],
+                       error=f"{cand.title} is conflicting: no verdict until `data-collector conflicts resolve`")
+            return out
         cand_rows = store.load_rows(conn, model_id=cand.id)
         reports = [model_report(cand, cand_rows)]
         try:
             base = resolve(conn, f"{cand.name}@previous", relative_to=cand)
-        except AmbiguousSelector as e:  # two fingerprints claim the baseline: no claim decides the verdict
+            require_undisputed(base)
+        except (AmbiguousSelector, ConflictingModel) as e:  # no claim decides the verdict
             out.update(baseline=None, verdict="error", regressed_classes=[], error=str(e))
             return out
         except SelectorError:

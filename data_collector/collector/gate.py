@@ -19,7 +19,7 @@ from .collect import collect
 from .compare import compare
 from .deploy import DeploySettings, write_reports
 from .reports import model_report
-from .selectors import SelectorError, resolve, typed
+from .selectors import SelectorError, require_undisputed, resolve, typed
 from .vocab import FAILED_STATUSES
 
 log = logging.getLogger("collector.gate")
@@ -85,6 +85,7 @@ def run_gate(baseline: str | None, candidate: str, *, engine: Engine, settings: 
             cand = resolve(conn, fingerprints.get(candidate, candidate))
             base = resolve(conn, fingerprints.get(baseline, baseline) if baseline else f"{cand.name}@previous",
                            relative_to=cand)
+            require_undisputed(base, cand)
         except SelectorError as e:
             return GateResult(ERROR, error=str(e), images_sent=sent)
         if base.fingerprint == cand.fingerprint:  # a rollout that changed no weight, label or preprocessing

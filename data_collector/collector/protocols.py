@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -264,6 +265,7 @@ class OIPClient(ForeignClient):
         super().__init__(address, options, **kwargs)
         self.binary = False
         self.input_name = self.output_name = ""
+        self.started: tuple | None = None  # the description the run started with (recheck)
         self.bytes_shape_2d = False
 
     def metadata(self) -> dict:
@@ -274,6 +276,9 @@ class OIPClient(ForeignClient):
         meta, _, _ = self._call_typed("GET", self.path, oip.ModelMetadata, "metadata", max_bytes=lim, hint=hint)
         params = meta.parameters or oip.ModelParameters()
         try:
+            _unique_names(meta.inputs, "metadata.inputs")
+            _unique_names(meta.outputs, "metadata.outputs")
+            self.started = _description(meta)
             self.labels = self._labels(params.labels)
             self._choose_output(meta.outputs, len(self.labels))
             self._choose_input(meta.inputs, params)
@@ -282,6 +287,17 @@ class OIPClient(ForeignClient):
                 server={"platform": meta.platform} if meta.platform else None)
         except InvalidAnswer as e:
             raise ModelServerError(self.url, f"invalid metadata: {e}") from None
+
+    def recheck(self) -> None:
+        """The model's description again, after an answer: labels, inputs and outputs (names, order,
+        types, shapes) and name must be what the run started with — labels read once would let a
+        server that reorders them mid-run have its answers stored under other labels."""
+        meta, _, _ = self._call_typed("GET", self.path, oip.ModelMetadata, "metadata",
+                                      max_bytes=self.limits.max_metadata_bytes)
+        if _description(meta) != self.started:
+            raise ModelServerError(self.url, "its metadata (labels, inputs, outputs or name) changed during the run; "
+                                             "nothing of the answer was stored: run again to evaluate what it serves "
+                                             "now")
 
     def _choose_output(self, outputs: list[oip.TensorMetadata], n_labels: int) -> None:
         floats = [o for o in outputs if o.datatype in ("FP32", "FP64", "FP16")]
@@ -324,7 +340,7 @@ class OIPClient(ForeignClient):
         if mode == "tensor":
             self._tensor_spec(params.preprocessing, chosen[0].shape)
 
-    def _request_body(self, images: list[tuple[str, bytes]]) -> tuple[bytes, dict]:
+    def _request_body(self, images: list[tuple[str, bytes]]) -> tuple[bytes, dict, str]:
         """The request in the codec's types (model_server.oip), as JSON or with a binary tail."""
         n = len(images)
         blob = b""
@@ -346,20 +362,27 @@ class OIPClient(ForeignClient):
         if self.binary:
             inp.parameters = oip.TensorParameters(binary_data_size=len(blob))
             out_spec.parameters = oip.TensorParameters(binary_data=True)
-        head = oip.encode(oip.InferenceRequest(inputs=[inp], outputs=[out_spec]))
+        request_id = secrets.token_hex(8)  # echoed by OIP servers that return an id: checked (_read_scores)
+        head = oip.encode(oip.InferenceRequest(inputs=[inp], outputs=[out_spec], id=request_id))
         if not self.binary:
-            return head, {"Content-Type": "application/json"}
-        return head + blob, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
+            return head, {"Content-Type": "application/json"}, request_id
+        return (head + blob, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))},
+                request_id)
 
     def _infer(self, images: list[tuple[str, bytes]]) -> tuple[np.ndarray, str | None]:
         """Scores [N, labels] as sent by the server (probabilities or logits) and its model_version."""
-        raw, headers = self._post(self.predict_path, *self._request_body(images))
+        body, headers, request_id = self._request_body(images)
+        raw, headers = self._post(self.predict_path, body, headers)
         try:
-            return self._read_scores(raw, headers, len(images))
+            scores = self._read_scores(raw, headers, len(images), request_id)
         except InvalidAnswer as e:
             raise ModelServerError(self.url, f"invalid inference response: {e}") from None
+        if self.started is not None:
+            self.recheck()
+        return scores
 
-    def _read_scores(self, raw: bytes, headers: dict, n: int) -> tuple[np.ndarray, str | None]:
+    def _read_scores(self, raw: bytes, headers: dict, n: int, request_id: str | None = None
+                     ) -> tuple[np.ndarray, str | None]:
         head_len = {k.lower(): v for k, v in headers.items()}.get(HEADER_LENGTH.lower())
         tail = b""
         if head_len is not None:
@@ -374,6 +397,9 @@ class OIPClient(ForeignClient):
             raise InvalidAnswer("response", str(e)) from None
         except (oip.msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             raise InvalidAnswer("response", "is not JSON") from None
+        if resp.id is not None and request_id is not None and resp.id != request_id:
+            raise InvalidAnswer("id", "is not the id of the request it answers")
+        _unique_names(resp.outputs, "outputs")
         offset, found = 0, None
         for o in resp.outputs:  # binary outputs follow the JSON in the order listed
             size = o.parameters.binary_data_size if o.parameters else None
@@ -403,6 +429,20 @@ class OIPClient(ForeignClient):
         _check_scores(values, f"outputs[{self.output_name!r}]")
         version = _answered_version(resp.model_version)
         return values.reshape(n, k), version
+
+
+def _unique_names(tensors: list, field: str) -> None:
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InvalidAnswer(field, f"name {dup[:40]!r} more than once: which one is meant is ambiguous")
+
+
+def _description(meta: oip.ModelMetadata) -> tuple:
+    params = meta.parameters or oip.ModelParameters()
+    return (meta.name, tuple(params.labels or ()), params.fingerprint,
+            tuple((t.name, t.datatype, tuple(t.shape)) for t in meta.inputs),
+            tuple((t.name, t.datatype, tuple(t.shape)) for t in meta.outputs))
 
 
 def _dim(d) -> int | None:
@@ -436,6 +476,7 @@ class V1Client(ForeignClient):
     """One model behind TF Serving's REST API or KServe's v1 protocol (`:predict` with `instances`)."""
 
     protocol = "v1"
+    v1_key: str | None = None  # the named output of dict rows, fixed at the first answer
 
     def metadata(self) -> dict:
         lim = self.limits.max_metadata_bytes
@@ -466,6 +507,22 @@ class V1Client(ForeignClient):
             return self._identify(self.address.model, versions, None, {"signature": bool(signature)})
         except InvalidAnswer as e:
             raise ModelServerError(self.url, f"invalid metadata: {e}") from None
+
+    def _v1_key(self, row: dict, i: int, k: int) -> str:
+        """The named output holding the scores: --output, else the one list of k values; the same
+        key for every row and every answer of the run (never chosen by order)."""
+        if self.options.output:
+            return self.options.output
+        fits = [key for key, v in row.items() if isinstance(v, list) and len(v) == k]
+        if len(fits) != 1:
+            raise InvalidAnswer(f"predictions[{i}]", f"has {len(fits)} outputs of {k} values "
+                                f"({', '.join(repr(x[:40]) for x in fits[:5])}): name the scores with --output")
+        if self.v1_key is None:
+            self.v1_key = fits[0]
+        elif fits[0] != self.v1_key:
+            raise InvalidAnswer(f"predictions[{i}]", f"holds its scores under {fits[0][:40]!r}, not "
+                                f"{self.v1_key[:40]!r} as before in this run")
+        return fits[0]
 
     def _signature(self) -> dict:
         """TF Serving's serving_default inputs, where the server has a metadata endpoint (KServe v1 has none)."""
@@ -504,9 +561,7 @@ class V1Client(ForeignClient):
         rows = []
         for i, row in enumerate(preds):
             if isinstance(row, dict):  # several named outputs: --output, or the one list of k numbers
-                key = self.options.output or next((key for key, v in row.items() if isinstance(v, list)
-                                                   and len(v) == k), None)
-                row = row.get(key) if key is not None else None
+                row = row.get(self._v1_key(row, i, k))
             rows.append(_numbers(row, f"predictions[{i}]", k))
         out = np.stack(rows)
         _check_scores(out, "predictions")

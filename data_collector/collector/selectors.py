@@ -35,6 +35,20 @@ class AmbiguousSelector(SelectorError):
     """One NAME@VERSION claimed by two or more fingerprints."""
 
 
+class ConflictingModel(SelectorError):
+    """A fingerprint whose claimants answered the same images differently: no verdict about it."""
+
+
+def require_undisputed(*ms: ModelInfo) -> None:
+    """Refuse a verdict about a conflicting model (collect.py, claims): which answers are the
+    model's is not known until `data-collector conflicts resolve`."""
+    for m in ms:
+        if m.conflicts:
+            raise ConflictingModel(
+                f"{m.title} is conflicting: URLs announcing its fingerprint answered {m.conflicts} image(s) "
+                f"differently; no verdict until it is resolved (data-collector conflicts {m.fingerprint[:12]})")
+
+
 def version_key(m: ModelInfo) -> tuple:
     """Versions in natural order (2 < 10; numbers before words), then in the order they were seen."""
     return version_order(m.version), m.first_seen is None, m.first_seen or 0, m.id

@@ -279,7 +279,9 @@ def upsert_images(conn: Connection, *, rows: list[dict]) -> tuple[dict[tuple[str
     return ids, relabelled
 
 
-def upsert_model(conn: Connection, *, meta: dict, url: str) -> int:
+def upsert_model(conn: Connection, *, meta: dict, url: str | None) -> int:
+    """The model of `meta`'s fingerprint (inserted when new); `url` is recorded as one it was seen at
+    (None: not yet, for a URL whose claim of that fingerprint is still to be verified)."""
     t = now()
     stmt = dialect_insert(conn, models).on_conflict_do_nothing(index_elements=["fingerprint"])
     conn.execute(stmt, {"fingerprint": meta["fingerprint"], "name": meta["name"],
@@ -287,11 +289,17 @@ def upsert_model(conn: Connection, *, meta: dict, url: str) -> int:
                         "metadata": meta, "first_seen": t, "last_seen": t})
     model_id = conn.execute(select(models.c.id).where(models.c.fingerprint == meta["fingerprint"])).scalar_one()
     conn.execute(update(models).where(models.c.id == model_id).values(last_seen=t))
+    if url is not None:
+        add_model_url(conn, model_id=model_id, url=url)
+    return model_id
+
+
+def add_model_url(conn: Connection, *, model_id: int, url: str) -> None:
+    t = now()
     stmt = dialect_insert(conn, model_urls).on_conflict_do_nothing(index_elements=["model_id", "url"])
     conn.execute(stmt, {"model_id": model_id, "url": url, "first_seen": t, "last_seen": t})
     conn.execute(update(model_urls).where(model_urls.c.model_id == model_id, model_urls.c.url == url)
                  .values(last_seen=t))
-    return model_id
 
 
 def find_model(conn: Connection, *, fingerprint: str) -> ModelInfo | None:

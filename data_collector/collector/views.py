@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from . import store
 from .compare import Thresholds, compare
 from .reports import model_report, recalls
-from .selectors import SelectorError, by_version, conflicts, pick, previous_of, version_key
+from .selectors import SelectorError, by_version, conflicts, pick, previous_of, require_undisputed, version_key
 from .vocab import is_probe
 
 GALLERY_MAX = 200  # misclassified images listed on a model page at most (the most confident first)
@@ -91,6 +91,9 @@ def model_detail(conn: Connection, selector: str, *, label: str | None = None) -
         "report": rep,
         "runs": [{**r, "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"])}
                  for r in store.model_runs(conn, model_id=m.id)],
+        "claim_conflicts": [{"path": e["path"], "label": e["label"], "url": e["url"], "other": e["other"],
+                             "answered": e["answered"], "expected": e["expected"], "found_at": _iso(e["found_at"])}
+                            for e in store.list_conflicts(conn, model_id=m.id, limit=50)],
         "misclassified": {"label": label, "total": len(wrong), "images": [_image(r) for r in wrong[:GALLERY_MAX]]},
         "lookalikes": [_image(r) for r in probes],
         "previous": previous.to_dict() if previous else None,
@@ -112,6 +115,7 @@ def comparison(conn: Connection, candidate: str, baseline: str | None = None,
     base = pick(ms, baseline) if baseline else previous_of(ms, cand)
     if base is None:
         raise SelectorError(f"{cand.title} has no earlier version to compare with: choose a baseline")
+    require_undisputed(base, cand)
     base_rows = store.load_rows(conn, model_id=base.id)
     cand_rows = store.load_rows(conn, model_id=cand.id)
     result = compare(base, base_rows, cand, cand_rows, th or Thresholds())

@@ -39,7 +39,7 @@ from .formatting import num
 from .html_report import history_svg, model_section
 from .http_headers import secure_headers
 from .render import BASE_CSS, compare_table, esc, page, recall_strip
-from .selectors import AmbiguousSelector, SelectorError
+from .selectors import AmbiguousSelector, ConflictingModel, SelectorError
 from .suspects import label_suspects
 
 log = logging.getLogger("collector.web")
@@ -145,7 +145,7 @@ def _read(fn, *args, **kw):
     try:
         with _ctx().engine.connect() as conn:
             return fn(conn, *args, **kw)
-    except AmbiguousSelector as e:
+    except (AmbiguousSelector, ConflictingModel) as e:
         raise _Ambiguous(str(e)) from None
     except SelectorError as e:
         raise _NotFound(str(e)) from None
@@ -331,10 +331,26 @@ def _conflict_text(m: dict) -> str:
 
 
 def _conflict_badge(v: dict) -> str:
+    badge = ""
+    if v.get("claim_conflict"):
+        badge = (" <strong class='bad claim-conflict' title='URLs announcing this fingerprint answered images "
+                 "differently: no verdict until resolved'>conflicting fingerprint</strong>")
     if not v["conflict"]:
-        return ""
+        return badge
     title = "also claimed by " + ", ".join(fp[:12] for fp in v["conflict"])
-    return f" <strong class='bad conflict' title='{esc(title)}'>conflict</strong>"
+    return f" <strong class='bad conflict' title='{esc(title)}'>conflict</strong>" + badge
+
+
+def _claim_conflict_html(evidence: list[dict]) -> str:
+    """The evidence of a conflicting fingerprint: which URL answered which image how, against what."""
+    rows = "".join(
+        f"<tr><td>{esc(e['path'])}</td><td>{esc(e['label'])}</td><td>{esc(e['url'])}</td>"
+        f"<td>{esc(e['answered']['label'])}</td><td>{esc(e['other'])}</td><td>{esc(e['expected']['label'])}</td></tr>"
+        for e in evidence)
+    return ("<p class='bad' id='claim-conflict'>Conflicting fingerprint: URLs announcing it answered the same "
+            "images differently. No comparison or gate uses this model until <code>data-collector conflicts "
+            "resolve</code>.</p><div class='scroll'><table><tr><th>image</th><th>label</th><th>URL</th>"
+            "<th>answered</th><th>other answer from</th><th>other answered</th></tr>" + rows + "</table></div>")
 
 
 def _jobs_html(n: int) -> str:
@@ -387,6 +403,8 @@ def model_page(selector: str):
     parts = [f"<h1>{esc(m['name'])} v{esc(m['version'])} <small><code>{esc(fp[:16])}</code></small></h1>"]
     if m["conflict"]:
         parts.append(f"<p class='bad' id='conflict'>{_conflict_text(m)}</p>")
+    if m["claim_conflict"]:
+        parts.append(_claim_conflict_html(d["claim_conflicts"]))
     links = [f"<a href='/history/{quote(m['name'], safe='')}'>history of {esc(m['name'])}</a>"]
     if d["previous"]:
         links.append(f"<a href='{_compare_href(d['previous']['fingerprint'], fp)}'>compare with "

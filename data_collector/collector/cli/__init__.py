@@ -13,7 +13,7 @@ import click
 from .. import __version__
 from ..redact import redact_url
 from ..text import literal
-from . import collecting, database, deploying, exporting, reporting, testsets
+from . import collecting, conflicts, database, deploying, exporting, reporting, testsets
 from .common import database_or_file, fail, setting_option
 
 
@@ -66,6 +66,6 @@ def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
 for _cmd in (collecting.collect_cmd, collecting.models_cmd, database.db_group, reporting.report_cmd,
              reporting.compare_cmd, reporting.plan_cmd, deploying.gate_cmd,
              deploying.kserve_urls_cmd, deploying.watch_cmd, deploying.hook_cmd,
-             deploying.serve_cmd, exporting.export_group, testsets.testset_group):
+             deploying.serve_cmd, exporting.export_group, testsets.testset_group, conflicts.conflicts_group):
     main.add_command(_cmd)
 

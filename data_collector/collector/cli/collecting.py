@@ -132,9 +132,14 @@ def models_cmd(ctx, as_json):
     for m in sorted(rows, key=lambda x: (x.name, version_key(x))):
         how = m.identity + ("" if m.protocol == "native" else f", {m.protocol}")
         version = lines(m.version, "CONFLICT") if m.id in clash else m.version
-        t.add_row(lines(m.name, *m.urls), version, lines(m.fingerprint[:12], how), str(len(m.labels)),
+        fingerprint = lines(m.fingerprint[:12], how, *(["CONFLICTING"] if m.conflicts else []))
+        t.add_row(lines(m.name, *m.urls), version, fingerprint, str(len(m.labels)),
                   str(m.predictions), m.first_seen.strftime("%Y-%m-%d") if m.first_seen else "")
     out.print(t)
+    for m in rows:
+        if m.conflicts:
+            err.print(f"conflicting: {m.title}: URLs announcing its fingerprint answered {m.conflicts} image(s) "
+                      f"differently; compare and gate refuse it (data-collector conflicts {m.fingerprint[:12]})")
     for m in rows:
         if m.id in clash:
             err.print(f"conflict: {m.name} v{m.version} is claimed by {len(clash[m.id]) + 1} fingerprints: "

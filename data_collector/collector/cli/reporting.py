@@ -12,7 +12,7 @@ from ..compare import COMPARE_LEGEND, class_verdict, compare, test_set_note
 from ..formatting import num
 from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
 from ..reports import identity_line, model_report
-from ..selectors import ORDER_HELP, SelectorError, conflicts, pick, resolve
+from ..selectors import ORDER_HELP, SelectorError, conflicts, pick, require_undisputed, resolve
 from .common import (
     fail,
     open_store,
@@ -34,6 +34,9 @@ def print_model_report(rep: dict) -> None:
     out.print(styled((m["name"], "bold"), f" v{m['version']} ({m['fingerprint'][:12]}): accuracy "
                      f"{num(rep['accuracy'])} on {rep['n']} labelled images" + (f"; {kinds}" if kinds else "")))
     out.print(identity_line(m))
+    if m.get("claim_conflict"):
+        out.print(styled(("CONFLICTING", "bold red"), ": URLs announcing this fingerprint answered images "
+                         "differently; no verdict until `data-collector conflicts resolve`"))
     if m.get("conflict"):
         out.print(styled(("CONFLICT", "bold red"), f": {m['name']} v{m['version']} is also claimed by "
                          + ", ".join(fp[:12] for fp in m["conflict"]) + "; select by fingerprint prefix"))
@@ -235,6 +238,7 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
         try:
             cand = resolve(conn, candidate)
             base = resolve(conn, baseline, relative_to=cand)
+            require_undisputed(base, cand)
         except SelectorError as e:
             fail(str(e), 2)
         if base.fingerprint == cand.fingerprint:
