@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector import store
-from collector.selectors import AmbiguousSelector, SelectorError, pick, previous_of
+from collector.answers import InvalidAnswer, check_name
+from collector.selectors import (
+    FINGERPRINT_PREFIX,
+    AmbiguousSelector,
+    ConflictingModel,
+    SelectorError,
+    pick,
+    previous_of,
+    require_undisputed,
+)
+from collector.store import ModelInfo
 from helpers import engine_for, run_cli, store_model
 
 
@@ -97,3 +110,75 @@ def test_the_hooks_default_baseline_is_refused_when_two_claim_it(tmp_path, color
         out = evaluate_deployment(srv.url, engine=engine, settings=settings)
     assert out["verdict"] == "error" and out["baseline"] is None
     assert "ambiguous" in out["error"] and "777777777777" in out["error"] and "888888888888" in out["error"]
+
+
+# ---- one text, one reading (hypothesis) ------------------------------------------------------
+
+HEX = "0123456789abcdef"
+names = st.one_of(st.text(HEX, min_size=1, max_size=12), st.sampled_from(["colors", "m", "beef", "ml_original"]),
+                  st.text("abcdefxyz_@:", min_size=1, max_size=8))
+fingerprints = st.text(HEX, min_size=64, max_size=64)
+
+
+@st.composite
+def stored(draw):
+    fps = draw(st.lists(fingerprints, min_size=1, max_size=5, unique=True))
+    # Names a database may hold from before the rule (hex names included): the resolver must still
+    # never pick one reading silently.
+    return [ModelInfo(i + 1, draw(names), draw(st.sampled_from(["1", "2", "10"])), fp, ["a", "b"],
+                      datetime(2026, 1, 1 + i, tzinfo=UTC)) for i, fp in enumerate(fps)]
+
+
+def _selectors(ms):
+    out = set()
+    for m in ms:
+        out |= {m.name, m.fingerprint[:4], m.fingerprint[:12], m.fingerprint, f"fp:{m.fingerprint[:6]}",
+                f"sha256:{m.fingerprint[:8]}", f"{m.name}@{m.version}", f"{m.name}@latest", m.fingerprint[:12].upper()}
+    return sorted(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stored(), st.data())
+def test_a_selector_has_one_reading_or_is_refused(ms, data):
+    """Whatever names are stored, a selector that resolves means one model under every reading
+    it admits: fp:/sha256: only a fingerprint; a bare text never both a name and a prefix."""
+    sel = data.draw(st.sampled_from(_selectors(ms)))
+    try:
+        m = pick(ms, sel)
+    except SelectorError:
+        return
+    kind, colon, rest = sel.partition(":")
+    if colon and kind in ("fp", "sha256"):
+        assert m.fingerprint.startswith(rest.lower())
+        assert sum(x.fingerprint.startswith(rest.lower()) for x in ms) == 1
+        return
+    name = sel.partition("@")[0]
+    as_name = [x for x in ms if x.name == name]
+    as_prefix = [x for x in ms if "@" not in sel and FINGERPRINT_PREFIX.fullmatch(sel.lower())
+                 and x.fingerprint.startswith(sel.lower())]
+    assert not (as_name and as_prefix), f"{sel!r} read one way of two"
+    assert m in as_name or m in as_prefix
+
+
+@given(st.text(max_size=70))
+def test_no_registered_name_reads_as_a_fingerprint_or_a_version(text):
+    try:
+        check_name(text)
+    except InvalidAnswer:
+        return
+    assert not FINGERPRINT_PREFIX.fullmatch(text.lower()) and "@" not in text
+    assert not text.lower().startswith(("fp:", "sha256:"))
+
+
+def test_a_name_that_is_a_fingerprint_prefix_is_refused_naming_both_readings():
+    real = ModelInfo(1, "ml_original", "3", "334588a2b488" + "0" * 52, ["a"], datetime(2026, 1, 1, tzinfo=UTC))
+    impostor = ModelInfo(2, "334588a2b488", "1", "f" * 64, ["a"], datetime(2026, 1, 2, tzinfo=UTC))
+    with pytest.raises(AmbiguousSelector) as e:
+        pick([real, impostor], "334588a2b488")
+    assert "reads two ways" in str(e.value) and "ffffffffffff" in str(e.value) and "334588a2b488" in str(e.value)
+    assert pick([real, impostor], "fp:334588a2b488") is real
+    assert pick([real, impostor], "334588a2b488@latest") is impostor  # explicitly the name
+    impostor.conflicts = 0
+    real.conflicts = 3
+    with pytest.raises(ConflictingModel, match="is conflicting"):
+        require_undisputed(impostor, real)
