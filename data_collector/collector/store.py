@@ -185,8 +185,36 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(_alembic_config(conn), "head")
 
 
+MIGRATION_WAIT_S = 600.0  # how long a process waits for another's migration of the same SQLite file
+
+
 def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
-    """Make sure the schema is at head; migrate if allowed (SQLite default, owner role)."""
+    """Make sure the schema is at head; migrate if allowed (SQLite default, owner role).
+
+    Processes starting at once on a fresh SQLite file take turns (a lock file beside it, as
+    PostgreSQL's advisory lock in `upgrade`): each reads the revision again under the lock, so
+    the second finds the schema the first made."""
+    if not migrate or engine.dialect.name != "sqlite" or not engine.url.database or \
+            engine.url.database == ":memory:" or _is_head(engine):
+        return _ensure_schema(engine, migrate=migrate)
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(f"{engine.url.database}.lock", timeout=MIGRATION_WAIT_S):
+            return _ensure_schema(engine, migrate=migrate)
+    except Timeout:
+        raise StoreError(f"another process has been migrating {engine.url.database} for {MIGRATION_WAIT_S:g} s "
+                         f"(lock file {engine.url.database}.lock)") from None
+
+
+def _is_head(engine: Engine) -> bool:
+    try:
+        return current_revision(engine) == head_revision()
+    except (OperationalError, DBAPIError):
+        return False
+
+
+def _ensure_schema(engine: Engine, *, migrate: bool) -> None:
     try:
         rev = current_revision(engine)
     except (OperationalError, DBAPIError) as e:
