@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 
 from collector import store
 from collector.cli import main
@@ -178,3 +179,14 @@ def test_plan_counts_the_test_set_and_names_the_shortfall(tmp_path):
     r = run_cli("plan", "--test-data", str(tmp_path / "missing"))
     assert r.exit_code == 2 and "does not exist" in r.output
     assert run_cli("plan", "--min-drop", "0").exit_code == 2
+
+
+@pytest.mark.parametrize("command", ["compare", "gate"])
+def test_an_outage_or_an_empty_database_is_cannot_decide_not_regressed(command, tmp_path):
+    """compare and gate exit 1 only for "regressed": an unreachable or empty database is 2."""
+    unreachable = "postgresql+psycopg2://nobody@127.0.0.1:1/none"
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    for db in (unreachable, empty):
+        r = run_cli("--db", db, command, "colors@1", "colors@2")
+        assert r.exit_code == 2, (db, r.output)
+        assert "Traceback" not in r.output and r.output.strip()

@@ -152,7 +152,9 @@ def database_or_file(ctx: click.Context, param: str, value: str | None, field: s
     return (from_env if file is not None else value), file
 
 
-def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool = True):
+def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool = True, code: int = 1):
+    """The engine, the database reached and its schema current; else one line and exit `code`
+    (2 for the verdict commands, whose 1 means "regressed")."""
     url = ctx.obj["db"]
     try:
         engine = store.make_engine(url, ctx.obj.get("db_file"))
@@ -160,7 +162,7 @@ def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool =
         if check_schema:
             store.ensure_schema(engine, migrate=migrate)
     except store.StoreError as e:
-        fail(str(e))
+        fail(str(e), code)
     return engine
 
 

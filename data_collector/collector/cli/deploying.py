@@ -116,7 +116,7 @@ def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
     from .reporting import print_comparison
 
     outputs = VerdictOutputs.of(kw, as_json)
-    engine = open_store(ctx, migrate=not kw["no_migrate"])
+    engine = open_store(ctx, migrate=not kw["no_migrate"], code=2)  # an outage is "cannot decide", not a FAIL
     try:
         result = run_gate(baseline, candidate, engine=engine, settings=_deploy_settings(kw, report_dir))
     except (DatabaseFailure, store.StoreError) as e:

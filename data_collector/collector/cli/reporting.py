@@ -233,7 +233,7 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     becomes an error annotation; --junit writes the JUnit XML GitLab and Jenkins read.
     """
     outputs = VerdictOutputs.of(kw, as_json, html_path)
-    engine = open_store(ctx, migrate=False)
+    engine = open_store(ctx, migrate=False, code=2)  # 1 means "regressed": an outage is "cannot decide"
     with engine.connect() as conn:
         try:
             cand = resolve(conn, candidate)
