@@ -16,6 +16,7 @@ import hmac
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,16 @@ class SecretFileError(ValueError):
 
 
 class SecretFile:
-    def __init__(self, path: str | Path, variable: str):
-        self.path, self.variable = Path(path), variable
+    """`grace_s`: how long the value before the last change still counts (`previous()`), so that a
+    caller holding the old token is not refused mid-rollout while the new one reaches it."""
+
+    def __init__(self, path: str | Path, variable: str, *, grace_s: float = 0.0):
+        self.path, self.variable, self.grace_s = Path(path), variable, grace_s
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._value: str | None = None
+        self._previous: str | None = None
+        self._changed_at = 0.0
         self.read()  # fail at start, not on the first request
 
     def _load(self) -> tuple[tuple[int, int, int], str]:
@@ -53,7 +59,10 @@ class SecretFile:
                 st = os.stat(self.path)
                 if self._value is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == self._stamp:
                     return self._value
+                old = self._value
                 self._stamp, self._value = self._load()
+                if old is not None and old != self._value:
+                    self._previous, self._changed_at = old, time.monotonic()
             except (OSError, SecretFileError) as e:
                 if self._value is None:
                     raise SecretFileError(str(e) if isinstance(e, SecretFileError)
@@ -61,13 +70,21 @@ class SecretFile:
                 log.warning("%s: keeping the last value: %s", self.variable, e)
             return self._value
 
+    def previous(self) -> str | None:
+        """The value before the last change, while that change is younger than `grace_s`."""
+        with self._lock:
+            if self._previous is not None and time.monotonic() - self._changed_at < self.grace_s:
+                return self._previous
+            return None
 
-def secret_or_file(value: str | None, file: str | None, variable: str) -> tuple[str | None, SecretFile | None]:
+
+def secret_or_file(value: str | None, file: str | None, variable: str, *, grace_s: float = 0.0
+                   ) -> tuple[str | None, SecretFile | None]:
     """The value of VARIABLE, or of VARIABLE_FILE; both set is an error (which one would win?)."""
     if value and file:
         raise SecretFileError(f"both {variable} and {variable}_FILE are set: use one")
     if file:
-        source = SecretFile(file, f"{variable}_FILE")
+        source = SecretFile(file, f"{variable}_FILE", grace_s=grace_s)
         return source.read(), source
     return value, None
 
@@ -93,4 +110,8 @@ def token_matches(expected: str | SecretFile, given: object) -> bool:
         log.error("the hook's token is too weak (%d characters, or the example value): refusing requests",
                   len(value))
         return False
-    return hmac.compare_digest(given.strip().encode(), value.encode())
+    token = given.strip().encode()
+    if hmac.compare_digest(token, value.encode()):
+        return True
+    old = expected.previous()  # rotated within the grace window: the old token still counts
+    return old is not None and not weak_token(old) and hmac.compare_digest(token, old.encode())

@@ -145,6 +145,9 @@ class CollectorSettings(BaseSettings):
                                            "the hook is off", shown="unset")
     hook_token_file: Path | None = setting(None, "file holding the hook's token instead of HOOK_TOKEN: read again "
                                            "when it changes (a rotated token needs no restart)", shown="unset")
+    hook_token_grace: float = setting(300.0, "seconds the previous token in HOOK_TOKEN_FILE is still accepted after "
+                                      "the file changes (a controller holding it finishes its rollout)", ge=0.0,
+                                      le=86400.0)
 
     @staticmethod
     def env_name(field: str) -> str:

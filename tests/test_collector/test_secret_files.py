@@ -75,6 +75,28 @@ def test_a_token_file_rotated_to_a_weak_value_matches_nothing(tmp_path):
     assert not token_matches(secret, "short")
 
 
+def test_the_previous_token_counts_for_the_grace_window_then_not(tmp_path, monkeypatch):
+    """A controller holding the old token finishes its rollout; after the window it is refused."""
+    import collector.secrets as secrets_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(secrets_module.time, "monotonic", lambda: clock[0])
+    path = tmp_path / "token"
+    path.write_text("o" * 20)
+    secret = SecretFile(path, "HOOK_TOKEN_FILE", grace_s=300)
+    path.write_text("n" * 21)  # another size: seen as a change whatever the file system's clock
+    assert token_matches(secret, "n" * 21) and token_matches(secret, "o" * 20)
+    clock[0] += 299
+    assert token_matches(secret, "o" * 20) and not token_matches(secret, "x" * 20)
+    clock[0] += 2
+    assert not token_matches(secret, "o" * 20) and token_matches(secret, "n" * 21)
+    path.write_text("short")  # rotated to a weak value: neither the weak one nor the old one
+    assert not token_matches(secret, "short") and not token_matches(secret, "n" * 21)
+    no_grace = SecretFile(path, "HOOK_TOKEN_FILE")
+    path.write_text("p" * 22)
+    assert token_matches(no_grace, "p" * 22) and not token_matches(no_grace, "short")
+
+
 def test_the_cli_reads_the_database_url_from_a_file_and_refuses_both(tmp_path):
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     url_file = tmp_path / "url"
@@ -179,7 +201,8 @@ def test_a_running_serve_picks_up_a_rotated_password_and_token_without_a_restart
     engine.dispose()
 
     port = free_port()
-    proc = _serve({"DATABASE_URL_FILE": str(url_file), "HOOK_TOKEN_FILE": str(token_file)}, tmp_path, port)
+    proc = _serve({"DATABASE_URL_FILE": str(url_file), "HOOK_TOKEN_FILE": str(token_file),
+                   "HOOK_TOKEN_GRACE": "5"}, tmp_path, port)
     base = f"http://127.0.0.1:{port}"
     try:
         before = _get(f"{base}/api/models")
@@ -193,8 +216,12 @@ def test_a_running_serve_picks_up_a_rotated_password_and_token_without_a_restart
         after = _get(f"{base}/api/models")
         assert after.status_code == 200, after.text
         assert after.json() == before.json()  # nothing lost
-        assert _get(f"{base}/gates/verdict", headers={"Authorization": "Bearer " + "t" * 24}).status_code == 401
         assert _get(f"{base}/gates/verdict", headers={"Authorization": "Bearer " + "u" * 24}).status_code == 400
+        # The old token: accepted for HOOK_TOKEN_GRACE seconds after the change, then refused.
+        deadline = time.monotonic() + 120
+        while _get(f"{base}/gates/verdict", headers={"Authorization": "Bearer " + "t" * 24}).status_code != 401:
+            assert time.monotonic() < deadline, "the old token was never refused"
+            time.sleep(0.5)
         assert proc.poll() is None  # the same process all along
     finally:
         proc.terminate()

@@ -136,7 +136,8 @@ def env_or_file(field: str) -> tuple[str | None, SecretFile | None]:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     try:
-        return secret_or_file(value, file and str(file), CollectorSettings.env_name(field))
+        grace = CollectorSettings.env("hook_token_grace").hook_token_grace if field == "hook_token" else 0.0
+        return secret_or_file(value, file and str(file), CollectorSettings.env_name(field), grace_s=grace)
     except SecretFileError as e:
         fail(str(e), 2)
 
