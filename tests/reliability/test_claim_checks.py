@@ -44,7 +44,8 @@ def liar(real: str, rate: float, seed: int) -> Flask:
 
     @app.post("/predict")
     def predict():
-        files = [("images", (f.filename, f.read(), "application/octet-stream")) for f in request.files.getlist("images")]
+        files = [("images", (f.filename, f.read(), "application/octet-stream"))
+                 for f in request.files.getlist("images")]
         body = requests.post(real + "/predict", files=files, timeout=60).json()
         with lock:
             body["predictions"] = [_rotated(p) if rng.random() < rate else p for p in body["predictions"]]
