@@ -137,12 +137,20 @@ class GateService:
                 last["state"] == "running" or revision is not None or self._same_model(last))):
             return last  # (the fingerprint check asks the candidate: outside every lock)
         with self._submit_lock, self.engine.begin() as conn:
-            again = store.latest_job(conn, key=key)  # a request of this process may have queued it meanwhile
-            if again is not None and again["state"] == "queued" and (last is None or again["id"] != last["id"]):
+            # A request of this process or another may have opened it meanwhile: join it (a gate joins a
+            # running job too; the hook only one that has not started).
+            again = store.latest_job(conn, key=key)
+            if again is not None and (again["state"] == "queued" or kind != "hook" and again["state"] == "running") \
+                    and (last is None or again["id"] != last["id"]):
                 return again
             if store.count_active_jobs(conn) >= self.max_jobs:
                 raise QueueFull(f"{self.max_jobs} gate jobs are queued or running (HOOK_MAX_JOBS)")
             job_id = store.add_job(conn, key=key, kind=kind, baseline=baseline, candidate=candidate)
+            if job_id is None:  # another process inserted the key's open job first (the unique index)
+                job = store.open_job(conn, key=key)
+                if job is not None:
+                    return job
+                raise QueueFull("the job of this request changed under it: ask again")
             job = store.get_job(conn, job_id)
         self._wake.set()
         return job

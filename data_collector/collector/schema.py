@@ -8,12 +8,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(naming_convention={
@@ -118,6 +120,12 @@ gate_jobs = Table(
     Column("owner", String(300)),  # host:pid:token of the serve process running it
     Column("heartbeat_at", DateTime(timezone=True)),
 )
+# One open gate job per request, whatever the number of processes and threads (migration 0006): a
+# second insert of the key fails, and its request joins the open job. The deploy hook's jobs are
+# apart: a deploy after a running evaluation began is queued behind it (one running, one queued).
+OPEN_GATE_JOB = text("state IN ('queued', 'running') AND kind <> 'hook'")
+Index("uq_gate_jobs_open_key", gate_jobs.c.key, unique=True, sqlite_where=OPEN_GATE_JOB,
+      postgresql_where=OPEN_GATE_JOB)
 
 # Answers of an endpoint whose fingerprint claim is not verified yet (collect.py, "claims"): kept
 # apart from `predictions`, counted for no model, until its answers agree with the fingerprint's

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, case, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 
 from model_server.grammar import is_digits, parse_uint
 
@@ -678,10 +678,14 @@ def predictions_mark(conn: Connection) -> tuple:
     """Changes whenever a transaction that stored predictions or a model commits: a cache key for
     aggregates over the predictions. The row count, not only the highest id: on PostgreSQL ids are
     handed out before commit, so two writers can commit out of id order and the highest id alone
-    would not move when the lower batch lands. Stored rows never change or go away."""
+    would not move when the lower batch lands. Rows go away only when a conflict is resolved, which
+    the count of open evidence (and of rows) tells."""
     return (conn.execute(select(func.count()).select_from(predictions)).scalar(),
             conn.execute(select(func.max(predictions.c.id))).scalar(),
-            conn.execute(select(func.max(models.c.id))).scalar())
+            conn.execute(select(func.max(models.c.id))).scalar(),
+            conn.execute(select(func.count()).select_from(claim_conflicts)
+                         .where(claim_conflicts.c.resolved_at.is_(None))).scalar(),
+            conn.execute(select(func.max(claim_conflicts.c.id))).scalar())
 
 
 def latest_runs(conn: Connection) -> dict[int, dict]:
@@ -746,11 +750,25 @@ def latest_job(conn: Connection, *, key: str) -> dict | None:
                              .order_by(gate_jobs.c.submitted_at.desc(), gate_jobs.c.id).limit(1)).first())
 
 
-def add_job(conn: Connection, *, key: str, kind: str, baseline: str | None, candidate: str) -> str:
+def add_job(conn: Connection, *, key: str, kind: str, baseline: str | None, candidate: str) -> str | None:
+    """A new queued job's id; None when the key has an open job already (uq_gate_jobs_open_key: another
+    process or thread was first). Ends `conn`'s transaction on a conflict: call it last in it."""
     job_id = uuid.uuid4().hex
-    conn.execute(gate_jobs.insert().values(id=job_id, key=key, kind=kind, baseline=baseline, candidate=candidate,
-                                           state="queued", submitted_at=now(), attempts=0))
+    try:
+        with conn.begin_nested():
+            conn.execute(gate_jobs.insert().values(id=job_id, key=key, kind=kind, baseline=baseline,
+                                                   candidate=candidate, state="queued", submitted_at=now(),
+                                                   attempts=0))
+    except IntegrityError:
+        return None
     return job_id
+
+
+def open_job(conn: Connection, *, key: str) -> dict | None:
+    """The queued or running job of a key, if any (the oldest)."""
+    q = (select(gate_jobs).where(gate_jobs.c.key == key, gate_jobs.c.state.in_(("queued", "running")))
+         .order_by(gate_jobs.c.submitted_at, gate_jobs.c.id).limit(1))
+    return _job(conn.execute(q).first())
 
 
 def get_job(conn: Connection, job_id: str) -> dict | None:
