@@ -44,7 +44,7 @@ def test_fifty_identical_requests_on_two_processes_make_one_job(db_url, tmp_path
             for rnd in range(3):
                 params = {"baseline": base.url, "candidate": cand.url, "revision": f"round-{rnd}"}
                 with ThreadPoolExecutor(50) as pool:
-                    codes = list(pool.map(lambda i: _ask(ports[i % 2], params), range(50)))
+                    codes = list(pool.map(lambda i, p=params: _ask(ports[i % 2], p), range(50)))
                 assert codes.count(200) == 50, codes
                 engine = engine_for(db_url)
                 with engine.connect() as conn:
