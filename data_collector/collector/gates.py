@@ -41,6 +41,14 @@ RUNNING = "running"  # the verdict while a job is queued or running
 POLL_S = 0.25  # how often a busy serve process looks for queued jobs (a submit in the process wakes it at once)
 IDLE_POLL_S = 1.0  # ... and an idle one (jobs another process queued start within this)
 SAME_MODEL_CHECK = Limits(deadline=0.8, connect_timeout=0.5)  # asking a URL its fingerprint, within 1 s
+# "Cannot decide" is never final: a job that ended without a verdict is answered for RETRY_BASE_S,
+# then a later request of its key starts a new one; the wait doubles with each undecided job of the
+# key in the last RETRY_WINDOW_S (at most RETRY_MAX_S), and after RETRY_MAX_ATTEMPTS of them the
+# key waits for the window to pass.
+RETRY_BASE_S = 10.0
+RETRY_MAX_S = 300.0
+RETRY_WINDOW_S = 3600.0
+RETRY_MAX_ATTEMPTS = 12
 
 
 RUNNING_SERVICES: weakref.WeakSet[GateService] = weakref.WeakSet()  # for tests that build many apps
@@ -133,9 +141,10 @@ class GateService:
         self._schema()
         with self.engine.connect() as conn:
             last = store.latest_job(conn, key=key)
+            undecided = store.undecided_jobs(conn, key=key, since_s=RETRY_WINDOW_S) if last else 0
         if last is not None and (last["state"] == "queued" or kind != "hook" and (
-                last["state"] == "running" or revision is not None or self._same_model(last))):
-            return last  # (the fingerprint check asks the candidate: outside every lock)
+                last["state"] == "running" or self._still_answers(last, undecided))):
+            return last  # (the fingerprint check asks the URLs: outside every lock)
         with self._submit_lock, self.engine.begin() as conn:
             # A request of this process or another may have opened it meanwhile: join it (a gate joins a
             # running job too; the hook only one that has not started).
@@ -155,15 +164,29 @@ class GateService:
         self._wake.set()
         return job
 
-    def _same_model(self, job: dict) -> bool:
-        """Does the candidate URL still announce the fingerprint the finished job evaluated?"""
-        if not job["candidate_fingerprint"] or not is_url(job["candidate"]):
+    def _still_answers(self, job: dict, undecided: int) -> bool:
+        """May a finished gate job answer this request? A verdict only while both URL sides still
+        serve the models it evaluated (asked now, whatever the revision: a revision groups requests,
+        it is not identity); "cannot decide" only during its back-off."""
+        if verdict_of(job) == ERROR:
+            return not retry_due(job, undecided)
+        sides = [(job["candidate"], job["candidate_fingerprint"])]
+        base = (job["result"] or {}).get("baseline")
+        if job["baseline"] and is_url(job["baseline"]):
+            sides.append((job["baseline"], base.get("fingerprint") if isinstance(base, dict) else None))
+        if any(not fp for url, fp in sides if is_url(url)):
             return False
+        urls = [(url, fp) for url, fp in sides if is_url(url)]
+        with ThreadPoolExecutor(max_workers=len(urls) or 1) as pool:  # both within the one answer budget
+            return all(pool.map(lambda side: self._serves(*side), urls))
+
+    def _serves(self, url: str, fingerprint: str) -> bool:
+        """Does `url` announce `fingerprint` now (for a server without one: its canary answers)?"""
         try:
-            client = connect(job["candidate"], self.settings.opts.protocol, limits=SAME_MODEL_CHECK, retries=0,
+            client = connect(url, self.settings.opts.protocol, limits=SAME_MODEL_CHECK, retries=0,
                              echo_errors=False, policy=self.policy)
             try:
-                return client.metadata()["fingerprint"] == job["candidate_fingerprint"]
+                return client.metadata()["fingerprint"] == fingerprint
             finally:
                 client.close()
         except ModelServerError:
@@ -262,6 +285,8 @@ class GateService:
         except Exception as e:  # noqa: BLE001 - a bug: the job says so, the log has the traceback
             log.error("gate job %s failed unexpectedly", job_id, exc_info=e)
             state, error = "failed", "internal error"
+        said = (result or {}).get("summary") or error or (result or {}).get("error") or verdict
+        (log.info if verdict == PASS else log.warning)("gate job %s: %s", job_id, said)  # what an operator reads
         try:
             with self.engine.begin() as conn:
                 store.finish_job(conn, job_id=job_id, state=state, verdict=verdict, result=result, error=error,
@@ -272,6 +297,16 @@ class GateService:
             with self._lock:
                 self._mine.discard(job_id)
             self._wake.set()
+
+
+def retry_due(job: dict, undecided: int) -> bool:
+    """Whether a job that ended without a verdict may be tried again now (see RETRY_BASE_S)."""
+    if undecided >= RETRY_MAX_ATTEMPTS:
+        wait = RETRY_WINDOW_S
+    else:
+        wait = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(0, undecided - 1))
+    ended = job["finished_at"] or job["submitted_at"]
+    return ended is None or (store.now() - ended).total_seconds() >= wait
 
 
 def verdict_of(job: dict) -> str:
@@ -350,9 +385,12 @@ class GateEndpoints:
         except RequestError as e:
             return jsonify({"error": str(e)}), e.status
         status = job_status(job)
+        # "Cannot decide" is no verdict: a non-2xx answer is an Error measurement for Argo Rollouts
+        # (counted by consecutiveErrorLimit, asked again), never a Failed one that aborts the rollout.
+        code = 503 if status["verdict"] == ERROR else 200
         return jsonify({k: status[k] for k in ("verdict", "state", "status_url", "baseline", "candidate")}
                        | {"job": job["id"], "regressed_classes": status.get("regressed_classes", []),
-                          "summary": status.get("summary") or status.get("error") or ""})
+                          "summary": status.get("summary") or status.get("error") or ""}), code
 
     def _submit(self, kind: str, baseline, candidate, revision) -> dict:
         if not isinstance(candidate, str) or not candidate:

@@ -764,6 +764,16 @@ def add_job(conn: Connection, *, key: str, kind: str, baseline: str | None, cand
     return job_id
 
 
+def undecided_jobs(conn: Connection, *, key: str, since_s: float) -> int:
+    """Jobs of a key that ended without a verdict (failed, or verdict error) in the last `since_s` seconds."""
+    q = (select(gate_jobs.c.submitted_at).where(
+        gate_jobs.c.key == key, (gate_jobs.c.state == "failed")
+        | ((gate_jobs.c.state == "done") & (gate_jobs.c.verdict == "error")))
+         .order_by(gate_jobs.c.submitted_at.desc()).limit(100))
+    cutoff = now() - timedelta(seconds=since_s)  # compared here: SQLite keeps naive datetimes
+    return sum(1 for (t,) in conn.execute(q) if (t if t.tzinfo else t.replace(tzinfo=UTC)) >= cutoff)
+
+
 def open_job(conn: Connection, *, key: str) -> dict | None:
     """The queued or running job of a key, if any (the oldest)."""
     q = (select(gate_jobs).where(gate_jobs.c.key == key, gate_jobs.c.state.in_(("queued", "running")))

@@ -20,13 +20,16 @@ TOKEN = "t" * 24
 DEADLINE_S = 240  # an evaluation on a busy machine; polls retry until then
 
 
-def argo_outcome(answer: dict) -> str:
-    """The README's AnalysisTemplate, as Argo Rollouts evaluates it: jsonPath `{$.verdict}`,
-    successCondition `result == "pass"`, failureCondition `result in ["fail", "error"]`; neither: inconclusive."""
+def argo_outcome(answer: dict, status: int = 200) -> str:
+    """The README's AnalysisTemplate, as Argo Rollouts' web provider evaluates it: a non-2xx answer
+    is an Error measurement; else jsonPath `{$.verdict}`, successCondition `result == "pass"`,
+    failureCondition `result == "fail"`; neither: inconclusive."""
+    if not 200 <= status < 300:
+        return "Error"
     (result,) = [m.value for m in jsonpath("$.verdict").find(answer)]
     if result == "pass":
         return "Successful"
-    if result in ("fail", "error"):
+    if result == "fail":
         return "Failed"
     return "Inconclusive"
 
@@ -56,7 +59,8 @@ def _argo(srv, baseline: str, candidate: str, **extra) -> tuple[dict, float]:
     t0 = time.perf_counter()
     r = requests.get(f"{srv.url}/gates/verdict", params={"baseline": baseline, "candidate": candidate, **extra},
                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-    assert r.status_code == 200, r.text
+    assert r.status_code in (200, 503), r.text
+    assert (r.status_code == 503) == (r.json()["verdict"] == "error"), r.text  # "cannot decide": an Error
     return r.json(), time.perf_counter() - t0
 
 
@@ -72,8 +76,9 @@ def _poll(ask, finished, what: str) -> list:
     raise AssertionError(f"{what} not reached in {DEADLINE_S} s: {seen[-1] if seen else None}")
 
 
-def _poll_argo(srv, baseline: str, candidate: str) -> list[dict]:
-    return _poll(lambda: _argo(srv, baseline, candidate)[0], lambda a: a["verdict"] != "running", "a verdict")
+def _poll_argo(srv, baseline: str, candidate: str, **extra) -> list[dict]:
+    return _poll(lambda: _argo(srv, baseline, candidate, **extra)[0], lambda a: a["verdict"] != "running",
+                 "a verdict")
 
 
 @pytest.mark.parametrize("gate_app", ["sqlite", "postgres"], indirect=True)
@@ -89,18 +94,61 @@ def test_argo_polls_join_one_job_until_the_verdict(gate_app, models):
     assert status["state"] == "done" and status["attempts"] == 1 and status["result"]["images_sent"] == 2 * 93
 
 
-def test_argo_passes_a_confidence_only_retrain_and_a_new_model_is_a_new_job(gate_app, models, tmp_path):
+@pytest.mark.parametrize("revision", [None, "7d9f8c"])
+def test_argo_passes_a_confidence_only_retrain_and_a_new_model_is_a_new_job(gate_app, models, tmp_path, revision):
+    """A finished pass is answered again only while the URL serves the model it evaluated: with or
+    without a revision, a model swapped in behind the URL is a new job, and its verdict."""
     from helpers import Switch
 
+    extra = {"revision": revision} if revision else {}
     switch = Switch(models["surer"])
     with serve_model(models["v1"]) as base, LiveServer(switch) as cand:
-        answers = _poll_argo(gate_app, base.url, cand.url)
+        answers = _poll_argo(gate_app, base.url, cand.url, **extra)
         assert answers[-1]["verdict"] == "pass" and argo_outcome(answers[-1]) == "Successful"
-        again, _ = _argo(gate_app, base.url, cand.url)  # finished, same model: the same answer
+        again, took = _argo(gate_app, base.url, cand.url, **extra)  # finished, same model: the same answer
         assert (again["job"], again["verdict"]) == (answers[-1]["job"], "pass")
-        switch.set(models["broken"])  # a new model behind the same URL
-        later = _poll_argo(gate_app, base.url, cand.url)
-    assert later[0]["job"] != answers[-1]["job"] and later[-1]["verdict"] == "fail"
+        switch.set(models["broken"])  # a new model behind the same URL, the same revision
+        later = _poll_argo(gate_app, base.url, cand.url, **extra)
+    assert later[0]["job"] != answers[-1]["job"] and later[0]["verdict"] != "pass"
+    assert later[-1]["verdict"] == "fail" and argo_outcome(later[-1]) == "Failed"
+    print(f"answer to a finished job, the candidate asked again: {took * 1000:.0f} ms")
+
+
+class Droppable:
+    """A proxy in front of a model server that can be taken down (503 to everything) and back."""
+
+    def __init__(self, app):
+        self.app, self.down = app, False
+
+    def __call__(self, environ, start_response):
+        if self.down:
+            start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+            return [b'{"error": "down"}']
+        return self.app(environ, start_response)
+
+
+def test_an_outage_is_never_a_final_answer(gate_app, models, monkeypatch):
+    """The candidate away: Argo gets Error measurements (503) and Flagger neither a promotion nor a
+    rollback; once it is back, the same revision and checksum get the real verdict."""
+    from collector import gates
+    from model_server.app import create_app
+
+    monkeypatch.setattr(gates, "RETRY_BASE_S", 0.5)
+    proxy = Droppable(create_app({"model_dir": str(models["broken"]), "load_async": False}))
+    proxy.down = True
+    with serve_model(models["v1"]) as base, LiveServer(proxy) as cand:
+        down = _poll_argo(gate_app, base.url, cand.url, revision="r1")
+        assert down[-1]["verdict"] == "error" and argo_outcome(down[-1], 503) == "Error"
+        body = _canary_body("Promoting", base.url, cand.url, checksum="c1")
+        held = _until_not(gate_app, "confirm-promotion", body, 409)
+        assert held.status_code == 412 and _flagger(gate_app, "rollback", body).status_code == 409
+        proxy.down = False
+        argo = _poll(lambda: _argo(gate_app, base.url, cand.url, revision="r1")[0],
+                     lambda a: a["verdict"] in ("pass", "fail"), "a verdict after the outage")
+        flagger = _poll(lambda: _flagger(gate_app, "rollback", body), lambda r: r.status_code == 200,
+                        "a rollback after the outage")
+    assert argo[-1]["verdict"] == "fail" and argo[-1]["job"] != down[-1]["job"]
+    assert "green" in flagger[-1].text
 
 
 def test_argo_refuses_without_token_outside_the_allowlist_and_bad_requests(gate_app):
@@ -113,7 +161,7 @@ def test_argo_refuses_without_token_outside_the_allowlist_and_bad_requests(gate_
     r = requests.post(url, data=b"[1]", headers=auth, timeout=30)
     assert r.status_code == 400
     r = requests.post(url, json={"candidate": "http://127.0.0.1:9"}, headers=auth, timeout=30)
-    assert r.status_code == 200 and r.json()["verdict"] in ("running", "error")
+    assert (r.status_code, r.json()["verdict"]) in ((200, "running"), (503, "error"))
 
 
 def _flagger(srv, phase: str, body: dict) -> requests.Response:
