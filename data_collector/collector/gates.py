@@ -197,11 +197,14 @@ class GateService:
         with self.engine.connect() as conn:
             return store.get_job(conn, job_id)
 
-    def wait(self, job_id: str, poll_s: float = 0.1) -> dict | None:
-        """The job once it has ended (done or failed); None when there is no such job."""
+    def wait(self, job_id: str, poll_s: float = 0.1, timeout: float | None = None) -> dict | None:
+        """The job once it has ended (done or failed), or as it stands after `timeout` seconds (or
+        when this process stops); None when there is no such job."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.job(job_id)
-            if job is None or job["state"] in ("done", "failed"):
+            if job is None or job["state"] in ("done", "failed") or self._stop.is_set() or (
+                    deadline is not None and time.monotonic() >= deadline):
                 return job
             self._stop.wait(poll_s)
 

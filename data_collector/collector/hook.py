@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 from flask import Flask, jsonify, request
 from sqlalchemy import Engine
@@ -39,6 +40,31 @@ log = logging.getLogger("collector.hook")
 
 DEFAULT_ALLOWED_HOSTS = tuple(CollectorSettings.default("hook_allowed_hosts").split(","))
 DEFAULT_MAX_JOBS = CollectorSettings.default("hook_max_jobs")
+# `?wait=1` holds a server thread: bounded in time, in number and per caller, so that waiting
+# callers never take the threads the controllers' endpoints need (gunicorn runs 16).
+WAIT_MAX_S = 60.0  # then 202 with the job as it stands: ask again
+MAX_WAITERS = 8
+MAX_WAITS_PER_CALLER = 4
+
+
+class _Waiters:
+    def __init__(self):
+        self.lock, self.total, self.by_caller = threading.Lock(), 0, {}
+
+    def enter(self, caller: str) -> bool:
+        with self.lock:
+            if self.total >= MAX_WAITERS or self.by_caller.get(caller, 0) >= MAX_WAITS_PER_CALLER:
+                return False
+            self.total += 1
+            self.by_caller[caller] = self.by_caller.get(caller, 0) + 1
+            return True
+
+    def leave(self, caller: str) -> None:
+        with self.lock:
+            self.total -= 1
+            self.by_caller[caller] -= 1
+            if not self.by_caller[caller]:
+                del self.by_caller[caller]
 
 
 def _failure(job: dict) -> tuple[str, int]:
@@ -80,6 +106,7 @@ class DeployHook:
 
     def __init__(self, gates: GateService, *, token: str | SecretFile | None, enabled: bool):
         self.gates, self.token, self.enabled, self.policy = gates, token, enabled, gates.policy
+        self.waiters = _Waiters()
 
     def register(self, app: Flask) -> None:
         app.extensions["deploy_jobs"] = self.gates
@@ -90,7 +117,12 @@ class DeployHook:
         app.add_url_rule("/health", "health", lambda: jsonify({"status": "ok"}), methods=["GET"])
         app.add_url_rule("/hooks/deployed", "deployed", self.deployed, methods=["POST"])
         app.add_url_rule("/jobs/<job_id>", "job", self.job, methods=["GET"])
-        app.add_url_rule("/jobs", "job_list", lambda: jsonify({"jobs": self.gates.recent()}), methods=["GET"])
+        app.add_url_rule("/jobs", "job_list", self.job_list, methods=["GET"])
+
+    def job_list(self):
+        """Only a token holder sees the jobs (their ids are what one waits on)."""
+        refused = self._refusal()
+        return refused if refused is not None else jsonify({"jobs": self.gates.recent()})
 
     def deployed(self):
         refused = self._refusal()
@@ -140,6 +172,9 @@ class DeployHook:
         return target
 
     def job(self, job_id: str):
+        refused = self._refusal()
+        if refused is not None:
+            return refused
         if _wants_wait():
             return self._waited(job_id)
         job = self.gates.job(job_id) if _plausible_id(job_id) else None
@@ -149,14 +184,27 @@ class DeployHook:
 
     def _waited(self, job_id: str):
         """The job's answer once it is done: 200 with the verdict, 502 when the evaluation
-        failed, 503 when the database did."""
+        failed, 503 when the database did; 202 with the job as it stands after WAIT_MAX_S (ask
+        again); 429 when MAX_WAITERS requests (MAX_WAITS_PER_CALLER of one caller) already wait."""
+        caller = request.remote_addr or "?"
+        if not self.waiters.enter(caller):
+            resp = jsonify({"error": f"{MAX_WAITERS} requests already wait on jobs ({MAX_WAITS_PER_CALLER} per "
+                                     "caller): poll GET /jobs/ID instead", "job": job_id})
+            resp.headers["Retry-After"] = "5"
+            return resp, 429
         try:
-            job = self.gates.wait(job_id) if _plausible_id(job_id) else None
+            job = self.gates.wait(job_id, timeout=WAIT_MAX_S) if _plausible_id(job_id) else None
         except DBAPIError as e:
             return jsonify({"error": f"database: {getattr(e, 'orig', e)}".splitlines()[0], "verdict": "error",
                             "job": job_id}), 503
+        finally:
+            self.waiters.leave(caller)
         if job is None:
             return jsonify({"error": "no such job"}), 404
+        if job["state"] in ("queued", "running"):
+            resp = jsonify({**job_status(job), "wait_url": f"/jobs/{job_id}?wait=1"})
+            resp.headers["Retry-After"] = "1"
+            return resp, 202
         if job["state"] == "failed" and not job["result"]:
             message, code = _failure(job)
             return jsonify({"error": message, "verdict": "error", "job": job_id}), code

@@ -195,8 +195,8 @@ def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
     PostgreSQL's advisory lock in `upgrade`): each reads the revision again under the lock, so
     the second finds the schema the first made."""
     if not migrate or engine.dialect.name != "sqlite" or not engine.url.database or \
-            engine.url.database == ":memory:" or _is_head(engine):
-        return _ensure_schema(engine, migrate=migrate)
+            engine.url.database == ":memory:" or not Path(engine.url.database).parent.is_dir() or _is_head(engine):
+        return _ensure_schema(engine, migrate=migrate)  # (no folder: the connection fails, with its own words)
     from filelock import FileLock, Timeout
 
     try:

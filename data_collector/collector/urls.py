@@ -129,8 +129,8 @@ def _split_host_port(authority: str) -> tuple[str, int | None]:
         host = _name_or_ipv4(host)
     port = None
     if port_text is not None:
-        port = parse_uint(port_text, "port", maximum=65535) if is_digits(port_text) else 0
-        if not port:
+        port = parse_uint(port_text, "port") if is_digits(port_text) else 0
+        if not 0 < port < 65536:
             raise BadURL("not a valid URL (bad host or port)")
     return host, port
 

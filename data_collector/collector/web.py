@@ -365,7 +365,7 @@ def _jobs_html(n: int) -> str:
     for j in recent:
         links = " ".join(f"<a href='{esc(href)}'>{esc(k)}</a>" for k, href in j.get("links", {}).items())
         rows.append(f"<tr><td>{_fmt_time(j['submitted_at'])}</td><td>{esc(j['url'])}</td><td>{esc(j['state'])}</td>"
-                    f"<td>{esc(j.get('verdict', '-'))}</td><td><a href='/jobs/{esc(j['id'])}'>status</a> {links}</td>"
+                    f"<td>{esc(j.get('verdict', '-'))}</td><td><code>{esc(j['id'][:8])}</code> {links}</td>"
                     "</tr>")
     rows.append("</table></div>")
     return "".join(rows)

@@ -103,13 +103,24 @@ def test_the_hook_answers_at_once_and_the_job_says_how_it_went(tmp_path, big_dat
         assert r.status_code == 202
         job = r.get_json()
         assert job["state"] in ("queued", "running") and r.headers["Location"] == job["status_url"]
-        assert hook.get(job["status_url"]).get_json()["state"] in ("queued", "running")
+        assert hook.get(job["status_url"], headers=auth).get_json()["state"] in ("queued", "running")
+        assert hook.get(job["status_url"]).status_code == 401 and hook.get("/jobs").status_code == 401  # no token
         slow.set()
-        final = hook.get(job["status_url"] + "?wait=1").get_json()
+        final = _waited(hook, job["status_url"] + "?wait=1", auth)
         assert final["verdict"] == "regression" and final["regressed_classes"] == ["green"]
-        status = hook.get(job["status_url"]).get_json()
+        status = hook.get(job["status_url"], headers=auth).get_json()
         assert status["state"] == "done" and status["verdict"] == "regression"
         assert status["links"]["model"] == f"/models/{final['fingerprint']}"
         assert status["links"]["compare"] == f"/compare?baseline={final['baseline']}&candidate={final['fingerprint']}"
-        assert [j["id"] for j in hook.get("/jobs").get_json()["jobs"]][0] == job["id"]
-    assert hook.get("/jobs/" + "0" * 32).status_code == 404
+        assert [j["id"] for j in hook.get("/jobs", headers=auth).get_json()["jobs"]][0] == job["id"]
+    assert hook.get("/jobs/" + "0" * 32, headers=auth).status_code == 404
+
+
+def _waited(hook, url: str, auth: dict) -> dict:
+    """`?wait=1` answers 202 after its bounded wait while the job runs: ask again, to a deadline."""
+    deadline = time.monotonic() + 300
+    while True:
+        r = hook.get(url, headers=auth)
+        if r.status_code != 202:
+            return r.get_json()
+        assert time.monotonic() < deadline, "the job did not end"

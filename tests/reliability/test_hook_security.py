@@ -114,7 +114,7 @@ def test_no_redirects_and_no_echo_of_the_target(hook_factory):
         r = c.post("/hooks/deployed?wait=1", json={"url": target.url + "/x"}, headers=AUTH)  # answers 500, a body
         assert "SECRET-BODY" not in r.get_data(as_text=True)
         job = r.get_json()["job"]
-        assert "SECRET-BODY" not in c.get(f"/jobs/{job}").get_data(as_text=True)  # nor in the job's status
+        assert "SECRET-BODY" not in c.get(f"/jobs/{job}", headers=AUTH).get_data(as_text=True)  # nor in its status
 
 
 def test_malformed_bodies_are_400(hook_factory):

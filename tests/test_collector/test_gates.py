@@ -90,7 +90,8 @@ def test_argo_polls_join_one_job_until_the_verdict(gate_app, models):
     assert answers[0]["verdict"] == "running" and argo_outcome(answers[0]) == "Inconclusive"
     assert answers[-1]["verdict"] == "fail" and argo_outcome(answers[-1]) == "Failed"
     assert "green" in answers[-1]["regressed_classes"] and "green" in answers[-1]["summary"]
-    status = requests.get(gate_app.url + answers[-1]["status_url"], timeout=30).json()
+    status = requests.get(gate_app.url + answers[-1]["status_url"], headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=30).json()
     assert status["state"] == "done" and status["attempts"] == 1 and status["result"]["images_sent"] == 2 * 93
 
 
@@ -257,3 +258,24 @@ def test_a_database_that_is_away_is_said_once_and_retried(tmp_path, big_data, mo
         service.stop(5)
     said = [r for r in caplog.records if "database unavailable" in r.getMessage()]
     assert len(said) == 1 and not service.ready
+
+
+def test_only_a_token_holder_sees_or_waits_on_jobs_and_waits_are_bounded(gate_app, models, monkeypatch):
+    """Anonymous /jobs and /jobs/ID: 401. ?wait=1: at most MAX_WAITS_PER_CALLER per caller and
+    MAX_WAITERS in all (429 beyond), each for at most WAIT_MAX_S (then 202: ask again)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from collector import hook
+
+    monkeypatch.setattr(hook, "WAIT_MAX_S", 2.0)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with serve_model(models["v1"]) as base, serve_model(models["broken"], predict_delay=1.0) as cand:
+        job = _argo(gate_app, base.url, cand.url)[0]["job"]
+        assert requests.get(f"{gate_app.url}/jobs", timeout=30).status_code == 401
+        assert requests.get(f"{gate_app.url}/jobs/{job}?wait=1", timeout=30).status_code == 401
+        n = hook.MAX_WAITS_PER_CALLER + 3
+        with ThreadPoolExecutor(n) as pool:
+            codes = list(pool.map(lambda _: requests.get(f"{gate_app.url}/jobs/{job}?wait=1", headers=auth,
+                                                         timeout=60).status_code, range(n)))
+        assert codes.count(429) >= 3 and set(codes) <= {202, 429, 200}, codes
+        assert requests.get(f"{gate_app.url}/jobs", headers=auth, timeout=30).json()["jobs"][0]["id"] == job
