@@ -45,7 +45,8 @@ def _encodings(value: str) -> set[str]:
 def register_userinfo(userinfo: str) -> None:
     """Remember the user, the password and `user:password` (percent-decoded) in every form above."""
     user, _, password = (unquote(x) for x in userinfo.partition(":"))
-    with_password = {f for f in _encodings(password) | _encodings(f"{user}:{password}") if len(f) >= MIN_SECRET_CHARS}
+    pair = f"{user}:{password}"  # as text it is the user and the password, each replaced: `***:***`
+    with_password = {f for f in _encodings(password) | (_encodings(pair) - {pair}) if len(f) >= MIN_SECRET_CHARS}
     if not password:
         with_password = set()
     with _SECRETS_LOCK:

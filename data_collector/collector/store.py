@@ -622,20 +622,21 @@ def list_models(conn: Connection) -> list[ModelInfo]:
     """Every stored model, oldest first, with its prediction count and URLs (two queries in all)."""
     n_pred = (select(predictions.c.model_id, func.count().label("n"))
               .group_by(predictions.c.model_id).subquery())
+    disputed = (select(claim_conflicts.c.model_id, func.count().label("n"))
+                .where(claim_conflicts.c.resolved_at.is_(None)).group_by(claim_conflicts.c.model_id).subquery())
     q = (select(models.c.id, models.c.name, models.c.version, models.c.fingerprint, models.c.labels,
-                models.c.first_seen, func.coalesce(n_pred.c.n, 0), models.c.metadata)
-         .outerjoin(n_pred, n_pred.c.model_id == models.c.id).order_by(models.c.first_seen, models.c.id))
+                models.c.first_seen, func.coalesce(n_pred.c.n, 0), models.c.metadata, func.coalesce(disputed.c.n, 0))
+         .outerjoin(n_pred, n_pred.c.model_id == models.c.id).outerjoin(disputed, disputed.c.model_id == models.c.id)
+         .order_by(models.c.first_seen, models.c.id))
     out = []
-    for *row, meta in conn.execute(q):
-        out.append(ModelInfo(*row, **model_facts(meta)))
+    for *row, meta, n_disputed in conn.execute(q):
+        out.append(ModelInfo(*row, **model_facts(meta), conflicts=n_disputed))
     urls: dict[int, list[str]] = {}
     for model_id, url in conn.execute(select(model_urls.c.model_id, model_urls.c.url)
                                       .order_by(model_urls.c.first_seen, model_urls.c.id)):
         urls.setdefault(model_id, []).append(url)
-    disputed = conflict_counts(conn)
     for m in out:
         m.urls = urls.get(m.id, [])
-        m.conflicts = disputed.get(m.id, 0)
     return out
 
 

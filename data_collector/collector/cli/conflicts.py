@@ -22,10 +22,11 @@ def _evidence_json(e: dict) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 @click.pass_context
 def conflicts_group(ctx, selector, as_json):
-    """The evidence of conflicting fingerprints: which URL answered which image how, against what.
+    """Fingerprints whose URLs answered one image differently.
 
-    SELECTOR: one model (fp:PREFIX, a fingerprint prefix, NAME@VERSION, ...)  [default: every model].
-    Exit 0 when there is no conflict, 1 when there is one.
+    The evidence: which URL answered which image how, against which other answer.
+    SELECTOR: one model (fp:PREFIX, a fingerprint prefix, NAME@VERSION, ...)  [default: every
+    model]. Exit 0 when there is no conflict, 1 when there is one.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -21,8 +21,9 @@ OPEN = "state IN ('queued', 'running') AND kind <> 'hook'"
 def upgrade() -> None:
     op.execute(
         "UPDATE gate_jobs SET state = 'failed', error = 'closed as a duplicate of an open job of the same request' "
-        f"WHERE {OPEN} AND EXISTS (SELECT 1 FROM gate_jobs g2 WHERE g2.key = gate_jobs.key "
-        "AND g2.state IN ('queued', 'running') AND g2.kind <> 'hook' AND (g2.submitted_at < gate_jobs.submitted_at "
+        "WHERE state IN ('queued', 'running') AND kind <> 'hook' AND EXISTS (SELECT 1 FROM gate_jobs g2 "
+        "WHERE g2.key = gate_jobs.key AND g2.state IN ('queued', 'running') AND g2.kind <> 'hook' "
+        "AND (g2.submitted_at < gate_jobs.submitted_at "
         "OR (g2.submitted_at = gate_jobs.submitted_at AND g2.id < gate_jobs.id)))")
     op.create_index("uq_gate_jobs_open_key", "gate_jobs", ["key"], unique=True,
                     sqlite_where=sa.text(OPEN), postgresql_where=sa.text(OPEN))
