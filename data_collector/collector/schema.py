@@ -129,7 +129,9 @@ Index("uq_gate_jobs_open_key", gate_jobs.c.key, unique=True, sqlite_where=OPEN_G
 
 # Answers of an endpoint whose fingerprint claim is not verified yet (collect.py, "claims"): kept
 # apart from `predictions`, counted for no model, until its answers agree with the fingerprint's
-# other answers; then moved into `predictions`. A conflicting endpoint's answers stay here.
+# other answers; then copied into `predictions` (state counted). A conflicting endpoint's answers
+# stay pending; resolving the conflict drops them (state dropped). Nothing here is deleted: the
+# collector's role has no DELETE.
 pending_predictions = Table(
     "pending_predictions", metadata,
     Column("id", Integer, primary_key=True),
@@ -140,6 +142,7 @@ pending_predictions = Table(
     Column("confidence", Float, nullable=False),
     Column("scores", JSON, nullable=False),
     Column("latency_ms", Float, nullable=False),
+    Column("state", String(10), nullable=False, server_default="pending"),  # pending | counted | dropped
     UniqueConstraint("run_id", "image_id", name="uq_pending_predictions_run_id_image_id"),
 )
 

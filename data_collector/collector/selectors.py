@@ -46,7 +46,8 @@ def require_undisputed(*ms: ModelInfo) -> None:
         if m.conflicts:
             raise ConflictingModel(
                 f"{m.title} is conflicting: URLs announcing its fingerprint answered {m.conflicts} image(s) "
-                f"differently; no verdict until it is resolved (data-collector conflicts {m.fingerprint[:12]})")
+                f"differently; no verdict until it is resolved "
+                f"(data-collector conflicts --model fp:{m.fingerprint[:12]})")
 
 
 def version_key(m: ModelInfo) -> tuple:

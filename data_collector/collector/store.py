@@ -535,24 +535,28 @@ def stored_answers(conn: Connection, *, model_id: int, shas: list[str]) -> dict[
 def pending_answers(conn: Connection, *, run_id: int) -> dict[int, dict]:
     """image id -> {label, scores} of one run's answers kept apart."""
     q = (select(pending_predictions.c.image_id, pending_predictions.c.predicted_label, pending_predictions.c.scores)
-         .where(pending_predictions.c.run_id == run_id))
+         .where(pending_predictions.c.run_id == run_id, pending_predictions.c.state == "pending"))
     return {image_id: {"label": label, "scores": scores or {}} for image_id, label, scores in conn.execute(q)}
 
 
 def merge_pending(conn: Connection, *, run_id: int) -> int:
-    """A verified endpoint's answers become the model's: moved from pending_predictions into
-    predictions (an image answered meanwhile keeps its answer); returns the rows inserted."""
+    """A verified endpoint's answers become the model's: copied from pending_predictions into
+    predictions (an image answered meanwhile keeps its answer) and marked counted; returns the rows
+    inserted."""
     cols = ("run_id", "model_id", "image_id", "predicted_label", "confidence", "scores", "latency_ms")
-    src = select(*(pending_predictions.c[c] for c in cols)).where(pending_predictions.c.run_id == run_id)
+    mine = (pending_predictions.c.run_id == run_id, pending_predictions.c.state == "pending")
+    src = select(*(pending_predictions.c[c] for c in cols)).where(*mine)
     stmt = (dialect_insert(conn, predictions).from_select(list(cols), src)
             .on_conflict_do_nothing(index_elements=["model_id", "image_id"]))
     n = conn.execute(stmt).rowcount
-    conn.execute(pending_predictions.delete().where(pending_predictions.c.run_id == run_id))
+    conn.execute(update(pending_predictions).where(*mine).values(state="counted"))
     return max(n, 0)
 
 
 def drop_pending(conn: Connection, *, run_id: int) -> None:
-    conn.execute(pending_predictions.delete().where(pending_predictions.c.run_id == run_id))
+    """A run's answers kept apart that will never count (an unverified or interrupted claimant)."""
+    conn.execute(update(pending_predictions).where(pending_predictions.c.run_id == run_id,
+                                                   pending_predictions.c.state == "pending").values(state="dropped"))
 
 
 def record_conflicts(conn: Connection, *, rows: list[dict]) -> None:
@@ -584,8 +588,11 @@ def list_conflicts(conn: Connection, *, model_id: int | None = None, limit: int 
 
 def resolve_conflicts(conn: Connection, *, model_id: int, forget: bool) -> tuple[int, int]:
     """Close a model's conflict: its endpoints' answers kept apart are dropped; with `forget`, its
-    counted answers too (the next collect evaluates it anew). Returns (evidence rows, answers dropped)."""
-    n_pending = conn.execute(pending_predictions.delete().where(pending_predictions.c.model_id == model_id)).rowcount
+    counted answers are deleted too (the next collect evaluates it anew: the owner's role, not the
+    collector's, may delete). Returns (evidence rows, answers dropped)."""
+    n_pending = conn.execute(update(pending_predictions).where(pending_predictions.c.model_id == model_id,
+                                                               pending_predictions.c.state == "pending")
+                             .values(state="dropped")).rowcount
     n_stored = 0
     if forget:
         n_stored = conn.execute(predictions.delete().where(predictions.c.model_id == model_id)).rowcount

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from collector.collect import CollectOptions, collect
@@ -60,7 +61,9 @@ def test_model_is_identified_by_fingerprint_not_url(db_url, color_model, test_da
     assert r1.status == r2.status == "completed"
     assert r1.checked >= 21 and r2.checked >= 21 and r1.disagreed == r2.disagreed == 0
     assert count(engine, models) == 1 and count(engine, predictions) == 21
-    assert count(engine, pending_predictions) == 0 and count(engine, claim_conflicts) == 0
+    with engine.connect() as c:
+        states = c.execute(select(pending_predictions.c.state)).scalars().all()
+    assert set(states) == {"counted"} and count(engine, claim_conflicts) == 0  # kept apart, then counted
     with serve_model(color_model) as c:  # a new URL for a known model: its stored answers asked again
         (r3,) = collect([c.url], engine=engine, test_dir=test_data, say=quiet)
     assert r3.status == "skipped" and r3.checked == 21 and r3.n_sent == 0
@@ -280,3 +283,50 @@ def test_rejected_images_after_accepted_ones_do_not_abandon_the_model(db_url, co
                          opts=CollectOptions(batch_size=1, max_in_flight=1), say=quiet)
     assert res.n_failed >= 8 and res.status == "completed", (res.status, res.error, res.n_failed)
     assert count(engine, predictions) == res.n_sent == 21 - res.n_failed
+
+
+def test_a_liar_beside_the_honest_server_makes_the_fingerprint_conflicting_until_resolved(color_model, tmp_path):
+    """A fresh database, a liar listed first that claims the honest model's fingerprint: neither
+    URL is skipped or counted, the evidence is stored, compare refuses; `conflicts resolve
+    --forget` and a collect from the trusted URL alone make it evaluated again."""
+    import json
+
+    from flask import Flask, Response, request
+
+    from helpers import LiveServer, make_test_data, run_cli
+
+    data = make_test_data(tmp_path / "td")
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    engine = engine_for(db)
+    with serve_model(color_model) as honest:
+        liar = Flask("liar")
+
+        @liar.get("/metadata")
+        def metadata():
+            return Response(requests.get(honest.url + "/metadata", timeout=60).content, mimetype="application/json")
+
+        @liar.post("/predict")
+        def predict():
+            files = [("images", (f.filename, f.read(), "image/png")) for f in request.files.getlist("images")]
+            body = requests.post(honest.url + "/predict", files=files, timeout=60).json()
+            for p in body["predictions"]:  # the scores under rotated labels
+                labs = list(p["scores"])
+                p["scores"] = {labs[(i + 1) % len(labs)]: p["scores"][lab] for i, lab in enumerate(labs)}
+                p["label"] = max(p["scores"], key=p["scores"].get)
+                p["confidence"] = p["scores"][p["label"]]
+            return Response(json.dumps(body), mimetype="application/json")
+
+        with LiveServer(liar) as bad:
+            r_bad, r_honest = collect([bad.url, honest.url], engine=engine, test_dir=data, say=quiet)
+        assert r_bad.status == r_honest.status == "failed" and r_bad.disagreed and r_honest.disagreed
+        assert count(engine, predictions) == 0 and count(engine, claim_conflicts) > 0
+        out = run_cli("--db", db, "conflicts", "--json")
+        evidence = json.loads(out.output)
+        assert out.exit_code == 1 and {e["url"] for e in evidence} == {bad.url, honest.url}
+        assert run_cli("--db", db, "compare", "fp:" + r_honest.fingerprint, "fp:" + r_honest.fingerprint).exit_code == 2
+        assert run_cli("--db", db, "conflicts", "resolve", "fp:" + r_honest.fingerprint).exit_code == 2  # say how
+        r = run_cli("--db", db, "conflicts", "resolve", "fp:" + r_honest.fingerprint, "--forget")
+        assert r.exit_code == 0 and "closed" in r.output
+        assert run_cli("--db", db, "conflicts").exit_code == 0
+        (again,) = collect([honest.url], engine=engine, test_dir=data, say=quiet)
+    assert again.status == "completed" and count(engine, predictions) == 21

@@ -139,7 +139,8 @@ def models_cmd(ctx, as_json):
     for m in rows:
         if m.conflicts:
             err.print(f"conflicting: {m.title}: URLs announcing its fingerprint answered {m.conflicts} image(s) "
-                      f"differently; compare and gate refuse it (data-collector conflicts {m.fingerprint[:12]})")
+                      f"differently; compare and gate refuse it "
+                      f"(data-collector conflicts --model fp:{m.fingerprint[:12]})")
     for m in rows:
         if m.id in clash:
             err.print(f"conflict: {m.name} v{m.version} is claimed by {len(clash[m.id]) + 1} fingerprints: "

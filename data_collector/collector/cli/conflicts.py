@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from .. import store
 from ..selectors import SelectorError, pick
@@ -18,15 +19,15 @@ def _evidence_json(e: dict) -> dict:
 
 
 @click.group("conflicts", invoke_without_command=True)
-@click.argument("selector", required=False)
+@click.option("--model", "selector", help="one model: fp:PREFIX, a fingerprint prefix, NAME@VERSION, ...  "
+                                          "[default: every model]")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 @click.pass_context
 def conflicts_group(ctx, selector, as_json):
     """Fingerprints whose URLs answered one image differently.
 
-    The evidence: which URL answered which image how, against which other answer.
-    SELECTOR: one model (fp:PREFIX, a fingerprint prefix, NAME@VERSION, ...)  [default: every
-    model]. Exit 0 when there is no conflict, 1 when there is one.
+    The evidence: which URL answered which image how, against which other answer. Exit 0 when
+    there is no conflict, 1 when there is one. `conflicts resolve SELECTOR` closes one.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -73,13 +74,17 @@ def conflicts_resolve(ctx, selector, keep, forget):
     if keep == forget:
         fail("say which answers to keep: --keep-stored or --forget", 2)
     engine = open_store(ctx, migrate=False)
-    with engine.begin() as conn:
-        try:
-            m = pick(store.list_models(conn), selector)
-        except SelectorError as e:
-            fail(str(e), 2)
-        if not m.conflicts:
-            fail(f"{m.title} is not conflicting", 2)
-        n, dropped = store.resolve_conflicts(conn, model_id=m.id, forget=forget)
+    try:
+        with engine.begin() as conn:
+            try:
+                m = pick(store.list_models(conn), selector)
+            except SelectorError as e:
+                fail(str(e), 2)
+            if not m.conflicts:
+                fail(f"{m.title} is not conflicting", 2)
+            n, dropped = store.resolve_conflicts(conn, model_id=m.id, forget=forget)
+    except DBAPIError as e:  # --forget deletes: the collector's role may not (the owner's may)
+        reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
+        fail(f"nothing changed: {reason} (resolving with --forget deletes answers: use the owner's role)", 2)
     out.print(f"{m.title}: {n} evidence row(s) closed, {dropped} answer(s) dropped"
               + ("; collect it again from the URL you trust" if forget else ""))

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("confidence", sa.Float(), nullable=False),
         sa.Column("scores", sa.JSON(), nullable=False),
         sa.Column("latency_ms", sa.Float(), nullable=False),
+        sa.Column("state", sa.String(10), nullable=False, server_default="pending"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_pending_predictions_run_id_runs"),
         sa.ForeignKeyConstraint(["model_id"], ["models.id"], name="fk_pending_predictions_model_id_models"),
         sa.ForeignKeyConstraint(["image_id"], ["images.id"], name="fk_pending_predictions_image_id_images"),
