@@ -109,10 +109,12 @@ class _Job:
     evidence: list[dict] = field(default_factory=list)  # disagreements (EVIDENCE_KEPT at most)
     conflict: bool = False
     counted: bool = False  # a claimant's answers, verified, moved into predictions
+    meta: dict = field(default_factory=dict)  # what the server described itself as (stored once it counts)
 
-    def compare(self, item_id: int, other: str, expected: dict, got: dict) -> bool:
-        """One image answered twice under this fingerprint: True when the two agree."""
-        same = agree(expected, got)
+    def compare(self, item_id: int, other: str, expected: dict, got: dict, *, same_labels: bool = True) -> bool:
+        """One image answered twice under this fingerprint: True when the two agree (and the two
+        URLs announced the same labels in the same order: the fingerprint covers that order)."""
+        same = same_labels and agree(expected, got)
         with self.lock:
             if same:
                 self.result.checked += 1
@@ -261,7 +263,8 @@ def _claim_problem(meta: dict, *, engine: Engine) -> str | None:
                 "stored")
     with engine.connect() as conn:
         known = store.find_model(conn, fingerprint=meta["fingerprint"])
-    if known is not None and list(known.labels) != meta["labels"]:
+        counted = known is not None and store.done_any(conn, model_id=known.id)
+    if counted and list(known.labels) != meta["labels"]:  # labels are fixed once answers count
         return (f"announces fingerprint {meta['fingerprint'][:12]} of the stored model {known.title} but "
                 f"other labels: refused, nothing stored (a fingerprint names one model)")
     return None
@@ -271,31 +274,26 @@ def _register(described: list[tuple[ModelResult, tuple[ModelClient, dict]]], *, 
               opts: CollectOptions) -> list[_Job]:
     """Register every described model. URLs announcing one fingerprint are all collected, none
     skipped: one founder only when nothing is stored for it and no other URL of the run claims it;
-    otherwise each is a claimant (see the module doc). Two URLs that claim a fingerprint nothing is
-    stored for, with different labels, cannot both be it: both are refused, nothing stored."""
+    otherwise each is a claimant (see the module doc). Claimants of a new fingerprint that differ in
+    their labels cannot give answers that agree: their fingerprint becomes conflicting, and no URL is
+    refused for what another said."""
     groups: dict[str, list] = {}
     for res, (client, meta) in described:
         groups.setdefault(meta["fingerprint"], []).append((res, client, meta))
     jobs = []
-    for fingerprint, members in groups.items():
-        if len({tuple(meta["labels"]) for _, _, meta in members}) > 1:
-            for res, client, _ in members:
-                res.error, res.category = (f"{len(members)} URLs of this run announce fingerprint {fingerprint[:12]} "
-                                           "with different labels: refused, nothing stored (a fingerprint names "
-                                           "one model)"), CLAIM_REFUSED
-                client.close()
-            continue
+    for members in groups.values():
         with engine.begin() as conn:
             for _res, _client, meta in members:
                 model_id = store.upsert_model(conn, meta=meta, url=None)
             established = bool(store.done_any(conn, model_id=model_id))
             founder = not established and len(members) == 1
-            if founder:  # a claimant's URL is recorded once its answers agree (_judge)
+            if founder:  # a claimant's URL and description are recorded once its answers agree (_judge)
+                store.set_model_identity(conn, model_id=model_id, meta=members[0][2])
                 store.add_model_url(conn, model_id=model_id, url=members[0][1].url)
         for res, client, meta in members:
             res.status = RunStatus.SKIPPED  # until the stream brings an image it has not answered
             jobs.append(_Job(res, client, model_id, list(meta["labels"]), founder=founder, established=established,
-                             checks_left=opts.claim_checks if established else 0))
+                             checks_left=opts.claim_checks if established else 0, meta=meta))
     return jobs
 
 
@@ -599,8 +597,9 @@ def _judge(jobs: list[_Job], engine: Engine) -> None:
             for a, b in itertools.combinations(group, 2):
                 for image_id in kept[id(a)].keys() & kept[id(b)].keys():
                     x, y = kept[id(a)][image_id], kept[id(b)][image_id]
-                    a.compare(image_id, b.client.url, y, x)
-                    b.compare(image_id, a.client.url, x, y)
+                    same_labels = a.labels == b.labels
+                    a.compare(image_id, b.client.url, y, x, same_labels=same_labels)
+                    b.compare(image_id, a.client.url, x, y, same_labels=same_labels)
         for j in jobs:
             if j.conflict:
                 if not j.aborted:
@@ -610,8 +609,11 @@ def _judge(jobs: list[_Job], engine: Engine) -> None:
             elif not j.founder and j.run_id is None and j.result.checked and not j.aborted:
                 store.add_model_url(conn, model_id=j.model_id, url=j.client.url)  # its checks agreed
             elif id(j) in kept:
-                alone = not j.established and len(by_fp[j.result.fingerprint]) == 1
+                # Alone: a new fingerprint no other URL of the run gave an answer for.
+                alone = not j.established and not any(kept[id(o)] for o in by_fp[j.result.fingerprint] if o is not j)
                 if j.result.checked or alone:
+                    if not store.done_any(conn, model_id=j.model_id):  # the first to count describes it
+                        store.set_model_identity(conn, model_id=j.model_id, meta=j.meta)
                     store.merge_pending(conn, run_id=j.run_id)
                     store.add_model_url(conn, model_id=j.model_id, url=j.client.url)
                     j.counted = True

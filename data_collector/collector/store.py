@@ -322,6 +322,13 @@ def upsert_model(conn: Connection, *, meta: dict, url: str | None) -> int:
     return model_id
 
 
+def set_model_identity(conn: Connection, *, model_id: int, meta: dict) -> None:
+    """A model's description (name, version, labels, metadata) from the URL whose answers count
+    first: until then, a claim of a new fingerprint fixes nothing (collect.py, claims)."""
+    conn.execute(update(models).where(models.c.id == model_id).values(
+        name=meta["name"], version=str(meta.get("version", "")), labels=list(meta["labels"]), metadata=meta))
+
+
 def add_model_url(conn: Connection, *, model_id: int, url: str) -> None:
     t = now()
     stmt = dialect_insert(conn, model_urls).on_conflict_do_nothing(index_elements=["model_id", "url"])

@@ -99,8 +99,9 @@ def check_case(behaviour: str, db_url: str, bystander: str, by_fp: str, data: Pa
         if not ok:
             problems.append(what)
 
+    if behaviour.startswith("reuses"):  # the fingerprint thief must meet a stored model: an earlier run
+        assert run_collect(db_url, data, [bystander])[0] == 0
     with HostileServer(behaviour, stored_fingerprint=by_fp) as bad:
-        # The fingerprint thief must meet an already known model: the bystander goes first there.
         urls = [bystander, bad] if behaviour.startswith("reuses") else [bad, bystander]
         code, output, wall, rss = run_collect(db_url, data, urls)
     tail = output[-1500:]
@@ -211,14 +212,18 @@ def test_a_fingerprint_thief_with_the_same_labels_is_caught_by_its_answers(tmp_p
 
     before = counts()
     (local / "green" / "late.png").write_bytes(color_png(COLORS["green"], seed=4242))
-    for _ in range(2):
+    for attempt in range(2):
         with HostileServer(THIEF, stored_fingerprint=_bystander_fp(bystander)) as bad:
             code, output, _, _ = run_collect(db, local, [bad])
         assert code == 1 and f"error: {bad}: " in output, output
-        assert "answers differ from the stored predictions of colors v1" in output, output
-        assert "the fingerprint is reused by another model, or the model changed" in output
-        assert counts() == before  # not one prediction, not one run
+        assert "differently from its stored answers of fingerprint" in output, output
+        assert "its answers were kept apart, none counted" in output and "now conflicting" in output
+        # Not one prediction counted; its attempt is a failed run of the model, with the evidence.
+        assert counts() == (before[0], before[1] + attempt + 1)
+    with engine.connect() as c:
+        (m,) = store.list_models(c)
+    assert m.conflicts > 0
     code, output, _, _ = run_collect(db, local, [bystander])
     assert code == 0, output
-    assert counts() == (before[0] + 1, before[1] + 1)  # the real model passes the check and adds the image
+    assert counts() == (before[0] + 1, before[1] + 3)  # the real model passes the checks and adds the image
     engine.dispose()

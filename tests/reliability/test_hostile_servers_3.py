@@ -89,8 +89,8 @@ CASES: dict[str, Case] = {
     "self-inconsistent server alone on its own fingerprint": Case("conflict", "answers", lie="noise", alone=True),
     "claims the fingerprint with other labels, established": Case(
         "refused", "other labels", claim=True, established=True, meta={"labels": ["red", "green"]}),
-    "claims a new fingerprint with other labels beside it": Case(
-        "refused", "with different labels", claim=True, meta={"labels": ["red", "blue", "green"]}, by_n=0),
+    "claims a new fingerprint with its labels reordered beside it": Case(
+        "conflict", "answers", claim=True, meta={"labels": ["red", "blue", "green"]}),
     "honest replica listed first": Case("agree", claim=True),
     # ---- 3. numbers and versions outside the grammar
     "version 3 superscript 2": Case("refused", "is not a version", meta={"version": "3\u00b2"}),
@@ -361,7 +361,8 @@ def check_case(name: str, c: Case, db_url: str, bystander: str, by_fp: str, othe
         for t in ("failures", "runs", "claim_conflicts", "model_urls", "pending_predictions"):
             dump += json.dumps([list(r) for r in conn.execute(select(schema.metadata.tables[t]))], default=str)
     engine.dispose()
-    expect(by is None or list(by.labels) == LABELS, f"the bystander's labels are now {by and by.labels}")
+    # A model's description is fixed by the first URL whose answers count; before that it is a claim.
+    expect(by is None or n_by == 0 or list(by.labels) == LABELS, f"the bystander's labels are now {by and by.labels}")
     expect(not any(s.lower() in dump.lower() for s in SECRET_FORMS), "the credentials were stored")
     by_n = c.by_n if c.by_n is not None else 21 if c.established or (not c.alone and c.expect != "conflict") else 0
     expect(n_by == by_n, f"the bystander's model has {n_by} counted answers, not {by_n}")
