@@ -17,7 +17,7 @@ from collector.settings import CollectorSettings, SettingsError, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_ONLY = {"model_urls", "job_completion_index", "hook_token", "github_actions", "github_step_summary",  # no option
-            "database_url_file", "view_database_url_file", "hook_token_file"}
+            "database_url_file", "view_database_url_file", "hook_token_file", "hook_token_grace"}
 
 
 def _commands(group: click.Group = main, prefix: str = ""):
