@@ -78,7 +78,7 @@ class GateService:
         self._pool = ThreadPoolExecutor(max_workers=max_jobs, thread_name_prefix="gate-job")
         self._mine: set[str] = set()
         self._lock = threading.Lock()
-        self._wake, self._stop = threading.Event(), threading.Event()
+        self._wake, self._stop, self._draining = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gate-jobs", daemon=True)
         self._ready = False
         self._schema_lock = threading.Lock()
@@ -110,8 +110,18 @@ class GateService:
 
     @property
     def ready(self) -> bool:
-        """The database answered and the schema is current (the readiness probe)."""
-        return self._ready
+        """The database answered and the schema is current, and this process is not stopping (the
+        readiness probe)."""
+        return self._ready and not self.draining
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def drain(self) -> None:
+        """SIGTERM (wsgi.py): readiness fails, no new job is claimed, waits end; requests are still answered."""
+        self._draining.set()
+        self._wake.set()
 
     # ---- requests ------------------------------------------------------------------------
     def check_side(self, side: str | None, what: str) -> str | None:
@@ -203,7 +213,7 @@ class GateService:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.job(job_id)
-            if job is None or job["state"] in ("done", "failed") or self._stop.is_set() or (
+            if job is None or job["state"] in ("done", "failed") or self._stop.is_set() or self.draining or (
                     deadline is not None and time.monotonic() >= deadline):
                 return job
             self._stop.wait(poll_s)
@@ -258,7 +268,7 @@ class GateService:
             next_beat = time.monotonic() + store.HEARTBEAT_S
         with self._lock:
             free = self.max_jobs - len(self._mine)
-        if free > 0 and not self._stop.is_set():
+        if free > 0 and not self._stop.is_set() and not self.draining:
             with self.engine.begin() as conn:
                 for job_id in store.startable_jobs(conn, limit=free):
                     if store.claim_job(conn, job_id=job_id):

@@ -214,7 +214,10 @@ class DeployHook:
 
 
 def _readiness(engine: Engine, gates: GateService, enabled: bool):
-    """200 when the database answers (and, with the gate on, its schema is current)."""
+    """200 when the database answers (and, with the gate on, its schema is current); 503 from the
+    moment this process was told to stop (SIGTERM), while it still answers everything else."""
+    if gates.draining:
+        return jsonify({"status": "stopping"}), 503
     if enabled:
         ok = gates.ready
     else:
