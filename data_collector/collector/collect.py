@@ -42,6 +42,7 @@ from .vocab import RunStatus
 
 REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything
 RESERVOIR = 64  # answered images an endpoint may be asked again later in its run (self-repeats)
+REPEATS_AT_END = 4  # ... of which at least this many (or all it answered), in a last request if need be
 EVIDENCE_KEPT = 20  # disagreeing images stored as evidence per endpoint and run (all are counted)
 CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
 WRITE_ROWS = 1024  # answers stored per transaction at most (see _Writer)
@@ -106,6 +107,7 @@ class _Job:
     expected: dict[int, dict] = field(default_factory=dict)  # image id -> the stored answer a check must give
     answered: dict[int, tuple[TestImage, dict]] = field(default_factory=dict)  # self-repeat reservoir
     seen: int = 0  # answers offered to the reservoir
+    repeated: int = 0  # images of the reservoir asked again so far
     evidence: list[dict] = field(default_factory=list)  # disagreements (EVIDENCE_KEPT at most)
     conflict: bool = False
     counted: bool = False  # a claimant's answers, verified, moved into predictions
@@ -341,6 +343,8 @@ class _Collection:
         try:
             whole = self._consume(stream)
             self._pool.shutdown(wait=True)
+            for job in self.jobs:
+                self._repeat_tail(job)
             if self.bugs:
                 raise self.bugs[0]  # re-raise programming errors instead of hiding them
         except BaseException:  # Ctrl-C, SIGTERM or a bug: stop sending, keep what is stored
@@ -353,6 +357,23 @@ class _Collection:
             raise DatabaseFailure(f"database error during the run (the failed batch was rolled back; "
                                   f"rerun to complete): {_first_line(self.db_errors[0])}")
         return whole
+
+    def _repeat_tail(self, job: _Job) -> None:
+        """A last request of REPEATS_AT_END images the URL answered earlier in the run, at random:
+        every URL that answered anything is asked some of it again, however its batches raced
+        (in-flight batches go out before any answer can be repeated)."""
+        with job.lock:
+            owed = min(len(job.answered), REPEATS_AT_END) - job.repeated
+            picks = _rng.sample(list(job.answered.items()), owed) if owed > 0 else []
+        if job.aborted or self.db_errors or not picks:
+            return
+        payload = []
+        for image_id, (item, answer) in picks:
+            try:
+                payload.append((item, image_id, REPEAT, (self.test_dir / item.path).read_bytes(), answer))
+            except OSError:
+                continue
+        self._predict(job, [p[:4] for p in payload], earlier={p[1]: p[4] for p in payload})
 
     def _consume(self, stream: Iterator[list[TestImage]]) -> bool:
         try:
@@ -463,7 +484,9 @@ class _Collection:
                     job.failures.append((item.path, item.sha256, f"cannot read: {e}"))
                 continue
             payload.append((item, image_id, role, data))
-        rows = self._predict(job, payload, again[2] if again else None)
+        with job.lock:
+            job.repeated += again is not None
+        rows = self._predict(job, payload, {again[0]: again[2]} if again else None)
         if rows:
             try:
                 self.writer.add(job, rows)
@@ -474,7 +497,7 @@ class _Collection:
             self.progress(job.result.url, sum(1 for *_, role in batch if role != REPEAT), job.planned)
 
     def _predict(self, job: _Job, payload: list[tuple[TestImage, int, str, bytes]],
-                 earlier: dict | None = None) -> list[dict]:
+                 earlier: dict[int, dict] | None = None) -> list[dict]:
         """The checked answers to `payload` as prediction rows; a rejected batch is halved until the
         rejected images are found (each reported, the others answered). Checks and repeats are
         compared, never stored."""
@@ -502,7 +525,7 @@ class _Collection:
             if role == CHECK:
                 job.compare(image_id, "its stored answers", job.expected[image_id], p)
             elif role == REPEAT:
-                job.compare(image_id, "its own earlier answer in this run", earlier, p)
+                job.compare(image_id, "its own earlier answer in this run", (earlier or {})[image_id], p)
             else:
                 job.remember(item, image_id, p)
                 rows.append({"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id,

@@ -61,7 +61,6 @@ class Case:
     claim: bool = False  # announce the bystander's fingerprint (a relay of its metadata)
     lie: str = ""  # how its answers differ from the bystander's (see _answers)
     established: bool = False  # the bystander was collected alone before
-    alone: bool = False  # in the hostile run without the bystander
     userinfo: bool = False  # its URL carries USER:PASSWORD
     oip: str = ""  # what an OIP server does wrong
     v1: str = ""  # what a TF Serving / KServe v1 server does wrong
@@ -81,12 +80,12 @@ CASES: dict[str, Case] = {
     "liar with the honest labels, established": Case("conflict", "answers", claim=True, lie="always",
                                                      established=True),
     "relay honest on its first request, then lies on ~10% (one per request at least)": Case(
-        "conflict", "answers", claim=True, lie="tenth", established=True, alone=True),
+        "conflict", "answers", claim=True, lie="tenth", established=True),
     "consistent liar that remembers its answers": Case("conflict", "answers", claim=True, lie="cached",
-                                                       established=True, alone=True),
+                                                       established=True),
     "answers in the reverse order of the images": Case("conflict", "answers", claim=True, lie="reverse",
-                                                       established=True, alone=True),
-    "self-inconsistent server alone on its own fingerprint": Case("conflict", "answers", lie="noise", alone=True),
+                                                       established=True),
+    "self-inconsistent server alone on its own fingerprint": Case("conflict", "answers", lie="noise"),
     "claims the fingerprint with other labels, established": Case(
         "refused", "other labels", claim=True, established=True, meta={"labels": ["red", "green"]}),
     "claims a new fingerprint with its labels reordered beside it": Case(
@@ -332,7 +331,7 @@ def check_case(name: str, c: Case, db_url: str, bystander: str, by_fp: str, othe
     with LiveServer(hostile_app(c, bystander, by_fp)) as srv:
         bad = _url(c, srv)
         shown = bad.replace(f"{USER}:{PASSWORD.replace('/', '%2F')}@", "***@") if c.userinfo else bad
-        urls = [bad] if c.alone else [bad, bystander]
+        urls = [bad, bystander]  # every mode beside the honest server, listed first
         code, output, _, _ = run_collect(db_url, data, urls, extra=extra)
     tail = output[-2000:]
     expect("Traceback" not in output, f"a traceback: {tail}")
@@ -364,7 +363,9 @@ def check_case(name: str, c: Case, db_url: str, bystander: str, by_fp: str, othe
     # A model's description is fixed by the first URL whose answers count; before that it is a claim.
     expect(by is None or n_by == 0 or list(by.labels) == LABELS, f"the bystander's labels are now {by and by.labels}")
     expect(not any(s.lower() in dump.lower() for s in SECRET_FORMS), "the credentials were stored")
-    by_n = c.by_n if c.by_n is not None else 21 if c.established or (not c.alone and c.expect != "conflict") else 0
+    # The bystander's answers count unless a liar claimed its fingerprint on a fresh database (then
+    # neither URL's answers count: the fingerprint is conflicting).
+    by_n = c.by_n if c.by_n is not None else 0 if c.expect == "conflict" and c.claim and not c.established else 21
     expect(n_by == by_n, f"the bystander's model has {n_by} counted answers, not {by_n}")
     if c.expect == "conflict":
         expect(evidence > 0, "no evidence of the conflict was stored")

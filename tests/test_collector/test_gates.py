@@ -279,3 +279,20 @@ def test_only_a_token_holder_sees_or_waits_on_jobs_and_waits_are_bounded(gate_ap
                                                          timeout=60).status_code, range(n)))
         assert codes.count(429) >= 3 and set(codes) <= {202, 429, 200}, codes
         assert requests.get(f"{gate_app.url}/jobs", headers=auth, timeout=30).json()["jobs"][0]["id"] == job
+
+
+def test_flagger_never_promotes_a_model_swapped_in_after_a_pass(gate_app, models):
+    """Flagger always sends its checksum: a pass for model A is not an answer about model B, which
+    the URL serves now. The first confirm-promotion after the swap is not 200; the verdict is B's."""
+    from helpers import Switch
+
+    switch = Switch(models["surer"])
+    with serve_model(models["v1"]) as base, LiveServer(switch) as cand:
+        body = _canary_body("Promoting", base.url, cand.url, checksum="same-checksum")
+        assert _until_not(gate_app, "confirm-promotion", body, 409).status_code == 200
+        switch.set(models["broken"])
+        after = _flagger(gate_app, "confirm-promotion", body)
+        assert after.status_code != 200, after.text
+        final = _until_not(gate_app, "confirm-promotion", body, 409)
+        assert final.status_code == 412 and "green" in final.text
+        assert _flagger(gate_app, "rollback", body).status_code == 200
