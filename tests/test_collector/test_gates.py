@@ -296,3 +296,24 @@ def test_flagger_never_promotes_a_model_swapped_in_after_a_pass(gate_app, models
         final = _until_not(gate_app, "confirm-promotion", body, 409)
         assert final.status_code == 412 and "green" in final.text
         assert _flagger(gate_app, "rollback", body).status_code == 200
+
+
+def test_a_url_that_cannot_tell_in_time_gets_running_not_the_old_verdict(gate_app, models):
+    """After a pass the candidate hangs: asking it which model it serves fails within the answer
+    budget, so the answer is a new job (`running`), never the stored pass."""
+    import threading
+
+    from helpers import Switch
+
+    switch = Switch(models["surer"])
+    with serve_model(models["v1"]) as base, LiveServer(switch) as cand:
+        answers = _poll_argo(gate_app, base.url, cand.url, revision="hang")
+        assert answers[-1]["verdict"] == "pass"
+        release = threading.Event()
+        switch.before = lambda: release.wait(30)  # every request to the candidate hangs
+        try:
+            again, took = _argo(gate_app, base.url, cand.url, revision="hang")
+        finally:
+            release.set()
+    assert again["verdict"] == "running" and again["job"] != answers[-1]["job"], again
+    print(f"a hanging candidate: answered {again['verdict']} in {took * 1000:.0f} ms")
