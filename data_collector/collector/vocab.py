@@ -23,7 +23,7 @@ class RunStatus(StrEnum):
     INCOMPLETE = "incomplete"  # stopped by an error after some answers were stored
     FAILED = "failed"  # stopped with nothing stored: every image rejected, or invalid answers
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, or a process that died while running
-    SKIPPED = "skipped"  # nothing to send: already evaluated, or the same model at another URL
+    SKIPPED = "skipped"  # nothing to send: already evaluated (its stored answers asked again agreed)
     ERROR = "error"  # never started: the server could not be reached or described itself badly
 
 
