@@ -80,6 +80,10 @@ def render_html(reports: list[dict], history: dict[str, list[dict]] | None = Non
         m = rep["model"]
         parts.append(f"<section class='model'><h2>{esc(m['name'])} v{esc(m['version'])} "
                      f"<small><code>{esc(m['fingerprint'][:16])}</code></small></h2>")
+        if m.get("claim_conflict"):
+            parts.append("<p class='bad claim-conflict'>Conflicting fingerprint: URLs announcing it answered the "
+                         "same images differently; no comparison or gate uses it until <code>data-collector "
+                         "conflicts resolve</code>.</p>")
         parts.append(model_section(rep))
         parts.append("</section>")
     return page("Pokemon classifier report", "\n".join(parts))

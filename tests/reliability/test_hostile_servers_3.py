@@ -389,6 +389,8 @@ def check_case(name: str, c: Case, db_url: str, bystander: str, by_fp: str, othe
         expect(bool(mine) and mine[0]["claim_conflict"], f"models --json does not mark the conflict: {mine}")
         expect("CONFLICTING" in _section(views, "models") and "CONFLICTING" in _section(views, "report"),
                "models or report does not show the conflict")
+        expect("claim-conflict" in _section(views, "report --html -"), "the HTML report hides the conflict")
+        expect('"claim_conflict": true' in _section(views, "report --json -"), "report --json hides the conflict")
         cmp, gate = f"compare fp:{other_fp} fp:{target}", f"gate fp:{other_fp} fp:{target}"
         expect(codes.get(cmp) == 2 and codes.get(gate) == 2, f"compare/gate did not refuse the conflicting model: "
                f"{codes}")
