@@ -187,3 +187,14 @@ def test_an_outage_of_two_intervals_is_neither_then_the_right_verdict(gate_app, 
         assert flagger == "rolled back" and sum(c == 412 for _, c in calls) >= 2, calls
         assert all(confirm != 200 for _, confirm in calls), calls  # never promoted on the way
     print(f"outage: Argo {seen}; Flagger {calls}")
+
+
+def test_the_readme_shows_the_metric_the_models_run():
+    """The README's Argo metric is the shipped template's, field by field (the YAML the tests run)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("The metric:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    shown = yaml.safe_load(block)
+    (metric,) = yaml.safe_load((ROLLOUTS / "argo" / "analysis-web.yaml").read_text())["spec"]["metrics"]
+    shipped = {**{k: v for k, v in metric.items() if k not in ("name", "provider")},
+               "jsonPath": metric["provider"]["web"]["jsonPath"]}
+    assert shown == shipped
