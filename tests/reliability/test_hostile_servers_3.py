@@ -36,6 +36,7 @@ import requests
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import func, select
 from test_hostile_servers import fresh_database, run_collect
+from test_hostile_servers_2 import PATIENT
 
 from collector import schema, store
 from collector.schema import claim_conflicts, models, pending_predictions, predictions
@@ -325,14 +326,15 @@ def check_case(name: str, c: Case, db_url: str, bystander: str, by_fp: str, othe
             problems.append(what)
 
     target = by_fp if c.claim or c.expect != "conflict" else OWN_FP  # the fingerprint the case is about
-    code, seed_out, _, _ = run_collect(db_url, data, [other] + ([bystander] if c.established else []))
+    code, seed_out, _, _ = run_collect(db_url, data, [other] + ([bystander] if c.established else []),
+                                       extra=PATIENT)
     expect(code == 0, f"seeding failed: {seed_out[-800:]}")
     extra = ("--labels", "red,green,blue") if c.protocol == "v1" else ()
     with LiveServer(hostile_app(c, bystander, by_fp)) as srv:
         bad = _url(c, srv)
         shown = bad.replace(f"{USER}:{PASSWORD.replace('/', '%2F')}@", "***@") if c.userinfo else bad
         urls = [bad, bystander]  # every mode beside the honest server, listed first
-        code, output, _, _ = run_collect(db_url, data, urls, extra=extra)
+        code, output, _, _ = run_collect(db_url, data, urls, extra=(*extra, *PATIENT))
     tail = output[-2000:]
     expect("Traceback" not in output, f"a traceback: {tail}")
     expect(not any(s.lower() in output.lower() for s in SECRET_FORMS), f"the credentials were printed: {tail}")
