@@ -128,6 +128,9 @@ def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = 
     text that is both a stored name and a fingerprint prefix is refused, naming both readings
     (servers cannot register such names any more, answers.check_name, but older databases may
     hold them)."""
+    if not ms:
+        raise SelectorError(f"no models evaluated yet in this database, so nothing matches {selector!r}: "
+                            "collect first, or pass --db for the database you collected into")
     kind, colon, rest = selector.partition(":")
     if colon and kind.lower() in TYPED_PREFIXES:
         return _by_fingerprint(ms, rest, selector)
@@ -144,7 +147,7 @@ def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = 
         return _one(ms, name, same[-1].version, selector)
     if tag:
         if not same:
-            raise SelectorError(f"no evaluated model named {name!r}")
+            raise SelectorError(f"no evaluated model named {name!r}{_did_you_mean(ms, name)}")
         if tag == "previous":
             anchor = relative_to if relative_to and relative_to.name == name else same[-1]
             prev = previous_of(ms, anchor)
@@ -157,8 +160,23 @@ def pick(ms: list[ModelInfo], selector: str, *, relative_to: ModelInfo | None = 
                             f"{', '.join(m.version for m in same)}); or use @latest, @previous")
     if as_prefix:
         return _by_fingerprint(ms, selector, selector)
-    raise SelectorError(f"no evaluated model matches {selector!r} (a name, NAME@latest, NAME@previous, "
-                        f"NAME@VERSION, or a fingerprint prefix of {MIN_PREFIX}+ hex digits, fp:PREFIX)")
+    raise SelectorError(f"no evaluated model matches {selector!r}{_did_you_mean(ms, name)} (a name, NAME@latest, "
+                        f"NAME@previous, NAME@VERSION, or a fingerprint prefix of {MIN_PREFIX}+ hex digits, fp:PREFIX)")
+
+
+def _did_you_mean(ms: list[ModelInfo], name: str) -> str:
+    """`; did you mean 'a' or 'b'?` from the stored names nearest to a misspelt one (difflib's
+    ratio, the closest three at 0.6 or better), or "" when none is near."""
+    import difflib
+
+    names = sorted({m.name for m in ms})
+    near = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if not near:
+        lowered = [n for n in names if n.lower() == name.lower()]  # case alone differs
+        near = lowered
+    if not near:
+        return ""
+    return "; did you mean " + " or ".join(repr(n) for n in near) + "?"
 
 
 def typed(fingerprint: str) -> str:

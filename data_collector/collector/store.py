@@ -188,6 +188,28 @@ def upgrade(engine: Engine) -> None:
 MIGRATION_WAIT_S = 600.0  # how long a process waits for another's migration of the same SQLite file
 
 
+def describe(url: str) -> str:
+    """The database a URL names, for a message: a SQLite file by its absolute path, any other
+    database with its password hidden."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return "the database given"
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        return str(Path(u.database).resolve())
+    return redact_url(url)
+
+
+def require_existing(engine: Engine) -> None:
+    """Refuse to read a SQLite file that is not there (connecting would create an empty one)."""
+    db = engine.url.database
+    if engine.dialect.name == "sqlite" and db and db != ":memory:" and not db.startswith("file:") \
+            and not Path(db).is_file():
+        raise StoreError(f"no database at {Path(db).resolve()}: nothing has been collected there. Run this "
+                         "where you collected (`make demo` stores pokemon_tester.db in the repository), or "
+                         "pass --db / DATABASE_URL")
+
+
 def ensure_schema(engine: Engine, *, migrate: bool = True) -> None:
     """Make sure the schema is at head; migrate if allowed (SQLite default, owner role).
 

@@ -190,3 +190,24 @@ def test_an_outage_or_an_empty_database_is_cannot_decide_not_regressed(command, 
         r = run_cli("--db", db, command, "colors@1", "colors@2")
         assert r.exit_code == 2, (db, r.output)
         assert "Traceback" not in r.output and r.output.strip()
+
+
+@pytest.mark.parametrize("command", [["report"], ["models"], ["compare", "a", "b"], ["conflicts"],
+                                     ["export", "mlflow", "--tracking-uri", "http://127.0.0.1:9"]])
+def test_a_reading_command_never_creates_a_database_and_names_the_file(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run_cli(*command)  # the default database: pokemon_tester.db here
+    assert r.exit_code in (1, 2), r.output
+    assert not (tmp_path / "pokemon_tester.db").exists()
+    assert f"no database at {tmp_path / 'pokemon_tester.db'}" in " ".join(r.output.split()), r.output
+    assert "db upgrade" not in r.output and "Traceback" not in r.output
+
+
+def test_an_empty_database_says_which_and_that_nothing_was_collected(tmp_path):
+    db = tmp_path / "empty.db"
+    engine_for(f"sqlite:///{db}")
+    for command in (["report"], ["models"]):
+        r = run_cli("--db", f"sqlite:///{db}", *command)
+        assert r.exit_code == 0 and f"no models evaluated yet in {db}" in " ".join(r.output.split()), r.output
+    r = run_cli("--db", f"sqlite:///{db}", "compare", "ml_original@previous", "ml_original")
+    assert r.exit_code == 2 and "no models evaluated yet" in r.output

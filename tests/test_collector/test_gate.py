@@ -54,6 +54,12 @@ def test_a_retrain_that_only_changes_confidence_passes_and_selectors_work(tmp_pa
     assert (code, out["verdict"]) == (0, "pass")
     code, out = _gate(db, big_data, "colors@1", "colors@1")  # nothing changed: promoted
     assert (code, out["verdict"], out["same_model"]) == (0, "pass", True)
+    code, out = _gate(db, big_data, "colors@3")  # the candidate alone: against its previous version
+    assert (code, out["verdict"], out["baseline"]["version"], out["candidate"]["version"]) == (0, "pass", "1", "3")
+    code, out = _gate(db, big_data, "colors@1")  # the first version has nothing to be gated against
+    assert code == 2 and "no version before" in out["error"]
+    r = run_cli("--db", db, "gate", "colors@1", "colors@3", "colors@1")
+    assert r.exit_code == 2 and "at most two models" in r.output
 
 
 def test_cannot_decide_exits_2_with_the_reason(tmp_path, big_data, models):

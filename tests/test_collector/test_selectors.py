@@ -182,3 +182,28 @@ def test_a_name_that_is_a_fingerprint_prefix_is_refused_naming_both_readings():
     real.conflicts = 3
     with pytest.raises(ConflictingModel, match="is conflicting"):
         require_undisputed(impostor, real)
+
+
+@pytest.mark.parametrize(("asked", "hint"), [
+    ("ml_orignal", "did you mean 'ml_original'?"),
+    ("ML_DITTO", "did you mean 'ml_ditto'?"),
+    ("ml_ditto_and_mimiku@previous", "did you mean 'ml_ditto_and_mimikyu'?"),
+    ("squirtle_net", None),
+])
+def test_a_misspelt_name_suggests_the_nearest_stored_names(asked, hint):
+    names = ["ml_original", "ml_ditto", "ml_ditto_and_mimikyu"]
+    ms = [ModelInfo(i, n, "1", f"{i}" * 64, ["a"], datetime(2026, 1, 1, tzinfo=UTC)) for i, n in enumerate(names, 1)]
+    with pytest.raises(SelectorError) as e:
+        pick(ms, asked)
+    if hint is None:
+        assert "did you mean" not in str(e.value)
+    else:
+        assert hint in str(e.value)
+
+
+def test_the_cli_suggests_a_name_and_exits_2(db):
+    url, _ = db
+    r = run_cli("--db", url, "report", "--model", "n")
+    assert r.exit_code == 2 and "did you mean 'm'?" not in r.output  # one letter: too far to guess
+    r = run_cli("--db", url, "compare", "mm", "m")
+    assert r.exit_code == 2 and "did you mean 'm'?" in r.output, r.output

@@ -25,6 +25,7 @@ from .common import (
     err,
     fail,
     lines,
+    nothing_collected,
     open_store,
     out,
     split_urls,
@@ -108,7 +109,7 @@ def print_summary(results: list[ModelResult]) -> None:
 @click.pass_context
 def models_cmd(ctx, as_json):
     """List the evaluated models and the URLs they were seen at."""
-    engine = open_store(ctx, migrate=False)
+    engine = open_store(ctx, migrate=False, reading=True)
     with engine.connect() as conn:
         rows = store.list_models(conn)
     clash = conflicts(rows)
@@ -119,7 +120,7 @@ def models_cmd(ctx, as_json):
                                for m in rows], indent=2))
         return
     if not rows:
-        out.print("no models evaluated yet")
+        out.print(nothing_collected(ctx))
         return
     t = table("Evaluated models")
     # The name never wraps (it tells the rows apart); the URLs under it may fold.

@@ -153,18 +153,28 @@ def database_or_file(ctx: click.Context, param: str, value: str | None, field: s
     return (from_env if file is not None else value), file
 
 
-def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool = True, code: int = 1):
+def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool = True, code: int = 1,
+               reading: bool = False):
     """The engine, the database reached and its schema current; else one line and exit `code`
-    (2 for the verdict commands, whose 1 means "regressed")."""
+    (2 for the verdict commands, whose 1 means "regressed"). A `reading` command never creates a
+    database: a SQLite file that is not there is an error naming the file it looked for."""
     url = ctx.obj["db"]
     try:
         engine = store.make_engine(url, ctx.obj.get("db_file"))
+        if reading:
+            store.require_existing(engine)
         store.connect_check(engine, attempts=ctx.obj["db_attempts"])
         if check_schema:
             store.ensure_schema(engine, migrate=migrate)
     except store.StoreError as e:
         fail(str(e), code)
     return engine
+
+
+def nothing_collected(ctx: click.Context) -> str:
+    """What a reading command says when the database it read holds no model yet."""
+    return (f"no models evaluated yet in {store.describe(ctx.obj['db'])}: run `data-collector collect URL...` "
+            "first (or pass --db / DATABASE_URL for the database you collected into)")
 
 
 def stack(f, opts):

@@ -31,7 +31,7 @@ def conflicts_group(ctx, selector, as_json):
     """
     if ctx.invoked_subcommand is not None:
         return
-    engine = open_store(ctx, migrate=False)
+    engine = open_store(ctx, migrate=False, reading=True)
     with engine.connect() as conn:
         model_id = None
         if selector:
@@ -73,7 +73,7 @@ def conflicts_resolve(ctx, selector, keep, forget):
     """Close the conflict of one model, after you found which server is right."""
     if keep == forget:
         fail("say which answers to keep: --keep-stored or --forget", 2)
-    engine = open_store(ctx, migrate=False)
+    engine = open_store(ctx, migrate=False, reading=True)
     try:
         with engine.begin() as conn:
             try:

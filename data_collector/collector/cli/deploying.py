@@ -90,18 +90,18 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
 
 
 @click.command("gate")
-@click.argument("baseline")
-@click.argument("candidate")
+@click.argument("models", nargs=-1, required=True, metavar="[BASELINE] CANDIDATE")
 @click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON instead of a table")
 @verdict_options
 @report_dir_option
 @threshold_options
 @collect_options
 @click.pass_context
-def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
+def gate_cmd(ctx, models, as_json, report_dir, **kw):
     """Gate a rollout: exit 1 when a class regressed from BASELINE.
 
-    Pass unless CANDIDATE is worse than BASELINE on some class.
+    Pass unless CANDIDATE is worse than BASELINE on some class. Without BASELINE, the baseline is
+    the candidate's previous version (NAME@previous: the version before it in version order).
 
     Each of BASELINE and CANDIDATE is a model URL (evaluated first on what the database lacks) or a
     stored model (a name, a fingerprint prefix, NAME@VERSION, NAME@latest, NAME@previous).
@@ -115,6 +115,9 @@ def gate_cmd(ctx, baseline, candidate, as_json, report_dir, **kw):
     from ..gate import EXIT_CODES, run_gate
     from .reporting import print_comparison
 
+    if len(models) > 2:
+        raise click.UsageError(f"at most two models (BASELINE CANDIDATE), got {len(models)}")
+    baseline, candidate = (None, *models) if len(models) == 1 else models
     outputs = VerdictOutputs.of(kw, as_json)
     engine = open_store(ctx, migrate=not kw["no_migrate"], code=2)  # an outage is "cannot decide", not a FAIL
     try:

@@ -6,7 +6,7 @@ import click
 
 from .. import store
 from ..selectors import SelectorError, pick
-from .common import err, fail, open_store, out, setting_option
+from .common import err, fail, nothing_collected, open_store, out, setting_option
 
 
 @click.group("export")
@@ -32,7 +32,7 @@ def mlflow_cmd(ctx, selectors, tracking_uri, experiment):
 
     if not tracking_uri:
         fail("give --tracking-uri URI or set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)", 2)
-    engine = open_store(ctx, migrate=False)
+    engine = open_store(ctx, migrate=False, reading=True)
     with engine.connect() as conn:
         ms = store.list_models(conn)
         try:
@@ -40,7 +40,7 @@ def mlflow_cmd(ctx, selectors, tracking_uri, experiment):
         except SelectorError as e:
             fail(str(e), 2)
     if not chosen:
-        err.print("no models evaluated yet: run `data-collector collect URL...` first")
+        err.print(nothing_collected(ctx))
         ctx.exit(2)
     try:
         lines = export_models(engine, tracking_uri, experiment, list({m.id: m for m in chosen}.values()))

@@ -15,6 +15,7 @@ from ..reports import identity_line, model_report
 from ..selectors import ORDER_HELP, SelectorError, conflicts, pick, require_undisputed, resolve
 from .common import (
     fail,
+    nothing_collected,
     open_store,
     option,
     out,
@@ -127,7 +128,7 @@ def write_output(path: Path, text: str) -> None:
 @click.pass_context
 def report_cmd(ctx, selectors, json_path, html_path):
     """Per model: per-class metrics, confusion, lookalike probes."""
-    engine = open_store(ctx, migrate=False)
+    engine = open_store(ctx, migrate=False, reading=True)
     with engine.connect() as conn:
         try:
             reports = build_reports(conn, selectors)
@@ -141,7 +142,7 @@ def report_cmd(ctx, selectors, json_path, html_path):
 
         suspects = label_suspects(conn)
     if not reports:
-        out.print("no models evaluated yet: run `data-collector collect URL...` first")
+        out.print(nothing_collected(ctx))
         return
     to_stdout = "-" in (str(json_path), str(html_path))
     if not to_stdout:
@@ -233,7 +234,7 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     becomes an error annotation; --junit writes the JUnit XML GitLab and Jenkins read.
     """
     outputs = VerdictOutputs.of(kw, as_json, html_path)
-    engine = open_store(ctx, migrate=False, code=2)  # 1 means "regressed": an outage is "cannot decide"
+    engine = open_store(ctx, migrate=False, code=2, reading=True)  # 1 means "regressed": an outage is "cannot decide"
     with engine.connect() as conn:
         try:
             cand = resolve(conn, candidate)
