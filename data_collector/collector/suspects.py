@@ -39,7 +39,10 @@ def flag_issues(labels: list[int], probs: np.ndarray) -> list[int | None]:
         mine = probs[y == j, j]
         if len(mine):
             thresholds[j] = mine.mean()
-    confident = probs >= thresholds[None, :] - 1e-6 * np.abs(thresholds[None, :])
+    # A class with no images of its own keeps an infinite threshold: nothing is confidently it
+    # (inf - inf would be nan, with numpy's warning).
+    slack = np.where(np.isfinite(thresholds), 1e-6 * np.abs(thresholds), 0.0)
+    confident = probs >= thresholds[None, :] - slack[None, :]
     out: list[int | None] = []
     for i in range(len(y)):
         cand = np.nonzero(confident[i])[0]

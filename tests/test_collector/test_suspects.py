@@ -28,6 +28,17 @@ def test_the_rule_is_cleanlabs_confident_learning_filter(seed):
     assert ours.sum() > 0 and (ours == theirs).all(), (ours.sum(), theirs.sum(), (ours != theirs).sum())
 
 
+def test_a_class_without_images_of_its_own_warns_nothing_and_flags_nothing_as_it():
+    """ml_ditto knows ditto, but a test set may hold no ditto image: its threshold stays infinite."""
+    import warnings
+
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in subtract" was one
+        flagged = flag_issues([0, 1, 1, 0], probs)  # class 2 has no image of its own
+    assert 2 not in flagged and flagged[2] is None
+
+
 PLANTED = {"red/red-03.png": "green", "green/green-07.png": "blue", "blue/blue-11.png": "red"}
 
 
