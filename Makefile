@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 
 .PHONY: help venv test demo view screenshots mlflow-screenshots models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
 
@@ -20,11 +21,19 @@ help:
 	@echo "make docker-smoke - build the images and run the compose stack for real"
 	@echo "make peer-venvs - MLServer, KServe's server, MLflow's tracking server and checkov in .venvs/ (the tests create them when missing)"
 
+# Two levels: RUNTIME (the model server on LiteRT and the collector: what `make demo` and `make
+# view` need) and STAMP (everything: TensorFlow for training, the test toolchain).
+$(RUNTIME): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUNTIME)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME)
 
 venv: $(STAMP)
 
@@ -33,11 +42,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	COLUMNS=240 $(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh
 
 # The web view of what `make demo` stored (read-only; the deploy hook stays off without HOOK_TOKEN).
-view: $(STAMP)
+view: $(RUNTIME)
+	@$(BIN)/python -m devtools.ports VIEW_PORT "$${VIEW_PORT:-8090}"
 	$(BIN)/data-collector --db "$${DATABASE_URL:-sqlite:///pokemon_tester.db}" serve --port "$${VIEW_PORT:-8090}"
 
 # docs/screenshots/*.png from the demo database (after `make demo`), in Debian's chromium.

@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 BASE_PORT=${DEMO_BASE_PORT:-8081}
 export DATABASE_URL=${DATABASE_URL:-sqlite:///pokemon_tester.db}
 LOGS=demo_logs
-mkdir -p "$LOGS"
 
 models=(ml_original ml_ditto ml_ditto_and_mimikyu archive/ml_original_v2)
+# Every port free before anything starts: a taken one is named with the variable that moves them.
+python -m devtools.ports DEMO_BASE_PORT $(seq "$BASE_PORT" $((BASE_PORT + ${#models[@]} - 1)))
+mkdir -p "$LOGS"
 pids=()
 urls=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -28,8 +30,8 @@ done
 echo "waiting for the model servers (${urls[*]}) ..."
 for i in "${!urls[@]}"; do
   python -c "import sys; from devtools.health import wait_healthy, NotHealthy
-try: wait_healthy(sys.argv[1], deadline_s=300)
-except NotHealthy as e: sys.exit(f'error: {e}; see $LOGS/$(basename "${models[$i]}").log')" "${urls[$i]}"
+try: wait_healthy(sys.argv[1], deadline_s=300, pid=int(sys.argv[2]))
+except NotHealthy as e: sys.exit(f'error: {e}; see $LOGS/$(basename "${models[$i]}").log')" "${urls[$i]}" "${pids[$i]}"
 done
 
 before=$(data-collector models --json 2>/dev/null | python -c "import json,sys; print(sum(m['predictions'] for m in json.load(sys.stdin)))" 2>/dev/null || echo 0)
@@ -52,3 +54,7 @@ fi
 echo
 echo "Web view of these results (models, per-class plots, the misclassified images, compare, history):"
 echo "  make view     then open http://localhost:${VIEW_PORT:-8090}/"
+echo
+echo "Next: the data-collector command is in .venv; in this folder, for example:"
+echo "  .venv/bin/data-collector gate ml_original        # v3 against its previous version"
+echo "  source .venv/bin/activate && data-collector --help"

@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = settings.model_copy(update={"model_dir": str(model_dir), **{
         name: getattr(args, name) for name in OPTION_OF if name != "model_dir"}})
+    from .ports import busy_message, in_use
+
+    if in_use(settings.host, settings.port):
+        print(f"ml-server: error: {busy_message(settings.host, settings.port, 'choose another with --port (or PORT)')}",
+              file=sys.stderr)
+        return 2
     created = metrics_dir.prepare(settings.web_concurrency)  # before any worker imports prometheus_client
     try:
         _gunicorn(settings).run()

@@ -234,6 +234,10 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
         store.make_engine(view_db or ctx.obj["db"])
     except store.StoreError as e:
         fail(str(e))
+    from model_server.ports import busy_message, in_use
+
+    if in_use(host, port):
+        fail(busy_message(host, port, "choose another with --port (or HOOK_PORT)"), 2)
     policy = HostPolicy(allowed_hosts.split(","))
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     err.print(f"web view on http://{shown}:{port}/")
