@@ -4,7 +4,7 @@
 # project's names, and apply. Run after setup.sh, from the repository root, with docker and kubectl
 # logged in (gcloud auth configure-docker REGION-docker.pkg.dev).
 #
-#   PROJECT_ID=my-project HOSTNAME=pokemon.example.org deploy/gcp/deploy.sh --dry-run
+#   PROJECT_ID=my-project WEB_HOST=pokemon.example.org deploy/gcp/deploy.sh --dry-run
 #
 # --dry-run prints every command on stderr and the manifests it would apply on stdout (digests
 # left at zeros); nothing is built, pushed or applied.
@@ -51,7 +51,7 @@ for name in "${!DIGEST[@]}"; do
   [[ "${DIGEST[$name]}" =~ ^sha256:[0-9a-f]{64}$ ]] || { echo "deploy.sh: no digest for $name" >&2; exit 1; }
   rendered=$(sed -E "s#(/$name)@$ZERO#\\1@${DIGEST[$name]}#g" <<< "$rendered")
 done
-rendered=$(sed -e "s#PROJECT_ID#$PROJECT_ID#g" -e "s#REGION#$REGION#g" -e "s#HOSTNAME#$HOSTNAME#g" \
+rendered=$(sed -e "s#PROJECT_ID#$PROJECT_ID#g" -e "s#REGION#$REGION#g" -e "s#WEB_HOST#$WEB_HOST#g" \
   -e "s#10.100.0.0/20#$CLOUDSQL_RANGE#g" <<< "$rendered")
 if [ "$DRY_RUN" = 0 ] && grep -q "@$ZERO" <<< "$rendered"; then
   echo "deploy.sh: an image is still unpinned" >&2; exit 1

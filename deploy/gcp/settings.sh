@@ -11,12 +11,15 @@ for arg in "$@"; do
 done
 : "${PROJECT_ID:?set PROJECT_ID (the Google Cloud project)}"
 REGION=${REGION:-europe-west1}
-HOSTNAME=${HOSTNAME:-pokemon.example.org}
+# WEB_HOST, not HOSTNAME: bash sets HOSTNAME to this machine's name, which would become the Ingress host.
+WEB_HOST=${WEB_HOST:-}
 CLOUDSQL_RANGE=${CLOUDSQL_RANGE:-10.100.0.0/20}
 IAP_MEMBERS=${IAP_MEMBERS:-}
 bad() { echo "$(basename "$0"): $1" >&2; exit 2; }
+[ -n "$WEB_HOST" ] || bad "set WEB_HOST (the DNS name of the web view, e.g. pokemon.example.org)"
 [[ "$PROJECT_ID" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] || bad "PROJECT_ID is not a project id: $PROJECT_ID"
 [[ "$REGION" =~ ^[a-z]+-[a-z]+[0-9]$ ]] || bad "REGION is not a region: $REGION"
-[[ "$HOSTNAME" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || bad "HOSTNAME is not a host name: $HOSTNAME"
+[[ "$WEB_HOST" =~ ^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$ ]] ||
+  bad "WEB_HOST is not a fully qualified host name: $WEB_HOST"
 [[ "$CLOUDSQL_RANGE" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]] || bad "CLOUDSQL_RANGE is not a CIDR range"
-export DRY_RUN PROJECT_ID REGION HOSTNAME CLOUDSQL_RANGE IAP_MEMBERS
+export DRY_RUN PROJECT_ID REGION WEB_HOST CLOUDSQL_RANGE IAP_MEMBERS

@@ -3,11 +3,11 @@
 # Registry, Cloud SQL for PostgreSQL with IAM database users, Secret Manager secrets, one Google
 # service account per workload with the narrowest roles, Workload Identity bindings, IAP access.
 #
-#   PROJECT_ID=my-project HOSTNAME=pokemon.example.org IAP_MEMBERS=group:ml-team@example.org \
+#   PROJECT_ID=my-project WEB_HOST=pokemon.example.org IAP_MEMBERS=group:ml-team@example.org \
 #     deploy/gcp/setup.sh --dry-run     # print every command, run none (no gcloud needed)
 #   ... deploy/gcp/setup.sh             # run them (gcloud logged in as a project owner)
 #
-# Environment: PROJECT_ID (required), REGION (default europe-west1), HOSTNAME (the web view's DNS
+# Environment: PROJECT_ID (required), REGION (default europe-west1), WEB_HOST (the web view's DNS
 # name), IAP_MEMBERS (comma-separated IAM members allowed through Identity-Aware Proxy),
 # CLOUDSQL_RANGE (private services range, default 10.100.0.0/20: the overlay's policies.yaml
 # allows egress to it). Generated credentials (the owner's password, the hook's token) go straight
@@ -129,6 +129,10 @@ grant_secret pokemon-web-database-url pokemon-secrets-web
 grant_secret pokemon-owner-database-url pokemon-secrets-setup
 
 echo "# 8. Identity-Aware Proxy: who may open the web view"
+if [ -z "$IAP_MEMBERS" ]; then
+  echo "$(basename "$0"): warning: IAP_MEMBERS is empty: nobody is let through Identity-Aware Proxy, so the" \
+    "web view answers no one; set IAP_MEMBERS=group:you@example.org (or grant later with the command above)" >&2
+fi
 IFS=',' read -r -a members <<< "$IAP_MEMBERS"
 for m in "${members[@]}"; do
   run gcloud iap web add-iam-policy-binding --role roles/iap.httpsResourceAccessor --member "$m" "${P[@]}"
@@ -140,4 +144,4 @@ run helm upgrade --install external-secrets external-secrets --repo https://char
   --namespace external-secrets --create-namespace --version 0.20.4 --wait
 
 echo "# Done. Next: deploy/gcp/deploy.sh (builds, pushes, pins digests, applies the overlay)."
-echo "# HOSTNAME $HOSTNAME must resolve to: gcloud compute addresses describe pokemon-ip --global --format 'value(address)'"
+echo "# WEB_HOST $WEB_HOST must resolve to: gcloud compute addresses describe pokemon-ip --global --format 'value(address)'"

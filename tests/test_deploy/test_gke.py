@@ -373,7 +373,8 @@ def _script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_setup_dry_run_prints_every_command_and_no_secret():
-    r = _script("setup.sh", "--dry-run", PROJECT_ID="my-project-123", IAP_MEMBERS="group:ml@example.org")
+    r = _script("setup.sh", "--dry-run", PROJECT_ID="my-project-123", WEB_HOST="pokemon.example.org",
+                IAP_MEMBERS="group:ml@example.org")
     assert r.returncode == 0, r.stderr
     commands = [line[2:] for line in r.stdout.splitlines() if line.startswith("+ ")]
     assert len(commands) >= 40
@@ -393,20 +394,46 @@ def test_setup_dry_run_prints_every_command_and_no_secret():
             assert "instances/pokemon" in line
         assert not re.search(r"roles/(owner|editor|viewer|cloudsql\.admin|secretmanager\.admin)\b", line), line
     assert "<generated>" in text and not re.search(r"--password [^<]", text)
-    bad = _script("setup.sh", "--dry-run", PROJECT_ID="Not A Project")
+    assert "IAP_MEMBERS is empty" not in r.stderr
+    bad = _script("setup.sh", "--dry-run", PROJECT_ID="Not A Project", WEB_HOST="pokemon.example.org")
     assert bad.returncode == 2 and "not a project id" in bad.stderr
     missing = _script("setup.sh", "--dry-run")
     assert missing.returncode != 0 and "set PROJECT_ID" in missing.stderr
+    nobody = _script("setup.sh", "--dry-run", PROJECT_ID="my-project-123", WEB_HOST="pokemon.example.org")
+    assert nobody.returncode == 0 and "warning: IAP_MEMBERS is empty" in nobody.stderr
+    assert "iap web add-iam-policy-binding" not in nobody.stdout
+
+
+@pytest.mark.parametrize("script", ["setup.sh", "deploy.sh"])
+def test_the_host_is_never_the_machines_name(script):
+    """bash sets HOSTNAME itself: the scripts read WEB_HOST, required, and render exactly it."""
+    shell_host = {"HOSTNAME": "my-laptop.local"}
+    r = _script(script, "--dry-run", PROJECT_ID="my-project-123", IAP_MEMBERS="group:ml@example.org", **shell_host)
+    assert r.returncode == 2 and "set WEB_HOST" in r.stderr and "my-laptop" not in r.stdout
+    r = _script(script, "--dry-run", PROJECT_ID="my-project-123", IAP_MEMBERS="group:ml@example.org",
+                WEB_HOST="pokemon.example.org", **shell_host)
+    assert r.returncode == 0, r.stderr
+    assert "my-laptop" not in r.stdout + r.stderr
+    if script == "deploy.sh":
+        docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+        ingress = next(d for d in docs if d["kind"] == "Ingress")
+        cert = next(d for d in docs if d["kind"] == "ManagedCertificate")
+        assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["pokemon.example.org"]
+        assert cert["spec"]["domains"] == ["pokemon.example.org"]
+    else:
+        assert "WEB_HOST pokemon.example.org must resolve" in r.stdout
+    bare = _script(script, "--dry-run", PROJECT_ID="my-project-123", WEB_HOST="localhost")
+    assert bare.returncode == 2 and "not a fully qualified host name" in bare.stderr
 
 
 def test_deploy_dry_run_renders_the_filled_in_overlay():
-    env = {"PROJECT_ID": "my-project-123", "HOSTNAME": "pokemon.example.org"}
+    env = {"PROJECT_ID": "my-project-123", "WEB_HOST": "pokemon.example.org"}
     path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
     r = subprocess.run(["bash", str(SCRIPTS / "deploy.sh"), "--dry-run"], capture_output=True, text=True,
                        timeout=300, env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **env}, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
     assert len(docs) == len(build("gke", GKE))
-    assert "PROJECT_ID" not in r.stdout and "REGION" not in r.stdout and "HOSTNAME" not in r.stdout
+    assert "PROJECT_ID" not in r.stdout and "REGION" not in r.stdout and "WEB_HOST" not in r.stdout
     assert "europe-west1-docker.pkg.dev/my-project-123/pokemon/ml-ditto@sha256:" in r.stdout
     assert "docker push europe-west1-docker.pkg.dev/my-project-123/pokemon/ml-ditto-and-mimikyu:" in r.stderr
