@@ -89,6 +89,29 @@ def test_every_page_loads_without_console_errors_and_its_thumbnails_render(view,
         page.close()
 
 
+def test_a_full_size_image_opens_on_its_own_without_a_console_error(view, browser):
+    """A thumbnail links to its image: Chromium shows it in its image document, whose inline
+    styles an image's policy must allow (default-src 'none' alone refused them)."""
+    page, _ = _open(browser, view + "/models/pokemon")
+    hrefs = page.eval_on_selector_all("a[href^='/images/']", "as => as.map(a => a.getAttribute('href'))")
+    page.close()
+    full = [h for h in hrefs if "size=" not in h]
+    assert full, hrefs[:5]
+    page, errors = _open(browser, view + full[0])
+    assert page.evaluate("document.images.length === 1 && document.images[0].naturalWidth > 0")
+    page.wait_for_timeout(300)  # the image document's styles apply after load
+    assert errors == [], errors
+    page.close()
+
+
+def test_the_jobs_page_has_its_api_twin(view):
+    import requests
+
+    r = requests.get(view + "/api/jobs", timeout=60)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    assert r.json() == {"jobs": []}  # none submitted to this server
+
+
 def test_the_compare_page_shows_the_injected_pikachu_regression_and_the_flipped_images(view, browser):
     page, errors = _open(browser, view + "/compare")
     assert page.inner_text("#verdict") == "REGRESSION"

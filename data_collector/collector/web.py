@@ -9,6 +9,7 @@ Pages (and the JSON behind each, from views.py):
   /history/NAME          per-class recall across versions                  /api/history/NAME
   /suspects              label suspects: images whose label the answers     /api/suspects
                          doubt (suspects.py), a gallery to check
+  /jobs/view             recent deploy-hook and gate jobs (hook enabled)    /api/jobs
   /images/SHA256         an image of the test set by its sha256 (?size= thumbnail)
 
 Images are looked up by sha256 in the database, read from the test-data folder only, and served
@@ -351,6 +352,19 @@ def _claim_conflict_html(evidence: list[dict]) -> str:
             "images differently. No comparison or gate uses this model until <code>data-collector conflicts "
             "resolve</code>.</p><div class='scroll'><table><tr><th>image</th><th>label</th><th>URL</th>"
             "<th>answered</th><th>other answer from</th><th>other answered</th></tr>" + rows + "</table></div>")
+
+
+JOB_FIELDS = ("kind", "url", "state", "verdict", "submitted_at", "finished_at", "regressed_classes", "links")
+
+
+@bp.get("/api/jobs")
+def api_jobs():
+    """What the jobs page shows, as JSON: the job's id only as its first 8 characters (the whole id
+    reads a job's result on the hook, with the token)."""
+    if _ctx().jobs is None:
+        return jsonify({"error": "the deploy hook is not enabled on this server (set HOOK_TOKEN)", "jobs": []}), 404
+    return jsonify({"jobs": [{"id": j["id"][:8], **{k: j[k] for k in JOB_FIELDS if k in j}}
+                             for j in _ctx().jobs.recent(50)]})
 
 
 def _jobs_html(n: int) -> str:
