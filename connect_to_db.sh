@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . db_scripts/env.sh
 load_env
-: "${POSTGRES_USER:?set it in .env (copy .env.example)}" "${POSTGRES_DB:?set it in .env}"
 tty=(); [ -t 0 ] || tty=(-T)
-compose exec "${tty[@]}" postgres psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" "$@"
+# Inside the postgres container, over its local socket (no password).
+compose exec "${tty[@]}" postgres psql -U "${POSTGRES_USER:-pokemon_owner}" -d "${POSTGRES_DB:-pokemon}" "$@"

@@ -5,12 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . db_scripts/env.sh
 load_env
-: "${POSTGRES_USER:?set it in .env (copy .env.example)}" "${POSTGRES_PASSWORD:?set it in .env}"
-: "${POSTGRES_DB:?set it in .env}"
+dir=${SECRETS_DIR:-secrets}
+[ -s "$dir/owner_database_url" ] || { echo "destroy_db: no $dir/owner_database_url (./make_secrets.sh)" >&2; exit 2; }
 if [ "${1:-}" != "--yes" ]; then
-  read -r -p "Drop all tables in database '${POSTGRES_DB}'? Type 'yes': " answer
+  read -r -p "Drop all tables in database '${POSTGRES_DB:-pokemon}'? Type 'yes': " answer
   [ "$answer" = "yes" ] || { echo "aborted"; exit 1; }
 fi
-compose exec -T \
-  -e DATABASE_URL="postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@${POSTGRES_HOST:-postgres}:${POSTGRES_PORT:-5432}/${POSTGRES_DB}" \
+compose exec -T -e DATABASE_URL="$(cat "$dir/owner_database_url")" \
   data_collector data-collector db destroy --yes

@@ -23,16 +23,16 @@ grep -v '^ *ports: \[' docker-compose.yml >"$BASE"
 export COMPOSE_FILE=$BASE:docker-compose.smoke.yml COMPOSE_PROJECT_NAME=pct_smoke
 export POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=55432 POSTGRES_DB=pokemon_smoke POSTGRES_USER=smoke_owner
 export COLLECTOR_DB_USER=smoke_collector
-POSTGRES_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export POSTGRES_PASSWORD
-COLLECTOR_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export COLLECTOR_DB_PASSWORD
-VIEWER_DB_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))'); export VIEWER_DB_PASSWORD
-HOOK_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'); export HOOK_TOKEN
+SECRETS_DIR=$(mktemp -d); export SECRETS_DIR  # Docker secrets of this run only
 export HOOK_ALLOWED_HOSTS=127.0.0.1  # host networking: the model services are on loopback
 export ENV_FILE=/nonexistent  # the scripts below must not read a developer's .env
 
-cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; rm -f "$BASE"; }
+cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; rm -rf "$BASE" "$SECRETS_DIR"; }
 trap cleanup EXIT
 
+echo "== ./make_secrets.sh"
+./make_secrets.sh
+HOOK_TOKEN=$(cat "$SECRETS_DIR/hook_token"); export HOOK_TOKEN  # for this script's own requests
 echo "== build"
 compose build
 echo "== docker compose up -d"
@@ -43,6 +43,13 @@ for _ in $(seq 1 90); do
   sleep 2
 done
 docker ps --filter "name=pct_smoke" --format '{{.Names}}: {{.Status}}'
+for c in $(docker ps --filter name=pct_smoke --format '{{.Names}}'); do
+  for s in "$SECRETS_DIR"/*; do
+    if docker inspect --format '{{json .Config.Env}}' "$c" | grep -qF "$(cat "$s")"; then
+      echo "docker-smoke: $c has the secret $(basename "$s") in its environment" >&2; exit 1
+    fi
+  done
+done
 
 # The exec line of the README, with the host-network port of each model service.
 MODEL_URLS=(http://127.0.0.1:18081 http://127.0.0.1:18082 http://127.0.0.1:18083)
@@ -104,7 +111,8 @@ echo "== least privilege: the collector role cannot DELETE"
 # Passes only on Postgres' own refusal; any other failure (no DB, no URL) fails the smoke.
 denied=$(compose exec -T data_collector python -c "
 import os, sqlalchemy as sa
-e = sa.create_engine(os.environ['DATABASE_URL'].replace('postgresql://', 'postgresql+psycopg2://'))
+url = open(os.environ['DATABASE_URL_FILE']).read().strip()
+e = sa.create_engine(url.replace('postgresql://', 'postgresql+psycopg2://'))
 try:
     with e.begin() as c: c.execute(sa.text('DELETE FROM predictions'))
 except sa.exc.ProgrammingError as exc:

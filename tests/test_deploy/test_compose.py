@@ -38,20 +38,56 @@ def test_services_healthchecks_and_dependencies():
         assert svc["environment"]["PORT"] == "8080" and "8080" in svc["expose"]
 
 
-def test_no_credentials_in_compose_and_only_collector_role_in_collector():
-    text = (ROOT / "docker-compose.yml").read_text()
-    for key in ("POSTGRES_PASSWORD", "COLLECTOR_DB_PASSWORD", "VIEWER_DB_PASSWORD"):
-        for m in re.finditer(rf"{key}[^\n]*", text):
-            assert "${" in m.group(0), m.group(0)
-    env = SERVICES["data_collector"]["environment"]
-    assert "COLLECTOR_DB_USER" in env["DATABASE_URL"] and "POSTGRES_PASSWORD" not in str(env)
-    assert "VIEWER_DB_USER" in env["VIEW_DATABASE_URL"]  # the web view reads as the read-only role
+def test_credentials_are_docker_secrets_never_environment_values():
+    for name, svc in SERVICES.items():
+        for key, value in (svc.get("environment") or {}).items():
+            if re.search(r"PASSWORD|TOKEN|DATABASE_URL", key):
+                assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), (name, key)
+            assert not re.search(r"PASSWORD|TOKEN|@", str(value)), (name, key, value)
+    secrets = COMPOSE["secrets"]
+    assert set(secrets) == {"postgres_password", "collector_database_url", "viewer_database_url", "hook_token"}
+    for name, spec in secrets.items():
+        assert spec == {"file": f"${{SECRETS_DIR:-./secrets}}/{name}"}, name
+    pg = SERVICES["postgres"]
+    assert pg["secrets"] == ["postgres_password"]
+    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    col = SERVICES["data_collector"]
+    # The collector's own role and the web view's read-only role: never the owner's credentials.
+    assert col["secrets"] == ["collector_database_url", "viewer_database_url", "hook_token"]
+    assert {k: v for k, v in col["environment"].items() if k.endswith("_FILE")} == {
+        "DATABASE_URL_FILE": "/run/secrets/collector_database_url",
+        "VIEW_DATABASE_URL_FILE": "/run/secrets/viewer_database_url",
+        "HOOK_TOKEN_FILE": "/run/secrets/hook_token"}
+    for m in MODELS:
+        assert "secrets" not in SERVICES[m]
     # The view and the hook are published on this machine only.
-    assert [str(p).startswith("127.0.0.1:") for p in SERVICES["data_collector"]["ports"]] == [True]
+    assert [str(p).startswith("127.0.0.1:") for p in col["ports"]] == [True]
     example = (ROOT / ".env.example").read_text()
-    for var in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "COLLECTOR_DB_USER", "COLLECTOR_DB_PASSWORD",
-                "VIEWER_DB_USER", "VIEWER_DB_PASSWORD"):
+    assert not re.search(r"^[A-Z_]*(PASSWORD|TOKEN)=", example, re.M)
+    for var in ("POSTGRES_DB", "POSTGRES_USER", "COLLECTOR_DB_USER", "VIEWER_DB_USER"):
         assert re.search(rf"^{var}=", example, re.M), var
+
+
+def test_make_secrets_writes_each_secret_once_and_urls_from_the_names(tmp_path):
+    env = {"PATH": os.environ["PATH"], "SECRETS_DIR": str(tmp_path / "s"), "ENV_FILE": "/nonexistent",
+           "POSTGRES_HOST": "db.internal", "POSTGRES_PORT": "6543", "POSTGRES_DB": "evals"}
+    r = subprocess.run(["bash", str(ROOT / "make_secrets.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    d = tmp_path / "s"
+    assert oct(d.stat().st_mode & 0o777) == "0o700"
+    first = {f.name: f.read_text() for f in d.iterdir()}
+    assert set(first) == {"postgres_password", "collector_db_password", "viewer_db_password", "hook_token",
+                          "collector_database_url", "viewer_database_url", "owner_database_url"}
+    assert len({first[k] for k in ("postgres_password", "collector_db_password", "hook_token")}) == 3
+    assert all(re.fullmatch(r"[A-Za-z0-9]{32}", first[k]) for k in ("postgres_password", "hook_token"))
+    assert first["collector_database_url"] == \
+        f"postgresql://collector:{first['collector_db_password']}@db.internal:6543/evals"
+    assert first["owner_database_url"].startswith(f"postgresql://pokemon_owner:{first['postgres_password']}@")
+    for secret in ("postgres_password", "hook_token"):
+        assert first[secret] not in r.stdout + r.stderr  # never printed
+    again = subprocess.run(["bash", str(ROOT / "make_secrets.sh")], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0 and {f.name: f.read_text() for f in d.iterdir()} == first  # kept
 
 
 def dockerfile(path: Path) -> str:
