@@ -11,5 +11,7 @@ if [ "${1:-}" != "--yes" ]; then
   read -r -p "Drop all tables in database '${POSTGRES_DB:-pokemon}'? Type 'yes': " answer
   [ "$answer" = "yes" ] || { echo "aborted"; exit 1; }
 fi
-compose exec -T -e DATABASE_URL="$(cat "$dir/owner_database_url")" \
+# The owner's URL for this one process; the container's own DATABASE_URL_FILE (the collector's
+# role, which may not drop tables) is cleared for it.
+compose exec -T -e DATABASE_URL="$(cat "$dir/owner_database_url")" -e DATABASE_URL_FILE= \
   data_collector data-collector db destroy --yes

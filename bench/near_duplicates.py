@@ -9,7 +9,9 @@ cropped by 2%, 4% and 5% a side) and prints the distance of each copy to its ori
 `testset check` measures it; then the distances between different drawings of one Pokemon:
 sprites of one class from different sources, where the box icon, the menu icon and the gen-7 box
 sprite count as one drawing (they are the same pixel art at two sizes). NEAR_DISTANCE must
-catch the copies and none of the different drawings.
+catch the copies and none of the different drawings. Every image with transparency, whatever its
+size, is also copied the naive ways: flattened onto black, grey or a random colour and saved as
+JPEG, converted to grayscale, or to a 64-colour palette.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collector import testset_check as tc
 ROOT = Path(__file__).resolve().parent.parent
 SIDES = ["test_data", "model_creation/dataset", "model_creation/validation"]
 ONE_DRAWING = {"gen7x", "icon", "menu"}
+RECOLOURED = {"on black", "on grey", "on a colour", "grayscale", "palette 64"}
 
 
 def _copies(im: Image.Image) -> dict[str, Image.Image]:
@@ -44,8 +47,23 @@ def _copies(im: Image.Image) -> dict[str, Image.Image]:
         flat.convert("RGB").save(b, fmt, quality=q)
         return Image.open(io.BytesIO(b.getvalue()))
 
+    def flattened(colour, mode="RGB"):  # transparency dropped the naive way, saved as JPEG
+        flat = Image.new("RGBA", im.size, (*colour, 255))
+        flat.alpha_composite(im.convert("RGBA"))
+        b = io.BytesIO()
+        flat.convert(mode).save(b, "JPEG", quality=85)
+        return Image.open(io.BytesIO(b.getvalue()))
+
+    def converted(mode):  # transparency kept
+        rgba = im.convert("RGBA")
+        return rgba.convert(mode) if mode != "P" else rgba.quantize(colors=64, method=Image.Quantize.FASTOCTREE)
+
     w, h = im.size
-    return {"resized 60%": im.resize((int(w * 0.6), int(h * 0.6)), Image.BILINEAR),
+    rng = np.random.default_rng(sum(im.size))
+    return {"on black": flattened((0, 0, 0)), "on grey": flattened((128, 128, 128)),
+            "on a colour": flattened(tuple(int(x) for x in rng.integers(0, 256, 3))),
+            "grayscale": converted("LA"), "palette 64": converted("P"),
+            "resized 60%": im.resize((int(w * 0.6), int(h * 0.6)), Image.BILINEAR),
             "resized 150%": im.resize((int(w * 1.5), int(h * 1.5)), Image.BICUBIC),
             "JPEG q40": encoded("JPEG", 40), "WebP q90": encoded("WEBP", 90),
             "cropped 2%": crop(0.02), "cropped 4%": crop(0.04), "cropped 5%": crop(0.05)}
@@ -70,9 +88,13 @@ def main() -> int:
             hashes[(side, r["path"])] = (h, r)
             with Image.open(path) as im:
                 im.load()
-                if min(im.size) < 64:
-                    continue
+                transparent = im.convert("RGBA").getextrema()[3][0] < 255
                 for name, c in _copies(im).items():
+                    if name in RECOLOURED:  # every size; of transparent images only (others are unchanged)
+                        if not transparent:
+                            continue
+                    elif min(im.size) < 64:
+                        continue
                     copies.setdefault(name, []).append(tc.hash_distance(h, _hash(c, Path(tmp))))
     print(f"{len(rows)} images; NEAR_DISTANCE = {tc.NEAR_DISTANCE} (bits of 64)")
     print(f"{'copy':14} {'n':>5} {'median':>6} {'p95':>5} {'max':>4} {'caught':>7}")

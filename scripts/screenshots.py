@@ -1,12 +1,14 @@
-"""Screenshots of the web view for the README: `make demo`, then `make screenshots`.
+"""Screenshots of the web view for the docs: `make demo`, then `make screenshots`.
 
 Starts `data-collector serve` on the demo database (DATABASE_URL, default
 sqlite:///pokemon_tester.db) on a free loopback port, opens the main pages in Debian's chromium
-(playwright, no browser download) and writes docs/screenshots/*.png.
+(playwright, no browser download) and writes docs/screenshots/*.png, and models.json: which models
+(name, version, fingerprint) they show.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,7 +29,10 @@ SHOTS = [  # (file, path, viewport width, height of the picture at most)
     ("compare.png", "/compare?baseline=ml_ditto&candidate=ml_ditto_and_mimikyu", 1280, 1800),
     ("history.png", "/history/ml_original", 1280, 800),
     ("compare-390px.png", "/compare?baseline=ml_ditto&candidate=ml_ditto_and_mimikyu", 390, 1400),
+    ("suspects.png", "/suspects", 1280, 1000),
 ]
+# The models the pictures show, by fingerprint: tests/test_docs checks they are the shipped ones.
+MANIFEST = OUT / "models.json"
 
 
 def shrink_png(path: Path) -> None:
@@ -51,6 +56,12 @@ def main() -> int:
     try:
         wait_healthy(url, deadline_s=120, proc=proc)
         OUT.mkdir(parents=True, exist_ok=True)
+        import requests
+
+        groups = requests.get(url + "/api/models", timeout=120).json()["groups"]
+        shown = sorted(({"name": m["name"], "version": m["version"], "fingerprint": m["fingerprint"]}
+                        for g in groups for m in g["versions"]), key=lambda m: (m["name"], m["version"]))
+        MANIFEST.write_text(json.dumps({"models": shown}, indent=2) + "\n")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             for name, path, width, max_h in SHOTS:

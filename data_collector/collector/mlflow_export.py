@@ -30,6 +30,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -56,6 +57,15 @@ CONFUSION_LABELS_MAX = 60  # a larger confusion matrix is in the HTML report and
 
 class ExportError(Exception):
     """The export could not be done; the message says why and what to do."""
+
+
+def _unreachable(message: str) -> str | None:
+    """The cause in a connection failure's text (urllib3's "Max retries exceeded ... [Errno 111]
+    Connection refused"), or None when the server answered."""
+    if "Max retries exceeded" not in message and "Failed to establish a new connection" not in message:
+        return None
+    cause = re.search(r"\[Errno -?\d+\] ([^\"')]+)", message)
+    return cause.group(1).strip() if cause else "no connection"
 
 
 def _client_modules():
@@ -182,6 +192,8 @@ class MlflowExport:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
         # Our standard output may be a JUnit or Markdown document: MLflow prints no run links on it.
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+        # urllib3 logs each retry as a warning of its own: the one error line below says it all.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         self.uri = tracking_uri
         self.client = client_cls(tracking_uri=tracking_uri)
         self.experiment_id = self._call(self._experiment, experiment)
@@ -192,6 +204,10 @@ class MlflowExport:
         except ExportError:
             raise
         except self._error as e:
+            unreachable = _unreachable(e.message)
+            if unreachable:
+                raise ExportError(f"MLflow at {redact_url(self.uri)} is not reachable ({unreachable}); is the tracking "
+                                  "server running there?") from None
             raise ExportError(f"MLflow at {redact_url(self.uri)}: {redact_url(literal(e.message))[:500]}") from None
         except Exception as e:  # noqa: BLE001 - connection failures arrive as requests' or urllib3's errors
             raise ExportError(f"MLflow at {redact_url(self.uri)}: {type(e).__name__}: "
