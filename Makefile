@@ -11,7 +11,7 @@ help:
 	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v2 and v3"
 	@echo "make view     - serve the web view of the demo database on http://localhost:8090/"
 	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
-	@echo "make mlflow-screenshots - the MLflow run pages of the demo's export, for the README"
+	@echo "make mlflow-screenshots - the MLflow run pages of the demo's export, for docs/mlflow.md"
 	@echo "make models   - retrain the three shipped models and the archived v2 (about 50 min on 2 idle cores, measured with 'time make models')"
 	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
 	@echo "make bench    - benchmarks (writes bench/results.json)"

@@ -1,4 +1,4 @@
-"""Screenshots of the MLflow UI for the README: `make demo`, then `make mlflow-screenshots`.
+"""Screenshots of the MLflow UI for docs/mlflow.md: `make demo`, then `make mlflow-screenshots`.
 
 Starts a real MLflow tracking server (the peer venv of the tests, `make peer-venvs`) on a free
 loopback port with a scratch SQLite store, exports the demo database's models and one comparison

@@ -3,7 +3,7 @@
 Each field is read from the environment variable of its own name in capitals (`batch_size` from
 `BATCH_SIZE`). The command-line options are built from these fields (cli/options.py: flag,
 default, help, range, environment variable), the library defaults (`CollectOptions`, `Limits`,
-`Thresholds`) are these defaults, and the README's settings table is `markdown_table()`; a test
+`Thresholds`) are these defaults, and the settings table of docs/settings.md is `markdown_table()`; a test
 walks all three. Fields without an option (`HOOK_TOKEN`, `JOB_COMPLETION_INDEX`, the `*_FILE` credentials) are read
 with `env()`.
 """
@@ -36,7 +36,7 @@ def default_hash_cache() -> Path:
 def setting(default: Any = None, help: str = "", *, option: str | None = None, shown: str | None = None,  # noqa: A002
             factory=None, path: str | None = None, **constraints) -> Any:
     """A field with its help line; `option` is its command-line flag (None: environment only),
-    `shown` how --help and the README show a default that is not a plain value, `path` whether
+    `shown` how --help and docs/settings.md show a default that is not a plain value, `path` whether
     a path must be a "file" or a "dir"."""
     extra = {"option": option, "shown": shown, "path": path}
     if factory is not None:
@@ -200,7 +200,7 @@ def _message(e: ValidationError) -> str:
 
 
 def shown_default(field: str) -> str:
-    """The default as --help and the README show it."""
+    """The default as --help and docs/settings.md show it."""
     f = CollectorSettings.model_fields[field]
     if f.json_schema_extra["shown"]:
         return f.json_schema_extra["shown"]
@@ -211,7 +211,7 @@ def shown_default(field: str) -> str:
 
 
 def markdown_table() -> str:
-    """The README's table of the collector's settings."""
+    """The table of the collector's settings in docs/settings.md."""
     rows = ["| variable | option | default | meaning |", "|---|---|---|---|"]
     for name, f in CollectorSettings.model_fields.items():
         flag = f.json_schema_extra["option"]

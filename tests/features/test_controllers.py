@@ -190,8 +190,8 @@ def test_an_outage_of_two_intervals_is_neither_then_the_right_verdict(gate_app, 
 
 
 def test_the_readme_shows_the_metric_the_models_run():
-    """The README's Argo metric is the shipped template's, field by field (the YAML the tests run)."""
-    readme = (ROOT / "README.md").read_text()
+    """The Argo metric of docs/rollouts.md is the shipped template's, field by field (the YAML the tests run)."""
+    readme = (ROOT / "docs" / "rollouts.md").read_text()
     block = readme.split("The metric:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     shown = yaml.safe_load(block)
     (metric,) = yaml.safe_load((ROLLOUTS / "argo" / "analysis-web.yaml").read_text())["spec"]["metrics"]

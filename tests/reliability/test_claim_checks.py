@@ -1,10 +1,10 @@
 """How often one run catches a server that claims a stored fingerprint and lies on a share of its
-answers, with the default number of checks (README: "Identity"). The liar relays every image to
+answers, with the default number of checks (docs/identity.md). The liar relays every image to
 the real model and answers a random share of them with the scores under rotated labels; each trial
 is one `collect` of it alone against a database that holds the real model's answers.
 
 Expected with k checks and a lie rate p: at least 1 - (1 - p)^k (self-repeats add a little).
-CLAIM_TRIALS sets the trials per rate (20 in `make test`; the README's numbers: 200).
+CLAIM_TRIALS sets the trials per rate (20 in `make test`; the docs' numbers: 200).
 """
 
 from __future__ import annotations

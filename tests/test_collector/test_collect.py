@@ -269,7 +269,8 @@ def test_rejected_images_after_accepted_ones_do_not_abandon_the_model(db_url, co
         if environ["PATH_INFO"] == "/predict":
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             environ["wsgi.input"] = io.BytesIO(body)  # read here, and again by the real server
-            names = [f.filename for f in Request({**environ, "wsgi.input": io.BytesIO(body)}).files.getlist("images")]
+            with Request({**environ, "wsgi.input": io.BytesIO(body)}) as parsed:  # closes its spooled files
+                names = [f.filename for f in parsed.files.getlist("images")]
             with lock:
                 first = state["answered"] == 0
                 state["answered"] += 1

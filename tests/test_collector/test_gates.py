@@ -21,7 +21,7 @@ DEADLINE_S = 240  # an evaluation on a busy machine; polls retry until then
 
 
 def argo_outcome(answer: dict, status: int = 200) -> str:
-    """The README's AnalysisTemplate, as Argo Rollouts' web provider evaluates it: a non-2xx answer
+    """The docs' AnalysisTemplate (docs/rollouts.md), as Argo Rollouts' web provider evaluates it: a non-2xx answer
     is an Error measurement; else jsonPath `{$.verdict}`, successCondition `result == "pass"`,
     failureCondition `result == "fail"`; neither: inconclusive."""
     if not 200 <= status < 300:

@@ -1,4 +1,4 @@
-"""The collector's one settings object: every option, `--help` line and README row comes from it."""
+"""The collector's one settings object: every option, `--help` line and docs/settings.md row comes from it."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_help_names_each_variable_and_default(command):
 
 
 def test_the_readme_table_is_the_settings():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "settings.md").read_text()
     assert markdown_table() in readme
     rows = re.findall(r"^\| `([A-Z_]+)` \|", markdown_table(), flags=re.M)
     assert rows == [CollectorSettings.env_name(f) for f in CollectorSettings.model_fields]

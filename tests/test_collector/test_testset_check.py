@@ -123,10 +123,63 @@ def test_near_pairs_is_the_pairwise_distance_in_blocks(monkeypatch):
     base = [rng.getrandbits(64) for _ in range(40)]
     # Images whose hashes are a few bits from one another, so that some pairs are near.
     items = [tc.Image("test", f"x/{i}.png", "x", "photo", str(i),
-                      tuple(b ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64)) for _ in tc.CROPS))
+                      tuple(b ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64)) for _ in range(tc.N_HASHES)))
              for i, b in enumerate(base + base[:20])]
     monkeypatch.setattr(tc, "BLOCK", 7)  # several blocks, one cut short
     got = {(i, j) for i, j, _ in tc.near_pairs(items)}
     want = {(i, j) for i in range(len(items)) for j in range(i + 1, len(items))
             if tc.hash_distance(items[i].hashes, items[j].hashes) <= tc.NEAR_DISTANCE}
     assert got == want and len(want) >= 20
+
+
+def _transparent_sprites(n: int) -> list[Path]:
+    found = []
+    for p in sorted((ROOT / "model_creation" / "dataset").glob("*/*.png")):
+        with Image.open(p) as im:
+            if im.convert("RGBA").getextrema()[3][0] < 255 and min(im.size) >= 40:
+                found.append(p)
+        if len(found) == n:
+            return found
+    raise AssertionError("the training side has too few transparent sprites")
+
+
+def test_a_copy_saved_without_its_transparency_is_found_whatever_it_was_flattened_onto(tmp_path):
+    """The naive JPEG export: transparency flattened onto black, a colour or grey; also the
+    colour conversions (grayscale, a palette) that keep it."""
+    rng = random.Random(7)
+    originals = _transparent_sprites(6)
+    train, test = tmp_path / "train", tmp_path / "test"
+    made = []
+    for k, src in enumerate(originals):
+        label = src.parent.name
+        shutil.copy(src, (train / label).mkdir(parents=True, exist_ok=True) or train / label / src.name)
+        with Image.open(src) as im:
+            rgba = im.convert("RGBA")
+        colour = [(0, 0, 0), tuple(rng.randrange(256) for _ in range(3)), (128, 128, 128),
+                  tuple(rng.randrange(256) for _ in range(3))][k % 4]
+        flat = Image.new("RGBA", rgba.size, (*colour, 255))
+        flat.alpha_composite(rgba)
+        made.append(save(flat.convert("RGB"), test / label / f"flat-{k}.jpg", "JPEG", quality=85))
+        if k % 2:
+            made.append(save(rgba.convert("LA"), test / label / f"gray-{k}.png"))
+        else:
+            made.append(save(rgba.quantize(colors=64, method=Image.Quantize.FASTOCTREE), test / label / f"pal-{k}.png"))
+    result = check(test, [train])
+    leaked = {f["paths"][0] for f in result["findings"] if f["kind"] == "leaked"}
+    assert leaked == {p.relative_to(test).as_posix() for p in made}, result["findings"]
+
+
+def test_the_text_output_sums_up_the_probes_names_every_file_and_fits_100_columns(tmp_path):
+    test = clean_set(tmp_path / "test", per_class=4)
+    probe = drawing(99_999)
+    for name in ("p1.png", "p2.png"):  # two copies of one probe: a near-duplicate warning about probes only
+        save(probe, test / "lookalikes" / "mew" / name)
+    (test / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    r = run_cli("testset", "check", "--test-data", str(test), "--hash-cache", "off", "--min-drop", "0.9")
+    assert r.exit_code == 1
+    assert "ERROR undecodable" in r.output and "a/broken.png" in r.output  # the text names the file
+    assert "NOTE 1 warnings about lookalike probes" in r.output and "lookalikes/mew/p1.png" not in r.output
+    assert max(len(line) for line in r.output.splitlines()) <= 100, r.output
+    detailed = run_cli("testset", "check", "--test-data", str(test), "--hash-cache", "off", "--min-drop", "0.9",
+                       "--details")
+    assert "lookalikes/mew/p1.png" in detailed.output and "NOTE" not in detailed.output

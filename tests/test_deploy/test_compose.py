@@ -217,7 +217,7 @@ def test_compose_services_as_local_processes(tmp_path):
         procs.append(hook)
         for m, u in zip(MODELS, urls, strict=True):
             assert requests.get(u + "/metadata", timeout=60).json()["name"] == m
-        # The README's exec line, from the collector's working directory.
+        # The exec line of the README and docs/compose.md, from the collector's working directory.
         r = subprocess.run([sys.executable, "data_collector.py", *urls], cwd=ROOT / "data_collector", env=col_env,
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]

@@ -13,11 +13,12 @@ the way that REASON says (`tests/test_docs/test_docs.py`).
 
 Commands run in a copy of the repository (the real `.venv` linked in), against the database
 `make demo` makes there, with COLUMNS=100. `DOCS_ACTUAL=DIR` writes what each command printed
-to DIR/<page>.txt, to bring a page up to date by hand.
+to DIR/<page>.jsonl, to bring a page up to date.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -94,7 +95,7 @@ class Shell:
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1200)
         if self.actual_log is not None:
             with self.actual_log.open("a") as f:
-                f.write(f"$ {cmd.text}\n{r.stdout}\n")
+                f.write(json.dumps({"command": cmd.text, "output": r.stdout}) + "\n")
         return r.stdout
 
     def _start(self, text: str) -> str:

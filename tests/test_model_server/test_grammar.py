@@ -96,7 +96,7 @@ ALLOWED_CONVERSIONS = {
     ("suspects.py", 'float(np.mean(s["given_probability"]))'),
     ("testset.py", 'int(hashlib.sha256(f"{item.sha256} {item.label}\\n".encode()).hexdigest(), 16)'),
     ("testset.py", "int(sha256[:16], 16)"),
-    ("testset_check.py", "int(str(imagehash.phash(part, hash_size=8)), 16)"), ("testset_check.py", "int(x, 16)"),
+    ("testset_check.py", "int(str(imagehash.phash(img, hash_size=8)), 16)"), ("testset_check.py", "int(x, 16)"),
     ("testset_check.py", "int(d[r, c])"),
     ("grammar.py", "int(text)"), ("grammar.py", "int(p)"),  # the grammar itself, after the check
     ("model.py", "int(self.keras_model.output_shape[-1])"), ("model.py", 'int(outputs[0]["shape_signature"][-1])'),

@@ -3,7 +3,7 @@
 MLServer 1.7 (a real server, in its own venv: its dependencies clash with ours) serves a custom
 runtime that classifies squares by colour, as our tiny test model does; our `ml-server` serves the
 LiteRT export of that model. The same requests go to both: where the protocol says one thing,
-both must answer it alike. Where they differ by design, the test says so (docs: README "Open
+both must answer it alike. Where they differ by design, the test says so (docs/model-server.md: "Open
 Inference Protocol").
 """
 

@@ -76,6 +76,6 @@ def test_ml_server_options_and_readme_come_from_the_settings(monkeypatch):
     monkeypatch.setenv("GUNICORN_THREADS", "7")
     assert build_parser().parse_args([]).gunicorn_threads == 7  # the environment through the settings
     assert build_parser().parse_args(["--threads", "3"]).gunicorn_threads == 3  # the command line wins
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
     assert markdown_table() in readme
 

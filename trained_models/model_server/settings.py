@@ -93,7 +93,7 @@ OPTION_OF = {"model_dir": "--model-dir", "host": "--host", "port": "--port", "we
 
 
 def markdown_table() -> str:
-    """The README's table of the model server's settings."""
+    """The table of the model server's settings in docs/settings.md."""
     rows = ["| variable | `ml-server` option | default | meaning |", "|---|---|---|---|"]
     for name, f in ServerSettings.model_fields.items():
         flag = OPTION_OF.get(name)
