@@ -47,6 +47,8 @@ demo: $(RUNTIME)
 
 # The web view of what `make demo` stored (read-only; the deploy hook stays off without HOOK_TOKEN).
 view: $(RUNTIME)
+	@[ -n "$${DATABASE_URL:-}" ] || [ -f pokemon_tester.db ] || \
+	  { echo "error: no pokemon_tester.db here: run make demo first (or set DATABASE_URL)" >&2; exit 2; }
 	@$(BIN)/python -m devtools.ports VIEW_PORT "$${VIEW_PORT:-8090}"
 	$(BIN)/data-collector --db "$${DATABASE_URL:-sqlite:///pokemon_tester.db}" serve --port "$${VIEW_PORT:-8090}"
 

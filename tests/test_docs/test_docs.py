@@ -136,7 +136,7 @@ KNOWN_TOOLS = {
     "docker": {"docker", "docker-compose", "cp", "./make_secrets.sh", "./setup_db.sh", "./connect_to_db.sh",
                "./destroy_db.sh"},
     "cluster": {"kubectl", "helm", "data-collector", ".venv/bin/data-collector"},
-    "cloud": {"export", "gcloud", "openssl", "deploy/gcp/setup.sh", "deploy/gcp/deploy.sh"},
+    "cloud": {"export", "gcloud", "openssl", "tr", "deploy/gcp/setup.sh", "deploy/gcp/deploy.sh"},
     "long": {"make", "python", ".venv/bin/python", "time"},
     "suite": {"make"},
     "mlflow": {"pip", ".venv/bin/pip", "data-collector", ".venv/bin/data-collector"},
@@ -144,10 +144,27 @@ KNOWN_TOOLS = {
 
 
 def _commands(block: str) -> list[list[str]]:
-    """The commands of a bash block, as words (comments and continuations handled by shlex)."""
+    """The simple commands of a bash block, as words: split at pipes, `;`, `&&`, `||` and command
+    substitutions (comments and continuations handled by shlex)."""
     out = []
     for line in block.replace("\\\n", " ").splitlines():
-        words = shlex.split(line, comments=True)
+        lex = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lex.whitespace_split, lex.commenters = True, "#"
+        words: list[str] = []
+        redirect = False
+        for token in lex:
+            token = token.removesuffix("$")  # the `$` of `$(`
+            if redirect:  # the file of a `>` or `<`
+                redirect = False
+                continue
+            if token and set(token) <= set("<>&") and ("<" in token or ">" in token):
+                redirect = True
+            elif token and set(token) <= set("|&;()"):
+                if words:
+                    out.append(words)
+                words = []
+            elif token:
+                words.append(token)
         if words:
             out.append(words)
     return out
@@ -250,3 +267,17 @@ def test_the_screenshots_are_of_the_shipped_models():
         c = json.loads(cfg.read_text())
         shipped[c["tflite"]["keras_fingerprint"]] = f"{c['name']} v{c['version']}"
     assert {m["fingerprint"]: f"{m['name']} v{m['version']}" for m in shown["models"]} == shipped
+
+
+def test_the_transcript_rules():
+    """`...` stands for lines or for text inside a line; anything else must be printed as shown."""
+    from test_docs.console import matches
+
+    printed = "error: port 8081 is taken\nline two\nline three\nPASS: no class regressed\n"
+    assert matches(["error: port ... is taken", "...", "PASS: no class regressed"], printed)
+    assert matches(["...", "line three", "PASS: no class regressed"], printed)
+    assert not matches(["error: port 8081 is taken", "PASS: no class regressed"], printed)  # lines left out
+    assert not matches(["error: port ... is taken", "...", "FAIL: ..."], printed)
+    assert not matches(["...", "line two"], printed)  # the end must match too
+    cmds = parse_transcript("$ a \\\n  --b\nout\n$ c &\n")
+    assert [(c.text, c.expected, c.background) for c in cmds] == [("a \n  --b", ["out"], False), ("c &", [], True)]
