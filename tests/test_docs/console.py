@@ -2,8 +2,8 @@
 
 A ```console block is a transcript: `$ COMMAND` lines (a trailing backslash continues a command
 on the next line), each followed by the output it prints (standard output and error, merged).
-In the expected output a line `...` stands for any number of lines, and `...` inside a line for
-any text. A command ending in `&` starts in the background; when it names `--port N`, the next
+In the expected output a line `...` stands for any number of lines, `...` inside a line for
+any text, and a table's rule (a line of `─`) for a rule of any width. A command ending in `&` starts in the background; when it names `--port N`, the next
 command runs once http://127.0.0.1:N/health answers (a user typing the next command by hand
 takes those seconds too). Background processes end with their page.
 
@@ -47,9 +47,9 @@ def parse_transcript(block: str) -> list[Command]:
         line = lines[i]
         if line.startswith("$ "):
             text = line[2:]
-            while text.endswith("\\") and i + 1 < len(lines):
+            while text.endswith("\\") and i + 1 < len(lines):  # bash reads the backslash-newline itself
                 i += 1
-                text = text[:-1] + "\n" + lines[i]
+                text = text + "\n" + lines[i]
             commands.append(Command(text))
         elif commands:
             commands[-1].expected.append(line)
@@ -60,6 +60,8 @@ def parse_transcript(block: str) -> list[Command]:
 
 
 def _line_pattern(line: str) -> str:
+    if line and set(line) == {"─"}:  # a table's rule: as wide as the cells that day (URLs, ports)
+        return "─+"
     return ".*".join(re.escape(part) for part in line.split(ELLIPSIS))
 
 

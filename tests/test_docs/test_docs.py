@@ -280,4 +280,4 @@ def test_the_transcript_rules():
     assert not matches(["error: port ... is taken", "...", "FAIL: ..."], printed)
     assert not matches(["...", "line two"], printed)  # the end must match too
     cmds = parse_transcript("$ a \\\n  --b\nout\n$ c &\n")
-    assert [(c.text, c.expected, c.background) for c in cmds] == [("a \n  --b", ["out"], False), ("c &", [], True)]
+    assert [(c.text, c.expected, c.background) for c in cmds] == [("a \\\n  --b", ["out"], False), ("c &", [], True)]
