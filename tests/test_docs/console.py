@@ -3,9 +3,10 @@
 A ```console block is a transcript: `$ COMMAND` lines (a trailing backslash continues a command
 on the next line), each followed by the output it prints (standard output and error, merged).
 In the expected output a line `...` stands for any number of lines, `...` inside a line for
-any text, and a table's rule (a line of `─`) for a rule of any width. A command ending in `&` starts in the background; when it names `--port N`, the next
-command runs once http://127.0.0.1:N/health answers (a user typing the next command by hand
-takes those seconds too). Background processes end with their page.
+any text, and a table's rule (a line of `─`) for a rule of any width. A command ending in `&`
+starts in the background; when it names `--port N`, the next command runs once
+http://127.0.0.1:N/health answers (a user typing the next command by hand takes those seconds
+too). Background processes end with their page.
 
 A ```bash block is not run here (a cluster, a cloud, Docker, an hour of training, the suite
 itself): the line before it must say so, `<!-- not-run: REASON -->`, and the block is then checked
