@@ -95,6 +95,34 @@ class Switch:
         return self.app(environ, start_response)
 
 
+class DelayProxy:
+    """A WSGI proxy in front of a model server: every POST to a predict path is forwarded, then
+    held `delay` seconds plus `factor` times what the server took (a slower deployment of the
+    same model); other requests pass as they are."""
+
+    def __init__(self, upstream: str, *, delay: float = 0.0, factor: float = 0.0):
+        import requests
+
+        self.upstream, self.delay, self.factor = upstream, delay, factor
+        self.session = requests.Session()
+
+    def __call__(self, environ, start_response):
+        import time
+
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
+        query = environ.get("QUERY_STRING")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else None
+        headers = {"Content-Type": environ["CONTENT_TYPE"]} if environ.get("CONTENT_TYPE") else {}
+        t0 = time.perf_counter()
+        r = self.session.request(method, self.upstream + path + (f"?{query}" if query else ""), data=body,
+                                 headers=headers)
+        if method == "POST":
+            time.sleep(self.delay + self.factor * (time.perf_counter() - t0))
+        start_response(f"{r.status_code} {r.reason}", [("Content-Type", r.headers.get("Content-Type", "text/plain"))])
+        return [r.content]
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

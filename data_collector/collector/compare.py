@@ -45,10 +45,13 @@ class Thresholds:
     seed: int = 0
     rule: str = CollectorSettings.default("gate_rule")
     min_score_drop: float = CollectorSettings.default("min_score_drop")
+    calibration_rule: bool = CollectorSettings.default("calibration_rule")
+    max_ece_rise: float = CollectorSettings.default("max_ece_rise")
 
     @classmethod
     def of(cls, s: CollectorSettings) -> Thresholds:
-        return cls(max_drop=s.max_drop, alpha=s.alpha, rule=s.gate_rule, min_score_drop=s.min_score_drop)
+        return cls(max_drop=s.max_drop, alpha=s.alpha, rule=s.gate_rule, min_score_drop=s.min_score_drop,
+                   calibration_rule=s.calibration_rule, max_ece_rise=s.max_ece_rise)
 
     def describe(self) -> str:
         answers = f"accuracy drop > {self.max_drop} with McNemar p < {self.alpha}"
@@ -178,10 +181,19 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         right = sum(r["predicted_label"] == lab for r in rows)
         new_labels[lab] = {"n": len(rows), "recall": right / len(rows) if rows else None}
     regressed = [lab for lab, c in classes.items() if c["regressed"]]
+    calibration = _calibration(baseline, [base[s] for s in common], candidate, [cand[s] for s in common], th)
+    reasons = ([f"regressed {', '.join(regressed)}"] if regressed else ["regressed overall"] if overall["regressed"]
+               else [])
+    if calibration["flagged"]:
+        ch = calibration["change"]
+        before, after = calibration["baseline"]["ece"], calibration["candidate"]["ece"]
+        reasons.append(f"calibration: ECE {before:.3f} -> {after:.3f} (+{ch['ece']:.3f}, "
+                       f"95% CI {ch['ece_ci95'][0]:+.3f}..{ch['ece_ci95'][1]:+.3f})")
     return {
         "baseline": baseline.to_dict(), "candidate": candidate.to_dict(),
         "thresholds": {"max_drop": th.max_drop, "alpha": th.alpha, "rule": th.rule,
-                       "min_score_drop": th.min_score_drop, "description": th.describe()},
+                       "min_score_drop": th.min_score_drop, "calibration_rule": th.calibration_rule,
+                       "max_ece_rise": th.max_ece_rise, "description": th.describe()},
         "shared_labels": shared_labels, "n_common_images": len(common),
         "overall": overall, "classes": classes,
         "new_labels": new_labels,
@@ -190,8 +202,21 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         "regressed_classes": regressed,
         "previously_easy_regressed": [lab for lab in regressed if classes[lab]["previously_easy"]],
         "dropped_not_significant": [lab for lab, c in classes.items() if c["status"] == "dropped-not-significant"],
-        "verdict": "regression" if regressed or overall["regressed"] else "pass",
+        "calibration": calibration,
+        "reasons": reasons,
+        "verdict": "regression" if reasons else "pass",
     }
+
+
+def _calibration(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, cand_rows: list[dict],
+                 th: Thresholds) -> dict:
+    """Each side's calibration on the images both saw, the paired change and the rule's verdict."""
+    from . import calibration as cal
+
+    change = cal.paired_change(base_rows, cand_rows, list(baseline.labels), list(candidate.labels), seed=th.seed)
+    return {"baseline": cal.model_calibration(base_rows, list(baseline.labels)),
+            "candidate": cal.model_calibration(cand_rows, list(candidate.labels)),
+            "change": change, **cal.judge(change, on=th.calibration_rule, max_rise=th.max_ece_rise)}
 
 
 def test_set_difference(base: dict[str, dict], cand: dict[str, dict], relabelled: list[str],

@@ -19,6 +19,7 @@ from .client import NOT_A_MODEL_SERVER
 from .collect import CollectOptions, collect
 from .compare import Thresholds, compare
 from .html_report import recall_history, render_html
+from .latency import LatencyRule
 from .reports import model_report
 from .selectors import AmbiguousSelector, ConflictingModel, SelectorError, require_undisputed, resolve, typed
 from .vocab import FAILED_STATUSES
@@ -32,6 +33,7 @@ class DeploySettings:
     report_dir: Path
     opts: CollectOptions
     thresholds: Thresholds = Thresholds()
+    latency: LatencyRule | None = None  # time both sides of a gate when set (latency.py)
 
 
 def evaluate_deployment(url: str, *, engine: Engine, settings: DeploySettings) -> dict:

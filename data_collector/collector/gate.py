@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from . import store
-from .client import NOT_A_MODEL_SERVER
+from .client import NOT_A_MODEL_SERVER, ModelServerError
 from .collect import collect
 from .compare import compare
 from .deploy import DeploySettings, write_reports
+from .latency import LatencyError, Side, measure
+from .latency import reason as latency_reason
 from .reports import model_report
 from .selectors import SelectorError, require_undisputed, resolve, typed
-from .vocab import FAILED_STATUSES
+from .store import ModelInfo
+from .vocab import FAILED_STATUSES, is_probe
 
 log = logging.getLogger("collector.gate")
 
@@ -43,6 +46,7 @@ class GateResult:
     images_sent: int = 0
     report: str | None = None
     same_model: bool = False  # baseline and candidate are one fingerprint: nothing can have regressed
+    reasons: list[str] = field(default_factory=list)  # what failed it: classes, calibration, latency, robustness
 
     def summary(self) -> str:
         """One line, e.g. for Flagger's events: the verdict and what decided it."""
@@ -50,7 +54,7 @@ class GateResult:
             return f"cannot decide: {self.error}"
         names = f"{_title(self.baseline)} -> {_title(self.candidate)}"
         if self.verdict == FAIL:
-            return f"FAIL {names}: regressed {', '.join(self.regressed_classes) or 'overall'}"
+            return f"FAIL {names}: {'; '.join(self.reasons) or 'regressed overall'}"
         if self.same_model:
             return f"PASS {_title(self.candidate)}: the candidate is the baseline model (same fingerprint)"
         return f"PASS {names}: no class regressed"
@@ -59,7 +63,7 @@ class GateResult:
         return {"verdict": self.verdict, "regressed_classes": self.regressed_classes, "summary": self.summary(),
                 "baseline": self.baseline, "candidate": self.candidate, "error": self.error,
                 "images_sent": self.images_sent, "report": self.report, "same_model": self.same_model,
-                "comparison": self.comparison}
+                "reasons": self.reasons, "comparison": self.comparison}
 
 
 def _title(m: dict | None) -> str:
@@ -67,8 +71,9 @@ def _title(m: dict | None) -> str:
 
 
 def run_gate(baseline: str | None, candidate: str, *, engine: Engine, settings: DeploySettings) -> GateResult:
-    """Collect the URL sides, resolve both, compare. Never raises for what a server or a selector
-    did (that is an ERROR verdict); database failures propagate."""
+    """Collect the URL sides, resolve both, compare (and time both when the latency rule is on).
+    Never raises for what a server or a selector did (that is an ERROR verdict); database failures
+    propagate."""
     urls = [s for s in (baseline, candidate) if s and is_url(s)]
     fingerprints: dict[str, str] = {}
     sent = 0
@@ -88,22 +93,75 @@ def run_gate(baseline: str | None, candidate: str, *, engine: Engine, settings: 
             require_undisputed(base, cand)
         except SelectorError as e:
             return GateResult(ERROR, error=str(e), images_sent=sent)
-        if base.fingerprint == cand.fingerprint:  # a rollout that changed no weight, label or preprocessing
-            return GateResult(PASS, baseline=base.to_dict(), candidate=cand.to_dict(), images_sent=sent,
-                              same_model=True)
         base_rows, cand_rows = store.load_rows(conn, model_id=base.id), store.load_rows(conn, model_id=cand.id)
-        comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
-        reports = [model_report(cand, cand_rows), model_report(base, base_rows)]
-    out = GateResult(PASS, baseline=base.to_dict(), candidate=cand.to_dict(), comparison=comparison,
-                     images_sent=sent)
+    out = GateResult(PASS, baseline=base.to_dict(), candidate=cand.to_dict(), images_sent=sent)
+    timing = None
+    if settings.latency is not None:
+        try:
+            timing = time_sides(baseline, base, base_rows, candidate, cand, cand_rows, settings)
+        except LatencyError as e:
+            out.verdict, out.error = ERROR, f"latency: {e}"
+            return out
+    if base.fingerprint == cand.fingerprint and timing is None:  # no weight, label or preprocessing changed
+        out.same_model = True
+        return out
+    out.same_model = base.fingerprint == cand.fingerprint  # timed: the serving may have changed all the same
+    comparison = compare(base, base_rows, cand, cand_rows, settings.thresholds)
+    add_latency(comparison, timing)
+    out.comparison = comparison
     if comparison["n_common_images"] == 0:
         out.verdict, out.error = ERROR, "the two models share no evaluated images with labels both know"
         return out
     if comparison["verdict"] == "regression":
         out.verdict, out.regressed_classes = FAIL, list(comparison["regressed_classes"])
+        out.reasons = list(comparison["reasons"])
     if sent:
+        reports = [model_report(cand, cand_rows), model_report(base, base_rows)]
         out.report = str(write_reports(engine, settings.report_dir, cand, reports, comparison))
     return out
+
+
+def add_latency(comparison: dict, timing: dict | None) -> None:
+    """Put a paired timing into a comparison: its section, its reason and the verdict."""
+    comparison["latency"] = timing
+    if timing and timing["flagged"]:
+        comparison["reasons"].append(latency_reason(timing))
+        comparison["verdict"] = "regression"
+
+
+def time_sides(baseline: str | None, base: ModelInfo, base_rows: list[dict], candidate: str, cand: ModelInfo,
+               cand_rows: list[dict], settings: DeploySettings) -> dict:
+    """Time both models behind their URLs (the gate's URL arguments, else the URL each was last
+    evaluated at), on the labelled test images both answered. Raises LatencyError."""
+    from .protocols import connect
+
+    opts = settings.opts
+    b = {r["sha256"]: r for r in base_rows if not is_probe(r["kind"])}
+    c = {r["sha256"]: r for r in cand_rows if not is_probe(r["kind"])}
+    images = []
+    for sha in sorted(b.keys() & c.keys()):
+        try:
+            images.append((sha, b[sha]["path"], (settings.test_dir / b[sha]["path"]).read_bytes()))
+        except OSError:
+            continue  # an image no longer on disk is not timed
+    sides, clients = [], []
+    try:
+        for arg, info, rows in ((baseline, base, b), (candidate, cand, c)):
+            url = arg if arg and is_url(arg) else (info.urls[-1] if info.urls else None)
+            if url is None:
+                raise LatencyError(f"{info.title} has no URL to time it at")
+            try:
+                client = connect(url, opts.protocol, limits=opts.limits(), retries=opts.retries,
+                                 backoff=opts.backoff, echo_errors=opts.echo_errors, policy=opts.policy)
+            except ModelServerError as e:
+                raise LatencyError(e.reason) from None
+            clients.append(client)
+            sides.append(Side(client, info.fingerprint, list(info.labels), info.version,
+                              {sha: r["predicted_label"] for sha, r in rows.items()}))
+        return measure(sides[0], sides[1], images, batch_size=opts.batch_size, rule=settings.latency)
+    finally:
+        for client in clients:
+            client.close()
 
 
 def _failure(res, settings: DeploySettings) -> str:

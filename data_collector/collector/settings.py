@@ -116,6 +116,20 @@ class CollectorSettings(BaseSettings):
                                     "scores can flag it", option="--min-score-drop", ge=0, le=1)
     alpha: float = setting(0.05, "significance level (McNemar on answers; Holm-corrected Wilcoxon on scores)",
                            option="--alpha", gt=0, le=1)
+    calibration_rule: bool = setting(False, "also flag a candidate whose top-1 expected calibration error rose by "
+                                     "more than --max-ece-rise, its paired bootstrap interval above 0",
+                                     option="--calibration-rule")
+    max_ece_rise: float = setting(0.03, "rise of the expected calibration error (15 bins) the calibration rule "
+                                  "allows", option="--max-ece-rise", ge=0, le=1)
+    # Paired latency (latency.py): gate, compare and the gate service time both models now.
+    latency: bool = setting(False, "time both models on the same requests, interleaved, and flag a candidate whose "
+                            "p95 per request rose (model URLs; compare uses the URLs stored)", option="--latency")
+    latency_pairs: int = setting(50, "interleaved request pairs timed (one request = one batch)",
+                                 option="--latency-pairs", ge=10, le=10000)
+    max_p95_rise: float = setting(0.2, "share the candidate's p95 may rise before the latency rule flags it",
+                                  option="--max-p95-rise", ge=0, le=100)
+    min_p95_ms: float = setting(5.0, "milliseconds the candidate's p95 may rise before the latency rule flags it",
+                                option="--min-p95-ms", ge=0)
     report_dir: Path = setting(Path("reports"), "where the HTML and JSON reports of new versions are written",
                                option="--report-dir", path="dir")
     # CI and experiment tracking (compare, gate, export mlflow; ci_report.py, mlflow_export.py)

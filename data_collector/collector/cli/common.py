@@ -277,11 +277,28 @@ def collect_options_from(kw: dict) -> CollectOptions:
 def threshold_options(f):
     """The regression rule of compare, watch and hook (see collector/compare.py)."""
     return stack(f, [setting_option("gate_rule", "rule"), setting_option("max_drop"),
-                      setting_option("min_score_drop"), setting_option("alpha")])
+                      setting_option("min_score_drop"), setting_option("alpha"), setting_option("calibration_rule"),
+                      setting_option("max_ece_rise")])
 
 
 def thresholds_from(kw: dict) -> Thresholds:
-    return Thresholds(max_drop=kw["max_drop"], alpha=kw["alpha"], rule=kw["rule"], min_score_drop=kw["min_score_drop"])
+    return Thresholds(max_drop=kw["max_drop"], alpha=kw["alpha"], rule=kw["rule"], min_score_drop=kw["min_score_drop"],
+                      calibration_rule=kw["calibration_rule"], max_ece_rise=kw["max_ece_rise"])
+
+
+def latency_options(f):
+    """Paired latency of gate, compare and the gate service (see collector/latency.py)."""
+    return stack(f, [setting_option("latency"), setting_option("latency_pairs"), setting_option("max_p95_rise"),
+                      setting_option("min_p95_ms")])
+
+
+def latency_rule_from(kw: dict):
+    """The latency rule when --latency is on, else None."""
+    from ..latency import LatencyRule
+
+    if not kw.get("latency"):
+        return None
+    return LatencyRule(pairs=kw["latency_pairs"], max_p95_rise=kw["max_p95_rise"], min_p95_ms=kw["min_p95_ms"])
 
 
 def report_dir_option(f):

@@ -21,6 +21,8 @@ from .common import (
     env_or_file,
     err,
     fail,
+    latency_options,
+    latency_rule_from,
     open_store,
     out,
     report_dir_option,
@@ -35,7 +37,7 @@ from .verdicts import VerdictOutputs, verdict_options
 
 def _deploy_settings(kw: dict, report_dir: Path) -> DeploySettings:
     return DeploySettings(test_dir=kw["test_data"], report_dir=report_dir, opts=collect_options_from(kw),
-                          thresholds=thresholds_from(kw))
+                          thresholds=thresholds_from(kw), latency=latency_rule_from(kw))
 
 
 def _verdict_line(r: dict) -> str:
@@ -95,6 +97,7 @@ def watch_cmd(ctx, urls, interval, cycles, report_dir, **kw):
 @verdict_options
 @report_dir_option
 @threshold_options
+@latency_options
 @collect_options
 @click.pass_context
 def gate_cmd(ctx, models, as_json, report_dir, **kw):

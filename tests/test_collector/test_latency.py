@@ -1,0 +1,76 @@
+"""latency.py: paired, interleaved timing of two real model servers and the latency rule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from collector import store
+from collector.latency import LatencyError, LatencyRule, Side, judge, measure
+from collector.protocols import connect
+from helpers import DelayProxy, LiveServer, collect_models, run_cli, serve_model, write_color_model
+
+LABELS = ["red", "green", "blue"]
+
+
+def test_the_rule_on_known_samples():
+    rng = np.random.default_rng(1)
+    base = 20 + rng.gamma(2, 2, 200)
+    rule = LatencyRule(pairs=200)
+    same = judge(base, base + rng.normal(0, 0.5, 200), n_images=32, rule=rule)
+    assert not same["flagged"] and same["p95_change_ci95"][0] < 0 < same["p95_change_ci95"][1]
+    slow = judge(base, base * 1.3, n_images=32, rule=rule)
+    assert slow["flagged"] and slow["p95_ratio"] == pytest.approx(1.3)
+    assert slow["candidate"]["images_per_s"] == pytest.approx(slow["baseline"]["images_per_s"] / 1.3)
+    small = judge(base, base + 3.0, n_images=32, rule=rule)  # significant, but under min_p95_ms
+    assert small["p95_change_ci95"][0] > 0 and not small["flagged"]
+
+
+@pytest.fixture
+def models(tmp_path):
+    return {"v1": write_color_model(tmp_path / "v1", LABELS, version="1"),
+            "surer": write_color_model(tmp_path / "v3", LABELS, version="3", scale=14.0)}
+
+
+def _gate(db, data, *args):
+    r = run_cli("--db", db, "gate", "--test-data", str(data), "--json", "--latency", "--latency-pairs", "20", *args)
+    return r.exit_code, json.loads(r.stdout)
+
+
+def test_a_slower_candidate_is_flagged_on_latency_only_and_the_same_model_twice_is_not(tmp_path, big_data, models):
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    with serve_model(models["v1"]) as base, serve_model(models["surer"]) as up, \
+            LiveServer(DelayProxy(up.url, delay=0.05)) as slow:
+        code, out = _gate(db, big_data, base.url, slow.url)
+        assert code == 1 and out["verdict"] == "fail" and out["regressed_classes"] == [], out["summary"]
+        lat = out["comparison"]["latency"]
+        assert lat["flagged"] and lat["p95_change_ms"] > 40 and lat["pairs"] == 20
+        assert out["reasons"] == [r for r in out["reasons"] if r.startswith("latency: p95")] != []
+        code, out = _gate(db, big_data, base.url, up.url)  # the same candidate without the delay
+        assert (code, out["verdict"]) == (0, "pass") and not out["comparison"]["latency"]["flagged"]
+    with serve_model(models["v1"]) as a, serve_model(models["v1"]) as b:
+        code, out = _gate(db, big_data, a.url, b.url)
+    assert (code, out["verdict"], out["same_model"]) == (0, "pass", True), out["summary"]
+    assert out["comparison"]["latency"]["pairs"] == 20 and not out["comparison"]["latency"]["flagged"]
+
+
+def test_a_url_that_answers_unlike_its_stored_model_stops_the_timing(tmp_path, big_data, models):
+    db = f"sqlite:///{tmp_path / 'l.db'}"
+    engine = collect_models(db, big_data, models["v1"])
+    with engine.connect() as conn:
+        (info,) = store.list_models(conn)
+        rows = store.load_rows(conn, model_id=info.id)
+    images = [(r["sha256"], r["path"], (big_data / r["path"]).read_bytes()) for r in rows if r["kind"] != "lookalike"]
+    answers = {r["sha256"]: r["predicted_label"] for r in rows}
+    with serve_model(models["v1"]) as srv:
+        def side(stored):
+            return Side(connect(srv.url), info.fingerprint, LABELS, "1", stored)
+        timed = measure(side(answers), side(answers), images, batch_size=8, rule=LatencyRule(pairs=10))
+        assert timed["pairs"] == 10 and timed["baseline"]["requests"] == 10
+        wrong = {**answers, images[3][0]: "blue" if answers[images[3][0]] != "blue" else "red"}
+        with pytest.raises(LatencyError, match="unlike its stored answers"):
+            measure(side(answers), side(wrong), images, batch_size=8, rule=LatencyRule(pairs=10))
+        with pytest.raises(LatencyError, match="now serves fingerprint"):
+            measure(side(answers), Side(connect(srv.url), "f" * 64, LABELS, "1", answers), images, batch_size=8)
