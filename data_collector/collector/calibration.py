@@ -65,12 +65,27 @@ def _matrix(rows: list[dict], labels: list[str]) -> np.ndarray | None:
     return out
 
 
+def _confidences(rows: list[dict]) -> np.ndarray | None:
+    """Each row's top-1 confidence (else its predicted label's score); None when a row has neither."""
+    out = []
+    for r in rows:
+        c = r.get("confidence")
+        if c is None:
+            c = (r.get("scores") or {}).get(r["predicted_label"])
+        if c is None:
+            return None
+        out.append(float(c))
+    return np.array(out)
+
+
 def model_calibration(rows: list[dict], labels: list[str]) -> dict:
     """ECE, Brier and the reliability bins of one model on its labelled rows (label in `labels`)."""
     rows = [r for r in rows if r["label"] in labels]
     if not rows:
         return {"n": 0, "ece": None, "brier": None, "reliability": [], "classes": {}, "binning": BINNING}
-    conf = np.array([float(r["confidence"]) for r in rows])
+    conf = _confidences(rows)
+    if conf is None:
+        return {"n": len(rows), "ece": None, "brier": None, "reliability": [], "classes": {}, "binning": BINNING}
     hit = np.array([r["predicted_label"] == r["label"] for r in rows], dtype=float)
     probs = _matrix(rows, labels)
     out = {"n": len(rows), "ece": ece(hit, conf), "brier": None, "reliability": reliability(hit, conf),
@@ -116,8 +131,9 @@ def paired_change(base: list[dict], cand: list[dict], base_labels: list[str], ca
 
     hit_b = np.array([r["predicted_label"] == r["label"] for r in base], dtype=float)
     hit_c = np.array([r["predicted_label"] == r["label"] for r in cand], dtype=float)
-    conf_b = np.array([float(r["confidence"]) for r in base])
-    conf_c = np.array([float(r["confidence"]) for r in cand])
+    conf_b, conf_c = _confidences(base), _confidences(cand)
+    if conf_b is None or conf_c is None:
+        return out
     out["ece"], out["ece_ci95"] = delta(hit_b, conf_b, hit_c, conf_c)
     brier_b, brier_c = _brier_per_image(base, base_labels), _brier_per_image(cand, cand_labels)
     if brier_b is None or brier_c is None:

@@ -35,7 +35,7 @@ from .client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, Mode
 from .protocols import ProtocolOptions, connect
 from .redact import contains_secret, redact_secrets
 from .settings import CollectorSettings
-from .testset import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard
+from .testset import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard, with_perturbed
 from .urls import HostPolicy
 from .validate import InvalidAnswer, ModelChanged
 from .vocab import RunStatus
@@ -66,6 +66,7 @@ class CollectOptions:
     hash_cache: Path | None = None  # testset.HashCache file; None: hash every file
     policy: HostPolicy | None = None  # the hosts every connection may reach (the deploy hook's allowlist)
     claim_checks: int = CollectorSettings.default("claim_checks")  # stored answers asked again per endpoint, per chunk
+    robustness: bool = CollectorSettings.default("robustness")  # also send the perturbed copies (perturb.py)
 
     def limits(self) -> Limits:
         return Limits(deadline=self.timeout, connect_timeout=min(10.0, self.timeout),
@@ -181,6 +182,8 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
     cache = HashCache(opts.hash_cache) if opts.hash_cache else None
     digest = TestSetHash()
     stream = chunks(test_dir, CHUNK_IMAGES, cache, digest)
+    if opts.robustness:
+        stream = with_perturbed(stream, test_dir, cache)
     jobs: list[_Job] = []
     try:
         first = next(stream)  # an empty test set stops here, before any server is asked
@@ -370,8 +373,8 @@ class _Collection:
         payload = []
         for image_id, (item, answer) in picks:
             try:
-                payload.append((item, image_id, REPEAT, (self.test_dir / item.path).read_bytes(), answer))
-            except OSError:
+                payload.append((item, image_id, REPEAT, item.read(self.test_dir), answer))
+            except (OSError, ValueError):
                 continue
         self._predict(job, [p[:4] for p in payload], earlier={p[1]: p[4] for p in payload})
 
@@ -426,7 +429,7 @@ class _Collection:
     def _plan_chunk(self, chunk: list[TestImage]) -> list[list[Batch]]:
         """Store the chunk's images; start or extend each model's run with what it lacks of them."""
         with self.writer.lock, self.engine.begin() as conn:
-            ids, relabelled = store.upsert_images(conn, rows=[vars(i) for i in chunk])
+            ids, relabelled = store.upsert_images(conn, rows=[i.row() for i in chunk])
             self.relabelled += [r["path"] for r in relabelled]
             return [self._plan_job(conn, job, chunk, ids) for job in self.jobs]
 
@@ -478,8 +481,8 @@ class _Collection:
             batch.insert(_rng.randrange(len(batch) + 1), (item, image_id, REPEAT))
         for item, image_id, role in batch:
             try:
-                data = (self.test_dir / item.path).read_bytes()
-            except OSError as e:
+                data = item.read(self.test_dir)
+            except (OSError, ValueError) as e:
                 if role == WRITE:
                     job.failures.append((item.path, item.sha256, f"cannot read: {e}"))
                 continue

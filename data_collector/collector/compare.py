@@ -27,7 +27,7 @@ import numpy as np
 from .power import min_detectable_drop
 from .settings import CollectorSettings
 from .store import ModelInfo
-from .vocab import RULES, is_probe
+from .vocab import RULES, is_clean
 
 EASY_RECALL = 0.9
 COMPARE_LEGEND = ("b/c: images right in the baseline only / right in the candidate only (the pairs "
@@ -47,11 +47,12 @@ class Thresholds:
     min_score_drop: float = CollectorSettings.default("min_score_drop")
     calibration_rule: bool = CollectorSettings.default("calibration_rule")
     max_ece_rise: float = CollectorSettings.default("max_ece_rise")
+    robustness: bool = CollectorSettings.default("robustness")  # judge the perturbed copies too (robustness.py)
 
     @classmethod
     def of(cls, s: CollectorSettings) -> Thresholds:
         return cls(max_drop=s.max_drop, alpha=s.alpha, rule=s.gate_rule, min_score_drop=s.min_score_drop,
-                   calibration_rule=s.calibration_rule, max_ece_rise=s.max_ece_rise)
+                   calibration_rule=s.calibration_rule, max_ece_rise=s.max_ece_rise, robustness=s.robustness)
 
     def describe(self) -> str:
         answers = f"accuracy drop > {self.max_drop} with McNemar p < {self.alpha}"
@@ -108,7 +109,7 @@ def bootstrap_ci(base_right: np.ndarray, cand_right: np.ndarray, rng: np.random.
     return float(lo), float(hi)
 
 
-def _cell(base_right: np.ndarray, cand_right: np.ndarray, base_scores: np.ndarray, cand_scores: np.ndarray,
+def paired_cell(base_right: np.ndarray, cand_right: np.ndarray, base_scores: np.ndarray, cand_scores: np.ndarray,
           th: Thresholds, rng) -> dict:
     n = len(base_right)
     b = int(np.sum(base_right & ~cand_right))
@@ -124,7 +125,7 @@ def _cell(base_right: np.ndarray, cand_right: np.ndarray, base_scores: np.ndarra
             "min_detectable_drop": min_detectable_drop(n, th.alpha)}
 
 
-def _judge(cell: dict, th: Thresholds) -> None:
+def judge_cell(cell: dict, th: Thresholds) -> None:
     """Set `regressed`, `flagged_by` and `status` from the cell's evidence and the rule."""
     n, delta = cell["n"], cell["delta"]
     dropped = bool(n and -delta > th.max_drop)
@@ -147,8 +148,8 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         raise ValueError(f"unknown rule {th.rule!r}; choose from {RULES}")
     rng = np.random.default_rng(th.seed)
     shared_labels = [lab for lab in baseline.labels if lab in set(candidate.labels)]
-    base = {r["sha256"]: r for r in base_rows if not is_probe(r["kind"])}
-    cand = {r["sha256"]: r for r in cand_rows if not is_probe(r["kind"])}
+    base = {r["sha256"]: r for r in base_rows if is_clean(r["kind"])}
+    cand = {r["sha256"]: r for r in cand_rows if is_clean(r["kind"])}
     both = base.keys() & cand.keys()
     # Only images both saw under one label are compared: a relabelled image is left out, not re-judged.
     relabelled = sorted(sha for sha in both if base[sha]["label"] != cand[sha]["label"])
@@ -163,21 +164,21 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
     classes = {}
     for lab in shared_labels:
         m = labels == lab
-        cell = _cell(br[m], cr[m], bs[m], cs[m], th, rng)
+        cell = paired_cell(br[m], cr[m], bs[m], cs[m], th, rng)
         cell["previously_easy"] = bool(cell["n"] and cell["baseline"] >= EASY_RECALL)
         classes[lab] = cell
     adjusted = holm({lab: c["score_p_value"] for lab, c in classes.items() if c["n"]})
     for lab, c in classes.items():
         c["score_p_adjusted"] = adjusted.get(lab, 1.0)
-        _judge(c, th)
-    overall = _cell(br, cr, bs, cs, th, rng)
-    _judge(overall, th)
+        judge_cell(c, th)
+    overall = paired_cell(br, cr, bs, cs, th, rng)
+    judge_cell(overall, th)
 
     new_labels = {}
     for lab in candidate.labels:
         if lab in baseline.labels:
             continue
-        rows = [r for r in cand_rows if r["label"] == lab and not is_probe(r["kind"])]
+        rows = [r for r in cand_rows if r["label"] == lab and is_clean(r["kind"])]
         right = sum(r["predicted_label"] == lab for r in rows)
         new_labels[lab] = {"n": len(rows), "recall": right / len(rows) if rows else None}
     regressed = [lab for lab, c in classes.items() if c["regressed"]]
@@ -189,6 +190,11 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         before, after = calibration["baseline"]["ece"], calibration["candidate"]["ece"]
         reasons.append(f"calibration: ECE {before:.3f} -> {after:.3f} (+{ch['ece']:.3f}, "
                        f"95% CI {ch['ece_ci95'][0]:+.3f}..{ch['ece_ci95'][1]:+.3f})")
+    robustness = _robustness(base_rows, cand_rows, shared_labels, th) if th.robustness else None
+    if robustness and robustness["flagged"]:
+        from .robustness import reason
+
+        reasons.append(reason(robustness))
     return {
         "baseline": baseline.to_dict(), "candidate": candidate.to_dict(),
         "thresholds": {"max_drop": th.max_drop, "alpha": th.alpha, "rule": th.rule,
@@ -203,9 +209,19 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         "previously_easy_regressed": [lab for lab in regressed if classes[lab]["previously_easy"]],
         "dropped_not_significant": [lab for lab, c in classes.items() if c["status"] == "dropped-not-significant"],
         "calibration": calibration,
+        "robustness": robustness,
         "reasons": reasons,
         "verdict": "regression" if reasons else "pass",
     }
+
+
+def _robustness(base_rows: list[dict], cand_rows: list[dict], shared_labels: list[str], th: Thresholds) -> dict:
+    from .robustness import compare_robustness, model_robustness
+
+    out = compare_robustness(base_rows, cand_rows, shared_labels, th)
+    out["baseline"], out["candidate"] = model_robustness(base_rows, shared_labels), model_robustness(
+        cand_rows, shared_labels)
+    return out
 
 
 def _calibration(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, cand_rows: list[dict],

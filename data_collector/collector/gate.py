@@ -23,7 +23,7 @@ from .latency import reason as latency_reason
 from .reports import model_report
 from .selectors import SelectorError, require_undisputed, resolve, typed
 from .store import ModelInfo
-from .vocab import FAILED_STATUSES, is_probe
+from .vocab import FAILED_STATUSES, is_clean
 
 log = logging.getLogger("collector.gate")
 
@@ -136,8 +136,8 @@ def time_sides(baseline: str | None, base: ModelInfo, base_rows: list[dict], can
     from .protocols import connect
 
     opts = settings.opts
-    b = {r["sha256"]: r for r in base_rows if not is_probe(r["kind"])}
-    c = {r["sha256"]: r for r in cand_rows if not is_probe(r["kind"])}
+    b = {r["sha256"]: r for r in base_rows if is_clean(r["kind"])}
+    c = {r["sha256"]: r for r in cand_rows if is_clean(r["kind"])}
     images = []
     for sha in sorted(b.keys() & c.keys()):
         try:

@@ -7,7 +7,7 @@ import numpy as np
 from .metrics import class_metrics, confusion_matrix, ratio
 from .power import images_needed, min_detectable_drop
 from .store import ModelInfo
-from .vocab import is_probe
+from .vocab import is_clean, is_probe
 
 PROBE_BINS = (0.0, 0.5, 0.7, 0.9, 1.0000001)
 POWER_ALPHA = 0.05  # the gate's default
@@ -16,7 +16,7 @@ POWER_DROP = 0.10  # "how many images to see a 10-point drop"
 
 def model_report(model: ModelInfo, rows: list[dict]) -> dict:
     labels = list(model.labels)
-    known = [r for r in rows if not is_probe(r["kind"]) and r["label"] in labels]
+    known = [r for r in rows if is_clean(r["kind"]) and r["label"] in labels]
     probes = [r for r in rows if is_probe(r["kind"])]
     cm = _confusion(known, labels)
     right = [r["confidence"] for r in known if r["predicted_label"] == r["label"]]

@@ -54,7 +54,9 @@ images = Table(
     Column("sha256", String(64), nullable=False, index=True),
     Column("path", String(1000), nullable=False),
     Column("label", String(200), nullable=False),
-    Column("kind", String(20), nullable=False),  # photo | sprite | lookalike
+    Column("kind", String(20), nullable=False),  # photo | sprite | lookalike | perturbed
+    Column("source_sha256", String(64)),  # a perturbed copy's source image (perturb.py)
+    Column("perturbation", String(100)),  # and what was done to it
     UniqueConstraint("sha256", "label", name="uq_images_sha256_label"),
 )
 

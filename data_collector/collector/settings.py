@@ -121,6 +121,9 @@ class CollectorSettings(BaseSettings):
                                      option="--calibration-rule")
     max_ece_rise: float = setting(0.03, "rise of the expected calibration error (15 bins) the calibration rule "
                                   "allows", option="--max-ece-rise", ge=0, le=1)
+    robustness: bool = setting(False, "also send each labelled test image's perturbed copies (the robustness suite: "
+                               "brightness, contrast, blur, JPEG, rotation, resize) and judge each class on them, "
+                               "paired", option="--robustness")
     # Paired latency (latency.py): gate, compare and the gate service time both models now.
     latency: bool = setting(False, "time both models on the same requests, interleaved, and flag a candidate whose "
                             "p95 per request rose (model URLs; compare uses the URLs stored)", option="--latency")

@@ -36,7 +36,7 @@ from .schema import (
 )
 from .secrets import SecretFile
 from .settings import CollectorSettings
-from .vocab import BACKENDS, IDENTITIES, PROTOCOLS, SCORE_KINDS, ImageKind, RunStatus
+from .vocab import BACKENDS, IDENTITIES, NOT_CLEAN, PROTOCOLS, SCORE_KINDS, RunStatus
 
 DEFAULT_DB_URL = CollectorSettings.default("database_url")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -324,7 +324,9 @@ def upsert_images(conn: Connection, *, rows: list[dict]) -> tuple[dict[tuple[str
     relabelled = [r for r in new if labels_of.get(r["sha256"])]
     if new:
         stmt = dialect_insert(conn, images).on_conflict_do_nothing(index_elements=["sha256", "label"])
-        conn.execute(stmt, [{k: r[k] for k in ("sha256", "path", "label", "kind")} for r in new])
+        conn.execute(stmt, [{"sha256": r["sha256"], "path": r["path"], "label": r["label"], "kind": r["kind"],
+                             "source_sha256": r.get("source_sha256"), "perturbation": r.get("perturbation")}
+                            for r in new])
         ids.update({(sha, label): image_id for sha, label, image_id in stored([r["sha256"] for r in new])})
     return ids, relabelled
 
@@ -678,8 +680,9 @@ def list_models(conn: Connection) -> list[ModelInfo]:
 
 def load_rows(conn: Connection, *, model_id: int) -> list[dict]:
     """One dict per stored prediction of a model, with the image's label (the one it was asked
-    under), path and kind, and its scores."""
-    q = (select(images.c.sha256, images.c.label, images.c.path, images.c.kind, predictions.c.predicted_label,
+    under), path and kind (a perturbed copy: its source and perturbation), and its scores."""
+    q = (select(images.c.sha256, images.c.label, images.c.path, images.c.kind, images.c.source_sha256,
+                images.c.perturbation, predictions.c.predicted_label,
                 predictions.c.confidence, predictions.c.scores)
          .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
          .where(predictions.c.model_id == model_id).order_by(images.c.sha256))
@@ -690,7 +693,7 @@ def model_accuracy(conn: Connection, *, model_id: int) -> tuple[float | None, in
     """(accuracy, n) over the model's labelled (non-probe) predictions."""
     correct = func.sum(case((predictions.c.predicted_label == images.c.label, 1), else_=0))
     q = (select(func.count(), correct).select_from(predictions.join(images, images.c.id == predictions.c.image_id))
-         .where(predictions.c.model_id == model_id, images.c.kind != ImageKind.LOOKALIKE.value))
+         .where(predictions.c.model_id == model_id, images.c.kind.notin_(NOT_CLEAN)))
     n, c = conn.execute(q).one()
     return ((c or 0) / n if n else None), n
 
@@ -701,7 +704,7 @@ def class_counts(conn: Connection, *, name: str | None = None) -> dict[int, dict
     right = func.sum(case((predictions.c.predicted_label == images.c.label, 1), else_=0))
     q = (select(predictions.c.model_id, images.c.label, func.count(), right)
          .select_from(predictions.join(images, images.c.id == predictions.c.image_id))
-         .where(images.c.kind != ImageKind.LOOKALIKE.value)
+         .where(images.c.kind.notin_(NOT_CLEAN))
          .group_by(predictions.c.model_id, images.c.label))
     if name is not None:
         q = q.where(predictions.c.model_id.in_(select(models.c.id).where(models.c.name == name)))

@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import Connection
 
 from . import store
-from .vocab import is_probe
+from .vocab import is_clean
 
 MIN_VOTE = 0.5  # share of the models that saw an image that must flag it
 
@@ -63,7 +63,7 @@ def label_suspects(conn: Connection, *, min_vote: float = MIN_VOTE) -> list[dict
     flags: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for m in store.list_models(conn):
         rows = [r for r in store.load_rows(conn, model_id=m.id)
-                if not is_probe(r["kind"]) and r["label"] in m.labels and isinstance(r.get("scores"), dict)]
+                if is_clean(r["kind"]) and r["label"] in m.labels and isinstance(r.get("scores"), dict)]
         if not rows:
             continue
         index = {lab: i for i, lab in enumerate(m.labels)}

@@ -9,7 +9,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_server.grammar import GrammarError, parse_uint
@@ -26,14 +26,30 @@ class TestSetError(RuntimeError):
 
 @dataclass(frozen=True)
 class TestImage:
-    path: str  # relative to the test-data folder, POSIX
+    path: str  # relative to the test-data folder, POSIX (a perturbed copy's is virtual: perturb.py)
     label: str
-    kind: str  # photo | sprite | lookalike
+    kind: str  # photo | sprite | lookalike | perturbed
     sha256: str
+    source_sha256: str | None = None  # a perturbed copy: its source image and perturbation
+    perturbation: str | None = None
+    data: bytes | None = field(default=None, compare=False, repr=False)  # bytes already made, if any
 
     @property
     def is_probe(self) -> bool:
         return is_probe(self.kind)
+
+    def read(self, test_dir: Path) -> bytes:
+        """The image's bytes: the file, or the perturbed copy (made again when not held)."""
+        if self.data is not None:
+            return self.data
+        from .perturb import read
+
+        return read(test_dir, self.path)
+
+    def row(self) -> dict:
+        """What the images table stores of it."""
+        return {"sha256": self.sha256, "path": self.path, "label": self.label, "kind": self.kind,
+                "source_sha256": self.source_sha256, "perturbation": self.perturbation}
 
 
 def _manifest_kinds(root: Path) -> dict[str, str]:
@@ -62,6 +78,7 @@ class HashCache:
             self.conn = sqlite3.connect(self.path, timeout=30)
             self.conn.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
                               "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS perturbed (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
             self.conn.commit()
         except (OSError, sqlite3.Error) as e:
             self.conn, self.error = None, f"hash cache {self.path} unusable ({e}); hashing every file"
@@ -94,6 +111,25 @@ class HashCache:
         if len(self._pending) >= 1000:
             self.flush()
         return out
+
+    def perturbed(self, keys: list[str]) -> dict[str, str]:
+        """The sha256 of perturbed copies made before, by key (perturb.cache_key)."""
+        if self.conn is None or not keys:
+            return {}
+        try:
+            return dict(self.conn.execute("SELECT key, sha256 FROM perturbed WHERE key IN "
+                                          "(SELECT value FROM json_each(?))", (json.dumps(keys),)))
+        except sqlite3.Error:
+            return {}
+
+    def remember_perturbed(self, pairs: list[tuple[str, str]]) -> None:
+        if self.conn is None or not pairs:
+            return
+        try:
+            self.conn.executemany("INSERT OR REPLACE INTO perturbed VALUES (?, ?)", pairs)
+            self.conn.commit()
+        except sqlite3.Error as e:
+            self.error = f"hash cache {self.path} not written ({e})"
 
     def flush(self) -> None:
         if self.conn is None or not self._pending:
@@ -275,6 +311,55 @@ def chunks(root: Path, size: int, cache: HashCache | None = None,
         yield chunk
     elif not any_image:
         raise TestSetError(f"no labelled images under {root} (expected <label>/<image> folders)")
+
+
+PERTURBED_GROUP = 256  # perturbed copies per list: the bytes made for a first run are held only that long
+
+
+def with_perturbed(stream: Iterator[list[TestImage]], test_dir: Path,
+                   cache: HashCache | None = None) -> Iterator[list[TestImage]]:
+    """Each chunk followed by the perturbed copies of its labelled images (perturb.py), in lists of
+    up to PERTURBED_GROUP: a copy's sha256 comes from the cache when it was made before (its bytes
+    are made again only to send it), else it is made now and held. An unreadable source has none."""
+    from . import perturb
+
+    for chunk in stream:
+        yield chunk
+        sources = [i for i in chunk if not i.is_probe and i.kind != perturb.KIND]
+        step = max(1, PERTURBED_GROUP // len(perturb.PERTURBATIONS))
+        seen: set[str] = set()  # two sources' copies can be the same bytes (a JPEG of near-equal images)
+        for start in range(0, len(sources), step):
+            copies = [c for c in _copies(sources[start:start + step], test_dir, cache) if c.sha256 not in seen]
+            seen.update(c.sha256 for c in copies)
+            if copies:
+                yield copies
+
+
+def _copies(sources: list[TestImage], test_dir: Path, cache: HashCache | None) -> list[TestImage]:
+    from . import perturb
+
+    keys = {(i.sha256, name): perturb.cache_key(i.sha256, name) for i in sources for name in perturb.PERTURBATIONS}
+    known = cache.perturbed(list(keys.values())) if cache is not None else {}
+    copies: dict[str, TestImage] = {}
+    made = []
+    for item in sources:
+        data = None
+        for name in perturb.PERTURBATIONS:
+            key = keys[(item.sha256, name)]
+            sha, body = known.get(key), None
+            if sha is None:
+                try:
+                    data = data if data is not None else (Path(test_dir) / item.path).read_bytes()
+                    body = perturb.make(data, item.sha256, name)
+                except (OSError, ValueError):
+                    break
+                sha = hashlib.sha256(body).hexdigest()
+                made.append((key, sha))
+            copies.setdefault(sha, TestImage(perturb.perturbed_path(item.path, name), item.label, perturb.KIND, sha,
+                                             source_sha256=item.sha256, perturbation=name, data=body))
+    if cache is not None:
+        cache.remember_perturbed(made)
+    return list(copies.values())
 
 
 def eligible(items: list[TestImage], labels: list[str]) -> list[TestImage]:

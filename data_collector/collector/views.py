@@ -12,7 +12,7 @@ from . import store
 from .compare import Thresholds, compare
 from .reports import model_report, recalls
 from .selectors import SelectorError, by_version, conflicts, pick, previous_of, require_undisputed, version_key
-from .vocab import is_probe
+from .vocab import is_clean, is_probe
 
 GALLERY_MAX = 200  # misclassified images listed on a model page at most (the most confident first)
 PROBES_SHOWN = 24
@@ -77,7 +77,7 @@ def model_detail(conn: Connection, selector: str, *, label: str | None = None) -
     m = pick(ms, selector)
     rows = store.load_rows(conn, model_id=m.id)
     rep = model_report(m, rows)
-    wrong = [r for r in rows if not is_probe(r["kind"]) and r["predicted_label"] != r["label"]
+    wrong = [r for r in rows if is_clean(r["kind"]) and r["predicted_label"] != r["label"]
              and (label is None or r["label"] == label)]
     wrong.sort(key=lambda r: -r["confidence"])
     probes = sorted((r for r in rows if is_probe(r["kind"])), key=lambda r: -r["confidence"])[:PROBES_SHOWN]
@@ -120,7 +120,7 @@ def comparison(conn: Connection, candidate: str, baseline: str | None = None,
     cand_rows = store.load_rows(conn, model_id=cand.id)
     result = compare(base, base_rows, cand, cand_rows, th or Thresholds())
     shared = set(result["shared_labels"])
-    b = {r["sha256"]: r for r in base_rows if not is_probe(r["kind"]) and r["label"] in shared}
+    b = {r["sha256"]: r for r in base_rows if is_clean(r["kind"]) and r["label"] in shared}
     lost, gained = [], []
     for r in cand_rows:
         o = b.get(r["sha256"])

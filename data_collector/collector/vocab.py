@@ -34,8 +34,17 @@ class ImageKind(StrEnum):
     PHOTO = "photo"
     SPRITE = "sprite"
     LOOKALIKE = "lookalike"  # an unknown-class probe: no right answer, only a confidence
+    PERTURBED = "perturbed"  # a copy of a labelled image with a perturbation (perturb.py): judged apart
+
+
+NOT_CLEAN = (ImageKind.LOOKALIKE.value, ImageKind.PERTURBED.value)  # kinds the per-class verdict leaves out
 
 
 def is_probe(kind: str) -> bool:
     """A lookalike probe: sent to every model, never scored as right or wrong."""
     return kind == ImageKind.LOOKALIKE
+
+
+def is_clean(kind: str) -> bool:
+    """A labelled test image as it is on disk (not a probe, not a perturbed copy)."""
+    return kind not in NOT_CLEAN

@@ -194,6 +194,7 @@ def collect_options(f):
         setting_option("max_response_bytes"),
         setting_option("max_metadata_bytes"),
         setting_option("claim_checks"),
+        setting_option("robustness"),
         setting_option("no_migrate"),
         setting_option("shard"),
         setting_option("shards"),
@@ -271,7 +272,8 @@ def collect_options_from(kw: dict) -> CollectOptions:
     return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
                           retries=kw["retries"], max_response_bytes=kw["max_response_bytes"],
                           max_metadata_bytes=kw["max_metadata_bytes"], protocol=protocol_options_from(kw),
-                          shard=shard_from(kw), hash_cache=cache_path, claim_checks=kw["claim_checks"])
+                          shard=shard_from(kw), hash_cache=cache_path, claim_checks=kw["claim_checks"],
+                          robustness=kw["robustness"])
 
 
 def threshold_options(f):
@@ -283,7 +285,8 @@ def threshold_options(f):
 
 def thresholds_from(kw: dict) -> Thresholds:
     return Thresholds(max_drop=kw["max_drop"], alpha=kw["alpha"], rule=kw["rule"], min_score_drop=kw["min_score_drop"],
-                      calibration_rule=kw["calibration_rule"], max_ece_rise=kw["max_ece_rise"])
+                      calibration_rule=kw["calibration_rule"], max_ece_rise=kw["max_ece_rise"],
+                      robustness=kw.get("robustness", False))
 
 
 def latency_options(f):

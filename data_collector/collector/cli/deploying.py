@@ -173,7 +173,7 @@ def _server_options(f):
         setting_option("hook_allowed_hosts", "allowed_hosts"), setting_option("hook_max_jobs", "max_jobs"),
         click.option("--no-auth", is_flag=True,
                      help="accept hook requests without a token (only on a loopback --host; HOOK_TOKEN unset)"),
-        report_dir_option, threshold_options, collect_options, click.pass_context,
+        report_dir_option, threshold_options, latency_options, collect_options, click.pass_context,
     ])
 
 

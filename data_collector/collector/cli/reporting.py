@@ -15,6 +15,8 @@ from ..reports import identity_line, model_report
 from ..selectors import ORDER_HELP, SelectorError, conflicts, pick, require_undisputed, resolve
 from .common import (
     fail,
+    latency_options,
+    latency_rule_from,
     nothing_collected,
     open_store,
     option,
@@ -216,6 +218,9 @@ def print_comparison(c: dict) -> None:
 @click.argument("baseline")
 @click.argument("candidate")
 @threshold_options
+@setting_option("robustness")
+@latency_options
+@setting_option("test_data_dir", "test_data")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (for CI) instead of tables")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="also write HTML here ('-': standard output, instead of the tables)")
@@ -247,6 +252,8 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
         base_rows = store.load_rows(conn, model_id=base.id)
         cand_rows = store.load_rows(conn, model_id=cand.id)
         result = compare(base, base_rows, cand, cand_rows, thresholds_from(kw))
+        if kw["latency"]:
+            _time_stored(result, base, base_rows, cand, cand_rows, kw)
         if html_path:
             from ..html_report import recall_history, render_html
             reports = [model_report(base, base_rows), model_report(cand, cand_rows)]
@@ -263,6 +270,22 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
                   annotations=lambda: ci_report.github_annotations(result))
     outputs.export(engine, result, [base.fingerprint, cand.fingerprint])
     ctx.exit(1 if result["verdict"] == "regression" else 0)
+
+
+def _time_stored(result: dict, base, base_rows, cand, cand_rows, kw) -> None:
+    """compare --latency: time both models at the URLs they were last evaluated at (each checked
+    to be that model by its fingerprint and its answers)."""
+    from ..collect import CollectOptions
+    from ..deploy import DeploySettings
+    from ..gate import add_latency, time_sides
+    from ..latency import LatencyError
+
+    settings = DeploySettings(test_dir=kw["test_data"], report_dir=Path("."), opts=CollectOptions(),
+                              latency=latency_rule_from(kw))
+    try:
+        add_latency(result, time_sides(None, base, base_rows, None, cand, cand_rows, settings))
+    except LatencyError as e:
+        fail(f"latency: {e}", 2)
 
 
 @click.command("plan")
