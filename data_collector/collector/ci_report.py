@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import facets
 from .compare import class_verdict, test_set_note
 from .formatting import num
 from .text import literal
@@ -93,7 +94,27 @@ def _suite(c: dict, timestamp: str) -> ET.Element:
                                 f"{th['description']}; 95% CI of the change: {_ci(x)}")
         elif x["status"] == "dropped-not-significant":
             ET.SubElement(case, "system-out").text = literal(f"{class_verdict(x)}. {change_line(lab, x)}")
+    for name, flagged, text in _facet_cases(c):
+        case = ET.SubElement(suite, "testcase", {"classname": "beyond-answers", "name": name, "time": "0"})
+        if flagged:
+            failure = ET.SubElement(case, "failure", {"type": name, "message": literal(text.splitlines()[0])})
+            failure.text = literal(text)
+        else:
+            ET.SubElement(case, "system-out").text = literal(text)
+    suite.set("tests", str(len(cells) + len(list(_facet_cases(c)))))
+    suite.set("failures", str(failures + sum(1 for _, flagged, _ in _facet_cases(c) if flagged)))
     return suite
+
+
+def _facet_cases(c: dict) -> Iterator[tuple[str, bool, str]]:
+    """(name, flagged, text) of each facet the comparison holds: a test case each in JUnit."""
+    cal = facets.calibration_line(c)
+    if cal:
+        yield "calibration", bool(c["calibration"]["flagged"]), cal
+    if c.get("latency"):
+        yield "latency", bool(c["latency"]["flagged"]), "\n".join(facets.latency_lines(c))
+    if c.get("robustness"):
+        yield "robustness", bool(c["robustness"]["flagged"]), "\n".join(facets.robustness_lines(c))
 
 
 def _ci(x: dict) -> str:
@@ -174,9 +195,7 @@ def _row(lab: str, x: dict) -> str:
 def _header(c: dict, verdict: str) -> list[str]:
     b, k = c["baseline"], c["candidate"]
     failed = verdict in ("regression", "fail")
-    regressed = c["regressed_classes"]
-    why = (f"FAIL, regressed: {', '.join(md(r) for r in regressed) or 'overall accuracy'}" if failed
-           else "PASS, no class regressed")
+    why = (f"FAIL, regressed: {md(facets.failed_because(c))}" if failed else "PASS, no class regressed")
     return [f"### Regression gate: {why}", "",
             f"**baseline** {md(_title(b))} → **candidate** {md(_title(k))}  ",
             f"{c['n_common_images']} images seen by both, of labels both know; {c['thresholds']['description']}",
@@ -202,6 +221,9 @@ def markdown_summary(c: dict, *, limit: int = SUMMARY_LIMIT) -> str:
            for lab, x in c["new_labels"].items()]
     if new:
         tail += ["", "  \n".join(new)]
+    beyond = [md(line) for line in facets.lines(c)]
+    if beyond:
+        tail += ["", "**Beyond answers**  ", "  \n".join(beyond)]
     rows = [_row(lab, x) for lab, x in c["classes"].items()] + [_row(OVERALL, o)]
     # Regressed classes first when the table must be cut: they are what the reader came for.
     order = sorted(range(len(rows) - 1), key=lambda i: c["classes"][list(c["classes"])[i]]["status"] != "regressed")

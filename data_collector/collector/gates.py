@@ -341,6 +341,7 @@ def job_status(job: dict) -> dict:
     if job["result"] is not None:
         out["result"] = result
         out["regressed_classes"] = result.get("regressed_classes", [])
+        out["reasons"] = result.get("reasons", [])
         if result.get("summary"):
             out["summary"] = result["summary"]
     out["links"] = _links(job, result)
@@ -403,6 +404,7 @@ class GateEndpoints:
         code = 503 if status["verdict"] == ERROR else 200
         return jsonify({k: status[k] for k in ("verdict", "state", "status_url", "baseline", "candidate")}
                        | {"job": job["id"], "regressed_classes": status.get("regressed_classes", []),
+                          "reasons": status.get("reasons", []),
                           "summary": status.get("summary") or status.get("error") or ""}), code
 
     def _submit(self, kind: str, baseline, candidate, revision) -> dict:

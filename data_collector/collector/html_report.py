@@ -15,6 +15,7 @@ from .render import (
     compare_table,
     confusion_table,
     esc,
+    facets_html,
     histogram_svg,
     line_chart_svg,
     page,
@@ -70,7 +71,7 @@ def render_html(reports: list[dict], history: dict[str, list[dict]] | None = Non
         parts.append(f"<h2>Comparison: {esc(b['name'])} v{esc(b['version'])} &rarr; {esc(k['name'])} "
                      f"v{esc(k['version'])}: <b>{esc(comparison['verdict'].upper())}</b></h2>"
                      f"<p>{esc(comparison['thresholds']['description'])}</p>"
-                     f"<div class='scroll'>{compare_table(comparison)}</div>")
+                     f"<div class='scroll'>{compare_table(comparison)}</div>{facets_html(comparison)}")
     if history:
         multi = {k: v for k, v in history.items() if len(v) > 1}
         if multi:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from . import __version__, ci_report, store
+from . import __version__, ci_report, facets, store
 from .formatting import num
 from .redact import redact_url
 from .reports import identity_line, model_report
@@ -319,6 +319,7 @@ class MlflowExport:
         used: set[str] = {"regressed_class_count", "images_compared"}
         metrics = {"regressed_class_count": len(c["regressed_classes"]), "images_compared": c["n_common_images"],
                    "accuracy_change": c["overall"]["delta"], "score_change": c["overall"]["score_change"]}
+        metrics.update(facets.metrics(c))
         used |= set(metrics)
         for lab, x in c["classes"].items():
             metrics[metric_key("accuracy_change", lab, used)] = x["delta"]
@@ -330,6 +331,7 @@ class MlflowExport:
                 "baseline.fingerprint": b["fingerprint"], "candidate.fingerprint": k["fingerprint"],
                 "baseline.run_id": base_run, "candidate.run_id": cand_run,
                 "regressed_classes": ", ".join(c["regressed_classes"]) or "none",
+                "reasons": "; ".join(c.get("reasons", [])) or "none",
                 NOTE_TAG: _fit(note),
                 "pokemon_tester.version": __version__}
         name = f"{k['name']} v{k['version']} vs {b['name']} v{b['version']}"

@@ -196,6 +196,129 @@ def compare_table(c: dict) -> str:
     return "\n".join(rows)
 
 
+def reliability_svg(cal: dict) -> str:
+    """The reliability diagram of both sides: accuracy against mean confidence per bin (a dot per
+    non-empty bin, its area the bin's images), the diagonal being perfect calibration."""
+    size, pad = 300, 40
+    inner = size - 2 * pad
+
+    def xy(conf: float, acc: float) -> tuple[float, float]:
+        return pad + conf * inner, size - pad - acc * inner
+
+    parts = [f"<svg class='chart reliability' viewBox='0 0 {size + 110} {size}' width='{size + 110}' "
+             f"role='img' aria-label='reliability diagram'>",
+             f"<text class='title' x='{pad}' y='20'>Reliability: accuracy against confidence</text>",
+             f"<line class='grid' x1='{pad}' y1='{size - pad}' x2='{size - pad}' y2='{pad}'/>",
+             f"<rect x='{pad}' y='{pad}' width='{inner}' height='{inner}' fill='none' stroke='#999'/>",
+             f"<text class='axis' x='{pad}' y='{size - 12}'>confidence 0 → 1</text>",
+             f"<text class='axis' x='4' y='{pad - 6}'>accuracy</text>"]
+    for k, (side, colour) in enumerate((("baseline", PALETTE[0]), ("candidate", PALETTE[1]))):
+        bins = cal[side]["reliability"]
+        total = sum(b["n"] for b in bins) or 1
+        pts = [xy(b["confidence"], b["accuracy"]) for b in bins]
+        if len(pts) > 1:
+            parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='"
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + "'/>")
+        for b, (x, y) in zip(bins, pts, strict=True):
+            r = 2 + 10 * math.sqrt(b["n"] / total)
+            parts.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='{r:.1f}' fill='{colour}' fill-opacity='.5'>"
+                         f"<title>{side}: {b['n']} images, confidence {b['confidence']:.3f}, accuracy "
+                         f"{b['accuracy']:.3f}</title></circle>")
+        ece = cal[side]["ece"]
+        parts.append(f"<text class='axis' x='{size - 30}' y='{pad + 16 + 18 * k}' fill='{colour}'>{side} "
+                     f"{num(ece, 3)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def calibration_html(c: dict) -> str:
+    cal = c.get("calibration")
+    if not cal or cal["baseline"]["ece"] is None or cal["candidate"]["ece"] is None:
+        return ""
+    ch = cal["change"]
+    rule = ("on, flagged" if cal["flagged"] else "on, not flagged") if cal["rule_on"] else "off"
+    rows = ["<table class='calibration'><tr><th></th><th>baseline</th><th>candidate</th><th>change</th>"
+            "<th>95% CI</th></tr>",
+            f"<tr{' class=bad' if cal['flagged'] else ''}><td>ECE (top-1)</td><td>{num(cal['baseline']['ece'])}</td>"
+            f"<td>{num(cal['candidate']['ece'])}</td><td>{num(ch['ece'], signed=True)}</td>"
+            f"<td>{interval(*ch['ece_ci95'])}</td></tr>"]
+    if ch["brier"] is not None:
+        rows.append(f"<tr><td>Brier</td><td>{num(cal['baseline']['brier'])}</td><td>{num(cal['candidate']['brier'])}"
+                    f"</td><td>{num(ch['brier'], signed=True)}</td><td>{interval(*ch['brier_ci95'])}</td></tr>")
+    for lab, x in ch["classes"].items():
+        rows.append(f"<tr data-class='{esc(lab)}'><td>class-wise ECE: {esc(lab)}</td>"
+                    f"<td>{num(cal['baseline']['classes'].get(lab, {}).get('ece'))}</td>"
+                    f"<td>{num(cal['candidate']['classes'].get(lab, {}).get('ece'))}</td>"
+                    f"<td>{num(x['ece'], signed=True)}</td><td>{interval(*x['ece_ci95'])}</td></tr>")
+    rows.append("</table>")
+    return (f"<h3>Calibration</h3><p>Rule {rule}: flag when the top-1 ECE rose by more than "
+            f"{num(cal['max_ece_rise'])} with its paired bootstrap interval above 0. {esc(cal['baseline']['binning'])}"
+            f"; Brier summed over each model's labels.</p>{reliability_svg(cal)}<div class='scroll'>{''.join(rows)}"
+            "</div>")
+
+
+def latency_html(c: dict) -> str:
+    lat = c.get("latency")
+    if not lat:
+        return ""
+    rows = ["<table class='latency'><tr><th></th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>images/s</th></tr>"]
+    for side in ("baseline", "candidate"):
+        x = lat[side]
+        rows.append(f"<tr><td>{side}</td><td>{x['p50_ms']:.1f}</td><td>{x['p95_ms']:.1f}</td><td>{x['p99_ms']:.1f}</td>"
+                    f"<td>{x['images_per_s']:.0f}</td></tr>")
+    ci = lat["p95_change_ci95"]
+    rows.append(f"<tr{' class=bad' if lat['flagged'] else ''}><td>change</td>"
+                f"<td>{lat['p50_change_ms']:+.1f}</td><td>{lat['p95_change_ms']:+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}]</td>"
+                f"<td></td><td>{'SLOWER' if lat['flagged'] else 'ok'}</td></tr></table>")
+    return (f"<h3>Latency</h3><p>{lat['pairs']} interleaved pairs of requests of {lat['images_per_request']} "
+            f"images (baseline, candidate, candidate, baseline, …); {esc(lat['rule'])}.</p>{''.join(rows)}")
+
+
+def robustness_html(c: dict, image_url=None) -> str:
+    """Per class and perturbation: accuracy baseline → candidate on the same perturbed images, the
+    extra harm to the candidate, the verdict; with `image_url(sha256)`, the perturbed images the
+    candidate gets wrong and the baseline right, for each cell that hurts the candidate more."""
+    rob = c.get("robustness")
+    if not rob:
+        return ""
+    if not rob["n_common_images"]:
+        return "<h3>Robustness</h3><p>No perturbed image both models answered (collect with --robustness).</p>"
+    names = list(rob["perturbations"])
+    rows = ["<table class='robustness'><tr><th>class</th>" + "".join(
+        f"<th title='{esc(rob['perturbations'][p])}'>{esc(p)}</th>" for p in names) + "</tr>"]
+    shown = []
+    for lab, cells in rob["cells"].items():
+        tds = []
+        for p in names:
+            x = cells.get(p)
+            if x is None:
+                tds.append("<td>-</td>")
+                continue
+            cls = " class='bad'" if x["regressed"] else " class='unsure'" if (x["harm"] or 0) < 0 else ""
+            tds.append(f"<td{cls} title='harm {num(x['harm'], 2, signed=True)}'>{num(x['baseline'], 2)}→"
+                       f"{num(x['candidate'], 2)}</td>")
+            if image_url and x["examples"] and (x["regressed"] or (x["harm"] or 0) < 0):
+                shown.append((lab, p, x))
+        rows.append(f"<tr data-class='{esc(lab)}'><td>{esc(lab)}</td>{''.join(tds)}</tr>")
+    rows.append("</table>")
+    out = [f"<h3>Robustness</h3><p>Suite {esc(rob['suite'])}: accuracy of baseline → candidate on the same "
+           f"perturbed images ({rob['n_common_images']}); red: regressed (the gate's tests, Holm over every "
+           "cell), amber: the perturbation costs the candidate more than the baseline.</p>",
+           f"<div class='scroll'>{''.join(rows)}</div>"]
+    for lab, p, x in shown:
+        figs = "".join(f"<figure><img src='{esc(image_url(e['sha256']))}' alt='{esc(e['path'])}' width='96' "
+                       f"height='96' loading='lazy'><figcaption>{esc(e['baseline'])} → {esc(e['candidate'])}"
+                       "</figcaption></figure>" for e in x["examples"])
+        out.append(f"<div class='perturbed' data-class='{esc(lab)}' data-perturbation='{esc(p)}'><h4>{esc(lab)} "
+                   f"under {esc(p)}: right in the baseline, wrong in the candidate</h4>{figs}</div>")
+    return "".join(out)
+
+
+def facets_html(c: dict, image_url=None) -> str:
+    """Calibration, latency and robustness of a comparison (what it holds of them)."""
+    return calibration_html(c) + latency_html(c) + robustness_html(c, image_url)
+
+
 BASE_CSS = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
 main{padding:1em;max-width:1200px;margin:auto}
@@ -212,6 +335,7 @@ svg .title{font:600 14px sans-serif}svg .axis{font:11px sans-serif;fill:#333}
 svg .value{font:11px sans-serif;fill:#000}svg .grid{stroke:#ddd}
 table.confusion td{min-width:2.6em;text-align:center;font-size:1.05em;padding:6px}
 table.confusion th.rot{vertical-align:bottom;text-align:center}
+.perturbed figure{display:inline-block;margin:.2em;text-align:center;font-size:.8em}
 .strip{display:inline-flex;gap:2px}.cell{display:inline-block;width:2.1em;height:1.4em;border-radius:2px;
  text-align:center;font-size:.7em;line-height:1.4em;color:#000}
 """

@@ -5,6 +5,7 @@ its `/api/...` endpoint. The numbers come from the same functions as the CLI's: 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from sqlalchemy import Connection
 
@@ -12,7 +13,7 @@ from . import store
 from .compare import Thresholds, compare
 from .reports import model_report, recalls
 from .selectors import SelectorError, by_version, conflicts, pick, previous_of, require_undisputed, version_key
-from .vocab import is_clean, is_probe
+from .vocab import ImageKind, is_clean, is_probe
 
 GALLERY_MAX = 200  # misclassified images listed on a model page at most (the most confident first)
 PROBES_SHOWN = 24
@@ -118,7 +119,10 @@ def comparison(conn: Connection, candidate: str, baseline: str | None = None,
     require_undisputed(base, cand)
     base_rows = store.load_rows(conn, model_id=base.id)
     cand_rows = store.load_rows(conn, model_id=cand.id)
-    result = compare(base, base_rows, cand, cand_rows, th or Thresholds())
+    th = th or Thresholds()
+    if not th.robustness and any(r["kind"] == ImageKind.PERTURBED for r in cand_rows):
+        th = replace(th, robustness=True)  # the view shows what is stored: perturbed answers are judged too
+    result = compare(base, base_rows, cand, cand_rows, th)
     shared = set(result["shared_labels"])
     b = {r["sha256"]: r for r in base_rows if is_clean(r["kind"]) and r["label"] in shared}
     lost, gained = [], []

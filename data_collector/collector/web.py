@@ -34,12 +34,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from . import store, views
+from . import perturb, store, views
 from .compare import Thresholds
 from .formatting import num
 from .html_report import history_svg, model_section
 from .http_headers import secure_headers
-from .render import BASE_CSS, compare_table, esc, page, recall_strip
+from .render import BASE_CSS, compare_table, esc, facets_html, page, recall_strip
 from .selectors import AmbiguousSelector, ConflictingModel, SelectorError
 from .suspects import label_suspects
 
@@ -267,10 +267,13 @@ def _load_image(sha: str, size: int | None) -> tuple[bytes, str] | None:
     if not rel:
         return None
     root = _ctx().test_dir.resolve()
+    copy = perturb.parse_path(rel)  # a perturbed copy: made again from its source file
     try:
-        path = (root / rel).resolve()
+        path = (root / (copy[1] if copy else rel)).resolve()
         path.relative_to(root)  # a stored path that leaves the folder is not served
         data = path.read_bytes()
+        if copy:
+            data = perturb.make(data, hashlib.sha256(data).hexdigest(), copy[0])
     except (OSError, ValueError):
         return None
     if hashlib.sha256(data).hexdigest() != sha:
@@ -466,6 +469,7 @@ def compare_page():
         parts.append("<p class='bad' id='regressed'>Regressed: "
                      + ", ".join(f"<b>{esc(x)}</b>" for x in c["regressed_classes"]) + "</p>")
     parts.append(f"<div class='scroll'>{compare_table(c)}</div>")
+    parts.append(facets_html(c, image_url=lambda sha: f"/images/{sha}?size=96"))
     if c["new_labels"]:
         parts.append("<p>New classes: " + ", ".join(
             f"{esc(lab)} (recall {num(v['recall'])}, {v['n']} images)" for lab, v in c["new_labels"].items()) + "</p>")

@@ -99,3 +99,34 @@ def test_a_candidate_hurt_on_perturbed_green_images_is_flagged_for_green_only(tm
         r["predicted_label"] == "green" for r in green_blur) / 30
     assert mine["green"]["clean"]["accuracy"] == 1.0 and mine["red"]["perturbed"]["n"] == sum(
         lab == "red" for lab in copies.values())
+    _every_output_shows_it(db, big_data, engine, models)
+
+
+def _every_output_shows_it(db, data, engine, models):
+    """The stored robustness verdict in the web view (with the perturbed images, made again from
+    their sources), the HTML report, the Markdown summary, the JUnit file and the terminal."""
+    import xml.etree.ElementTree as ET
+
+    from collector.web import create_web_app
+
+    client = create_web_app(engine=engine, test_dir=data).test_client()
+    page = client.get(f"/compare?baseline={models['1'].fingerprint}&candidate={models['2'].fingerprint}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<h3>Robustness</h3>" in html and "<h3>Calibration</h3>" in html
+    assert html.count("data-perturbation=") == len(PERTURBATIONS)  # green under each: with its images
+    sha = html.split("data-perturbation='blur'")[1].split("src='/images/")[1][:64]
+    img = client.get(f"/images/{sha}")
+    assert img.status_code == 200 and img.mimetype == "image/png"
+    assert client.get("/images/" + "0" * 64).status_code == 404
+    report = data.parent / "cmp.html"
+    junit, summary = data.parent / "j.xml", data.parent / "s.md"
+    r = run_cli("--db", db, "compare", "colors@1", "colors@2", "--robustness", "--html", str(report),
+                "--junit", str(junit), "--markdown", str(summary))
+    assert r.exit_code == 1 and "robustness (robustness-v1" in r.stdout and "REGRESSION: robustness: green" in r.stdout
+    assert "calibration: ECE" in r.stdout
+    assert "<h3>Robustness</h3>" in report.read_text() and "class='chart reliability'" in report.read_text()
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    assert cases["robustness"].find("failure") is not None and cases["calibration"].find("failure") is None
+    assert "**Beyond answers**" in summary.read_text() and "green under blur" in summary.read_text()
+    plain = run_cli("--db", db, "compare", "colors@1", "colors@2")  # the part left out: clean images only
+    assert plain.exit_code == 0 and "robustness" not in plain.stdout

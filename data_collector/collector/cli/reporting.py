@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import ci_report, store, testset
+from .. import ci_report, facets, store, testset
 from ..compare import COMPARE_LEGEND, class_verdict, compare, test_set_note
 from ..formatting import num
 from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
@@ -204,9 +204,10 @@ def print_comparison(c: dict) -> None:
     for lab in c["dropped_not_significant"]:
         out.print(f"{lab}: {class_verdict(c['classes'][lab])} (McNemar p = {num(c['classes'][lab]['p_value'])}, "
                   f"score p = {num(c['classes'][lab]['score_p_adjusted'])})")
+    for line in facets.lines(c):
+        out.print(line)
     if c["verdict"] == "regression":
-        names = ", ".join(c["regressed_classes"]) or "overall accuracy"
-        out.print(styled(("REGRESSION", "bold red"), f": {names}"))
+        out.print(styled(("REGRESSION", "bold red"), f": {facets.failed_because(c)}"))
     elif c["dropped_not_significant"]:
         out.print(styled(("PASS", "bold green"), ": no class regressed significantly; "
                          f"{len(c['dropped_not_significant'])} dropped without enough evidence to tell"))
