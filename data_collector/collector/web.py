@@ -378,12 +378,13 @@ def _jobs_html(n: int) -> str:
     if not recent:
         return "<h2>Recent deploy-hook and gate jobs</h2><p>None yet.</p>"
     rows = ["<h2>Recent deploy-hook and gate jobs</h2><div class='scroll'><table><tr><th>submitted</th><th>url</th>"
-            "<th>state</th><th>verdict</th><th>links</th></tr>"]
+            "<th>state</th><th>verdict</th><th>why</th><th>links</th></tr>"]
     for j in recent:
         links = " ".join(f"<a href='{esc(href)}'>{esc(k)}</a>" for k, href in j.get("links", {}).items())
+        details = f"<a href='/jobs/view/{esc(j['id'][:8])}'>details</a>" if _job_comparison(j) else ""
         rows.append(f"<tr><td>{_fmt_time(j['submitted_at'])}</td><td>{esc(j['url'])}</td><td>{esc(j['state'])}</td>"
-                    f"<td>{esc(j.get('verdict', '-'))}</td><td><code>{esc(j['id'][:8])}</code> {links}</td>"
-                    "</tr>")
+                    f"<td>{esc(j.get('verdict', '-'))}</td><td>{esc('; '.join(j.get('reasons') or []))}</td>"
+                    f"<td><code>{esc(j['id'][:8])}</code> {links} {details}</td></tr>")
     rows.append("</table></div>")
     return "".join(rows)
 
@@ -393,6 +394,30 @@ def jobs_page():
     if _ctx().jobs is None:
         return _page("Jobs", "<h1>Jobs</h1><p>The deploy hook is not enabled on this server (set HOOK_TOKEN).</p>")
     return _page("Jobs", "<h1>Jobs</h1>" + _jobs_html(50))
+
+
+def _job_comparison(job: dict) -> dict | None:
+    result = job.get("result") or {}
+    c = result.get("comparison")
+    return c if isinstance(c, dict) and "baseline" in c else None
+
+
+@bp.get("/jobs/view/<prefix>")
+def job_page(prefix: str):
+    """One gate job's comparison as it was decided, with what only a job holds: its paired latency."""
+    jobs = _ctx().jobs
+    if jobs is None or not re.fullmatch(r"[0-9a-f]{8}", prefix):
+        return _page("Job", "<h1>Job</h1><p>No such job.</p>"), 404
+    job = next((j for j in jobs.recent(200) if j["id"].startswith(prefix)), None)
+    c = _job_comparison(job) if job else None
+    if c is None:
+        return _page("Job", "<h1>Job</h1><p>No such job with a comparison among the recent ones.</p>"), 404
+    b, k = c["baseline"], c["candidate"]
+    body = (f"<h1>Job <code>{esc(prefix)}</code>: {esc(b['name'])} v{esc(b['version'])} &rarr; {esc(k['name'])} "
+            f"v{esc(k['version'])}: <span id='verdict'>{esc(job.get('verdict', '-').upper())}</span></h1>"
+            f"<p>{esc(job.get('summary') or '')}</p><div class='scroll'>{compare_table(c)}</div>"
+            + facets_html(c, image_url=lambda sha: f"/images/{sha}?size=96"))
+    return _page(f"Job {prefix}", body)
 
 
 def _gallery(items: list[dict], *, show_baseline: bool = False) -> str:

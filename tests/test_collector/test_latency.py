@@ -74,3 +74,43 @@ def test_a_url_that_answers_unlike_its_stored_model_stops_the_timing(tmp_path, b
             measure(side(answers), side(wrong), images, batch_size=8, rule=LatencyRule(pairs=10))
         with pytest.raises(LatencyError, match="now serves fingerprint"):
             measure(side(answers), Side(connect(srv.url), "f" * 64, LABELS, "1", answers), images, batch_size=8)
+
+
+def test_the_gate_service_answers_argo_with_the_latency_verdict_and_the_web_view_shows_it(tmp_path, big_data, models):
+    import time
+
+    import requests
+
+    from collector.collect import CollectOptions
+    from collector.compare import Thresholds
+    from collector.deploy import DeploySettings
+    from collector.hook import HostPolicy, create_hook_app
+    from collector.web import WebContext, register_web
+
+    token = "t" * 24
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
+    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "reports", opts=CollectOptions(batch_size=8),
+                              latency=LatencyRule(pairs=12))
+    app = create_hook_app(engine=engine, settings=settings, token=token, allowed=HostPolicy(["127.0.0.1"]))
+    register_web(app, WebContext(engine, big_data, Thresholds(), jobs=app.extensions["gate_service"]))
+    try:
+        with serve_model(models["v1"]) as base, serve_model(models["surer"]) as up, \
+                LiveServer(DelayProxy(up.url, delay=0.05)) as slow, LiveServer(app) as srv:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                r = requests.get(f"{srv.url}/gates/verdict", params={"baseline": base.url, "candidate": slow.url},
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=30)
+                if r.json()["verdict"] != "running":
+                    break
+                time.sleep(0.2)
+            answer = r.json()
+            assert r.status_code == 200 and answer["verdict"] == "fail", answer
+            assert answer["regressed_classes"] == [] and answer["reasons"][0].startswith("latency: p95")
+            assert "latency: p95" in answer["summary"]
+            jobs = requests.get(f"{srv.url}/jobs/view", timeout=30).text
+            assert "latency: p95" in jobs and f"/jobs/view/{answer['job'][:8]}" in jobs
+            page = requests.get(f"{srv.url}/jobs/view/{answer['job'][:8]}", timeout=30)
+            assert page.status_code == 200 and "<h3>Latency</h3>" in page.text and "SLOWER" in page.text
+            assert requests.get(f"{srv.url}/jobs/view/00000000", timeout=30).status_code == 404
+    finally:
+        app.extensions["gate_service"].stop(5)
