@@ -191,6 +191,48 @@ def scan(root: Path, side: str, cache: HashCache | None, phash: PerceptualCache,
     return [Image(side, rel, label, kind, sha, known.get(sha)) for (rel, label, kind, _), sha in readable if sha]
 
 
+def _perturbed_leaks(good: list[Image], root: Path, sides: dict[str, list[Image]], phash: PerceptualCache,
+                     findings: list[Finding]) -> int:
+    """Check the perturbed copies (perturb.py) of the labelled test images against each --against
+    side; a copy is never compared with the test set (it is near its own source by design), and a
+    copy of an image already reported as leaked is not reported again. Returns the copies made."""
+    import hashlib
+    import io
+
+    from . import perturb
+
+    copies: list[tuple[Image, str]] = []  # the copy, its source's path
+    bodies: dict[str, bytes] = {}
+    for t in good:
+        if t.kind == ImageKind.LOOKALIKE.value:
+            continue
+        try:
+            data = (Path(root) / t.path).read_bytes()
+        except OSError:
+            continue
+        for name in perturb.PERTURBATIONS:
+            body = perturb.make(data, t.sha256, name)
+            sha = hashlib.sha256(body).hexdigest()
+            bodies[sha] = body
+            copies.append((Image("test", perturb.perturbed_path(t.path, name), t.label, perturb.KIND, sha, None),
+                           t.path))
+    hashes = phash.get([(sha, io.BytesIO(body)) for sha, body in bodies.items()])
+    items = [(Image(i.side, i.path, i.label, i.kind, i.sha256, hashes.get(i.sha256)), src) for i, src in copies]
+    items = [(i, src) for i, src in items if i.hashes is not None]
+    reported = {f.paths[0] for f in findings if f.kind == "leaked"}
+    for side, other_all in sides.items():
+        other = [o for o in other_all if o.hashes is not None]
+        seen: set[str] = set()
+        for i, j, d in near_pairs([i for i, _ in items], other):
+            copy, src = items[i]
+            if src in reported or src in seen:
+                continue
+            seen.add(src)
+            findings.append(Finding("error", "leaked", f"perturbed copy {copy.path} of test {src} is a near duplicate "
+                                    f"(distance {d}) of {side}/{other[j].path}", [src, f"{side}/{other[j].path}"]))
+    return len(copies)
+
+
 def hash_distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     """The distance near_pairs uses, for two images: whole to whole, or a crop of one to the other whole."""
     pairs = [(a[0], b[0])] + [(a[k], b[0]) for k in range(1, len(a))] + [(a[0], b[k]) for k in range(1, len(b))]
@@ -240,8 +282,9 @@ def connected_groups(pairs: list[tuple[int, int]], n: int) -> list[list[int]]:
 
 
 def check(test_root: Path, against: list[Path], *, cache: HashCache | None = None, min_drop: float = 0.1,
-          alpha: float = 0.05) -> dict:
-    """The findings and per-class counts of the test set at `test_root`."""
+          alpha: float = 0.05, perturbed: bool = False) -> dict:
+    """The findings and per-class counts of the test set at `test_root` (with `perturbed`, the
+    robustness suite's copies of its labelled images are checked for leaks too)."""
     findings: list[Finding] = []
     phash = PerceptualCache(cache)
     test = scan(test_root, "test", cache, phash, findings)
@@ -292,6 +335,8 @@ def check(test_root: Path, against: list[Path], *, cache: HashCache | None = Non
                                     + (f" (and {len(matches) - 1} more)" if len(matches) > 1 else ""),
                                     [t.path, f"{side}/{o.path}"]))
 
+    copies = _perturbed_leaks(good, test_root, sides, phash, findings) if perturbed else None
+
     # Labels: folders no model was trained on; classes too thin for the gate.
     labels = sorted({i.label for i in test if i.kind != ImageKind.LOOKALIKE.value})
     if sides:
@@ -310,6 +355,6 @@ def check(test_root: Path, against: list[Path], *, cache: HashCache | None = Non
     probes = len({i.sha256 for i in test if i.kind == ImageKind.LOOKALIKE.value})
     errors = [f for f in findings if f.level == "error"]
     return {"test_data": str(test_root), "against": [str(p) for p in against], "images": len(test),
-            "lookalike_probes": probes, "classes": counts, "near_distance": NEAR_DISTANCE,
+            "lookalike_probes": probes, "perturbed_copies": copies, "classes": counts, "near_distance": NEAR_DISTANCE,
             "hashes_computed": phash.computed, "errors": len(errors),
             "warnings": len(findings) - len(errors), "findings": [f.to_dict() for f in findings]}

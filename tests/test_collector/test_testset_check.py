@@ -183,3 +183,26 @@ def test_the_text_output_sums_up_the_probes_names_every_file_and_fits_100_column
     detailed = run_cli("testset", "check", "--test-data", str(test), "--hash-cache", "off", "--min-drop", "0.9",
                        "--details")
     assert "lookalikes/mew/p1.png" in detailed.output and "NOTE" not in detailed.output
+
+
+def test_the_perturbed_copies_are_checked_for_leaks_but_never_against_their_own_source(tmp_path):
+    import hashlib
+
+    from collector.perturb import PERTURBATIONS, make
+
+    test = clean_set(tmp_path / "test", per_class=4)
+    train = clean_set(tmp_path / "train", per_class=4, seed=50_000)
+    r = check(test, [train], min_drop=0.5, perturbed=True)
+    assert r["errors"] == 0 and r["perturbed_copies"] == 12 * len(PERTURBATIONS), r["findings"]
+    # the training side holds the rotated copy of one test image (not the image itself)
+    source = (test / "b" / "02.png").read_bytes()
+    (train / "b" / "rotated.png").write_bytes(make(source, hashlib.sha256(source).hexdigest(), "rotate"))
+    plain = check(test, [train], min_drop=0.5)
+    assert plain["errors"] == 0, plain["findings"]  # the image itself is not within reach of the rotation
+    r = check(test, [train], min_drop=0.5, perturbed=True)
+    (leak,) = [f for f in r["findings"] if f["kind"] == "leaked"]
+    assert leak["paths"] == ["b/02.png", f"{train}/b/rotated.png"] and "perturbed copy" in leak["message"]
+    assert "rotate" in leak["message"]
+    out = run_cli("testset", "check", "--test-data", str(test), "--against", str(train), "--robustness",
+                  "--hash-cache", "off")
+    assert out.exit_code == 1 and f"{12 * len(PERTURBATIONS)} perturbed copies" in out.output

@@ -27,9 +27,12 @@ def testset_group():
 @option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
         help="significance level of the gate (as plan)")
 @click.option("--json", "as_json", is_flag=True, help="print the findings as JSON instead of tables")
+@click.option("--robustness", is_flag=True,
+              help="also check the robustness suite's perturbed copies of the test images for leaks (as collect "
+                   "--robustness sends them)")
 @click.option("--details", is_flag=True,
               help="list the warnings about lookalike probes one by one (by default: one line sums them up)")
-def check_cmd(against, test_data, hash_cache, min_drop, alpha, as_json, details):
+def check_cmd(against, test_data, hash_cache, min_drop, alpha, as_json, robustness, details):
     """Duplicates, leakage, undecodable files and thin classes in the test set.
 
     Exit 0: no error (warnings may remain), 1: an error: one image under two labels, a test image
@@ -43,7 +46,8 @@ def check_cmd(against, test_data, hash_cache, min_drop, alpha, as_json, details)
         fail(f"test data folder {test_data} does not exist (see --test-data / TEST_DATA_DIR)", 2)
     cache = None if hash_cache == "off" else HashCache(Path(hash_cache) if hash_cache else default_hash_cache())
     try:
-        result = check(Path(test_data), list(against), cache=cache, min_drop=min_drop, alpha=alpha)
+        result = check(Path(test_data), list(against), cache=cache, min_drop=min_drop, alpha=alpha,
+                       perturbed=robustness)
     finally:
         if cache is not None:
             cache.close()
@@ -67,8 +71,10 @@ def _print(r: dict, *, details: bool = False) -> None:
     t.add_column("needed", justify="right")
     for lab, c in r["classes"].items():
         t.add_row(lab, str(c["images"]), str(c["needed"]))
-    for line in textwrap.wrap(f"{r['test_data']}: {r['images']} images, {r['lookalike_probes']} lookalike probes; "
-                              f"against: {', '.join(r['against']) or 'nothing'}", WIDTH, subsequent_indent="    "):
+    copies = f", {r['perturbed_copies']} perturbed copies" if r.get("perturbed_copies") else ""
+    for line in textwrap.wrap(f"{r['test_data']}: {r['images']} images, {r['lookalike_probes']} lookalike probes"
+                              f"{copies}; against: {', '.join(r['against']) or 'nothing'}", WIDTH,
+                              subsequent_indent="    "):
         out.print(line)
     out.print(t)
     probes = [f for f in r["findings"] if f["level"] == "warning" and _about_probes(f)]
