@@ -9,7 +9,8 @@ so load on the machine falls on both alike:
 - paired: candidate minus baseline p95 (and p50), with a 95% percentile interval from a
   bootstrap that resamples the *pairs* (both requests of a pair are drawn together);
 - the rule: the candidate is flagged when its p95 is more than `max_p95_rise` (a share) and more
-  than `min_p95_ms` above the baseline's and the interval of the p95 difference is above 0.
+  than `min_p95_ms` above the baseline's, and its requests are slower than the baseline's pair by
+  pair: the one-sided Wilcoxon signed-rank test on the paired differences at `alpha` (0.01).
 
 Identity is re-established where the timing happens: each URL must still describe itself with the
 fingerprint of the model it stands for, and every timed answer must equal that model's stored
@@ -39,11 +40,12 @@ class LatencyRule:
     pairs: int = CollectorSettings.default("latency_pairs")
     max_p95_rise: float = CollectorSettings.default("max_p95_rise")
     min_p95_ms: float = CollectorSettings.default("min_p95_ms")
+    alpha: float = 0.01
     seed: int = 0
 
     def describe(self) -> str:
-        return (f"slower = p95 per request up more than {self.max_p95_rise:.0%} and {self.min_p95_ms:g} ms, "
-                f"its paired bootstrap interval above 0 ({self.pairs} interleaved pairs)")
+        return (f"slower = p95 per request up more than {self.max_p95_rise:.0%} and {self.min_p95_ms:g} ms, and the "
+                f"paired requests slower (one-sided Wilcoxon p < {self.alpha:g}, {self.pairs} interleaved pairs)")
 
 
 @dataclass
@@ -132,8 +134,16 @@ def judge(base_ms: np.ndarray, cand_ms: np.ndarray, *, n_images: int, rule: Late
         out[f"p{q}_change_ci95"] = [float(lo), float(hi)]
     base95 = out["baseline"]["p95_ms"]
     out["p95_ratio"] = out["candidate"]["p95_ms"] / base95 if base95 > 0 else None
+    diff = cand_ms - base_ms
+    out["paired_ratio_median"] = float(np.median(cand_ms / np.maximum(base_ms, 1e-9)))
+    out["p_value"] = 1.0
+    if np.count_nonzero(diff) >= 2:
+        from scipy.stats import wilcoxon
+
+        p = float(wilcoxon(diff, alternative="greater", zero_method="wilcox").pvalue)
+        out["p_value"] = p if np.isfinite(p) else 1.0
     slower = bool(out["p95_ratio"] is not None and out["p95_ratio"] > 1 + rule.max_p95_rise
-                  and out["p95_change_ms"] > rule.min_p95_ms and out["p95_change_ci95"][0] > 0)
+                  and out["p95_change_ms"] > rule.min_p95_ms and out["p_value"] < rule.alpha)
     out.update(flagged=slower, rule=rule.describe(), max_p95_rise=rule.max_p95_rise, min_p95_ms=rule.min_p95_ms)
     return out
 
@@ -142,4 +152,5 @@ def reason(lat: dict) -> str:
     """The one line a flagged latency adds to a verdict."""
     ci = lat["p95_change_ci95"]
     return (f"latency: p95 {lat['baseline']['p95_ms']:.1f} -> {lat['candidate']['p95_ms']:.1f} ms "
-            f"(+{lat['p95_change_ms']:.1f} ms, x{lat['p95_ratio']:.2f}, 95% CI {ci[0]:+.1f}..{ci[1]:+.1f})")
+            f"(+{lat['p95_change_ms']:.1f} ms, x{lat['p95_ratio']:.2f}, 95% CI {ci[0]:+.1f}..{ci[1]:+.1f}; paired "
+            f"Wilcoxon p {lat['p_value']:.2g})")

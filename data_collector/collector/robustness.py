@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .paired import holm, judge_cell, paired_cell, true_score
 from .perturb import KIND, PERTURBATIONS, SUITE
 from .vocab import is_clean
 
@@ -24,8 +25,6 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _summary(rows: list[dict]) -> dict:
-    from .compare import true_score
-
     return {"n": len(rows), "accuracy": _mean([float(r["predicted_label"] == r["label"]) for r in rows]),
             "score": _mean([true_score(r) for r in rows])}
 
@@ -46,8 +45,6 @@ def model_robustness(rows: list[dict], labels: list[str]) -> dict:
 
 def compare_robustness(base_rows: list[dict], cand_rows: list[dict], shared_labels: list[str], th) -> dict:
     """The paired comparison on the perturbed images both models answered under one label."""
-    from .compare import holm, judge_cell, paired_cell, true_score
-
     rng = np.random.default_rng(th.seed)
     base = {r["sha256"]: r for r in base_rows if r["kind"] == KIND}
     cand = {r["sha256"]: r for r in cand_rows if r["kind"] == KIND}
