@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: help venv test demo view screenshots mlflow-screenshots models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
+.PHONY: help venv test demo view screenshots beyond-screenshots mlflow-screenshots models data lint bench bench-smoke gate-study reliability docker-smoke peer-venvs clean
 
 help:
 	@echo "make demo     - start the model servers, collect into SQLite, report, compare ml_original v2 and v3"
 	@echo "make view     - serve the web view of the demo database on http://localhost:8090/"
 	@echo "make test     - run the test suite (SQLite always, PostgreSQL at 127.0.0.1:5432 if up)"
+	@echo "make beyond-screenshots - calibration, latency and robustness in the web view, for docs/beyond-answers.md"
 	@echo "make mlflow-screenshots - the MLflow run pages of the demo's export, for docs/mlflow.md"
 	@echo "make models   - retrain the three shipped models and the archived v2 (about 50 min on 2 idle cores, measured with 'time make models')"
 	@echo "make data     - re-split ../shared/datasets into training, validation and test data"
@@ -55,6 +56,11 @@ view: $(RUNTIME)
 # docs/screenshots/*.png from the demo database (after `make demo`), in Debian's chromium.
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py
+
+# docs/screenshots/{calibration,latency,robustness}.png: a gate of the shipped ml_original v2 -> v3 with
+# every part on, through the gate service, in Debian's chromium.
+beyond-screenshots: $(STAMP)
+	$(BIN)/python scripts/beyond_screenshots.py
 
 # docs/screenshots/mlflow-*.png: the demo's models and one comparison exported to a real MLflow
 # server (its own venv in .venvs/mlflow), in Debian's chromium.

@@ -195,7 +195,7 @@ def _row(lab: str, x: dict) -> str:
 def _header(c: dict, verdict: str) -> list[str]:
     b, k = c["baseline"], c["candidate"]
     failed = verdict in ("regression", "fail")
-    why = (f"FAIL, regressed: {md(facets.failed_because(c))}" if failed else "PASS, no class regressed")
+    why = f"FAIL, regressed: {facets.failed_because(c, md)}" if failed else "PASS, no class regressed"
     return [f"### Regression gate: {why}", "",
             f"**baseline** {md(_title(b))} → **candidate** {md(_title(k))}  ",
             f"{c['n_common_images']} images seen by both, of labels both know; {c['thresholds']['description']}",
@@ -221,7 +221,7 @@ def markdown_summary(c: dict, *, limit: int = SUMMARY_LIMIT) -> str:
            for lab, x in c["new_labels"].items()]
     if new:
         tail += ["", "  \n".join(new)]
-    beyond = [md(line) for line in facets.lines(c)]
+    beyond = facets.lines(c, md)
     if beyond:
         tail += ["", "**Beyond answers**  ", "  \n".join(beyond)]
     rows = [_row(lab, x) for lab, x in c["classes"].items()] + [_row(OVERALL, o)]

@@ -2,7 +2,8 @@
 latency and robustness of a comparison (compare.py, latency.py, robustness.py).
 
 `lines(c)` is what the terminal, the Markdown summary and the JUnit file say; `metrics(c)` what
-MLflow records. Labels are the models' own text: callers escape them for their medium.
+MLflow records. Labels are the models' own text: `esc` escapes each for the caller's medium (the
+rest is this module's own words and numbers).
 """
 
 from __future__ import annotations
@@ -41,14 +42,18 @@ def latency_lines(c: dict) -> list[str]:
             side("baseline ", b), side("candidate", k)]
 
 
-def robustness_lines(c: dict) -> list[str]:
+def _same(text: str) -> str:
+    return text
+
+
+def robustness_lines(c: dict, esc=_same) -> list[str]:
     rob = c.get("robustness")
     if not rob:
         return []
     if not rob["n_common_images"]:
         return ["robustness: no perturbed image both models answered (collect with --robustness)"]
     head = (f"robustness ({rob['suite']}, {rob['n_common_images']} perturbed images both answered): "
-            + ("REGRESSED: " + "; ".join(f"{r['class']} under {r['perturbation']}" for r in rob["regressed"])
+            + ("REGRESSED: " + "; ".join(f"{esc(r['class'])} under {r['perturbation']}" for r in rob["regressed"])
                if rob["regressed"] else "no class regressed on perturbed images"))
     out = [head]
     for lab, cells in rob["cells"].items():
@@ -57,23 +62,32 @@ def robustness_lines(c: dict) -> list[str]:
         hurt = sorted(((p, x["harm"]) for p, x in cells.items() if x.get("harm") is not None and x["harm"] < 0),
                       key=lambda t: t[1])[:3]
         worse = ", ".join(f"{p} {h:+.2f}" for p, h in hurt) or "none"
-        out.append(f"  {lab}: perturbed accuracy {num(base.get('perturbed', {}).get('accuracy'), 2)} -> "
+        out.append(f"  {esc(lab)}: perturbed accuracy {num(base.get('perturbed', {}).get('accuracy'), 2)} -> "
                    f"{num(cand.get('perturbed', {}).get('accuracy'), 2)}; hurts the candidate more: {worse}")
     return out
 
 
-def failed_because(c: dict) -> str:
+def failed_because(c: dict, esc=_same) -> str:
     """What failed a comparison: the regressed classes (or overall accuracy), then any other facet."""
-    parts = [", ".join(c["regressed_classes"])] if c["regressed_classes"] else (
+    parts = [", ".join(esc(x) for x in c["regressed_classes"])] if c["regressed_classes"] else (
         ["overall accuracy"] if c["overall"].get("regressed") else [])
-    parts += [r for r in c.get("reasons", []) if not r.startswith("regressed ")]
+    parts += [_reason(r, c, esc) for r in c.get("reasons", []) if not r.startswith("regressed ")]
     return "; ".join(parts) or "overall accuracy"
 
 
-def lines(c: dict) -> list[str]:
+def _reason(reason: str, c: dict, esc) -> str:
+    if reason.startswith("robustness: ") and c.get("robustness"):  # the one reason that names classes
+        by_class: dict[str, list[str]] = {}
+        for r in c["robustness"]["regressed"]:
+            by_class.setdefault(r["class"], []).append(r["perturbation"])
+        return "robustness: " + "; ".join(f"{esc(lab)} under {', '.join(ps)}" for lab, ps in by_class.items())
+    return reason
+
+
+def lines(c: dict, esc=_same) -> list[str]:
     """Every facet a comparison holds, a line or a few each."""
     cal = calibration_line(c)
-    return ([cal] if cal else []) + latency_lines(c) + robustness_lines(c)
+    return ([cal] if cal else []) + latency_lines(c) + robustness_lines(c, esc)
 
 
 def metrics(c: dict) -> dict[str, float]:

@@ -225,7 +225,7 @@ def reliability_svg(cal: dict) -> str:
                          f"<title>{side}: {b['n']} images, confidence {b['confidence']:.3f}, accuracy "
                          f"{b['accuracy']:.3f}</title></circle>")
         ece = cal[side]["ece"]
-        parts.append(f"<text class='axis' x='{size - 30}' y='{pad + 16 + 18 * k}' fill='{colour}'>{side} "
+        parts.append(f"<text class='axis' x='{size - 30}' y='{pad + 16 + 18 * k}' fill='{colour}'>{side} ECE "
                      f"{num(ece, 3)}</text>")
     parts.append("</svg>")
     return "".join(parts)
@@ -251,10 +251,11 @@ def calibration_html(c: dict) -> str:
                     f"<td>{num(cal['candidate']['classes'].get(lab, {}).get('ece'))}</td>"
                     f"<td>{num(x['ece'], signed=True)}</td><td>{interval(*x['ece_ci95'])}</td></tr>")
     rows.append("</table>")
-    return (f"<h3>Calibration</h3><p>Rule {rule}: flag when the top-1 ECE rose by more than "
+    return ("<section class='facet' id='calibration'><h3>Calibration</h3>"
+            f"<p>Rule {rule}: flag when the top-1 ECE rose by more than "
             f"{num(cal['max_ece_rise'])} with its paired bootstrap interval above 0. {esc(cal['baseline']['binning'])}"
             f"; Brier summed over each model's labels.</p>{reliability_svg(cal)}<div class='scroll'>{''.join(rows)}"
-            "</div>")
+            "</div></section>")
 
 
 def latency_html(c: dict) -> str:
@@ -270,8 +271,9 @@ def latency_html(c: dict) -> str:
     rows.append(f"<tr{' class=bad' if lat['flagged'] else ''}><td>change</td>"
                 f"<td>{lat['p50_change_ms']:+.1f}</td><td>{lat['p95_change_ms']:+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}]</td>"
                 f"<td></td><td>{'SLOWER' if lat['flagged'] else 'ok'}</td></tr></table>")
-    return (f"<h3>Latency</h3><p>{lat['pairs']} interleaved pairs of requests of {lat['images_per_request']} "
-            f"images (baseline, candidate, candidate, baseline, …); {esc(lat['rule'])}.</p>{''.join(rows)}")
+    return ("<section class='facet' id='latency'><h3>Latency</h3>"
+            f"<p>{lat['pairs']} interleaved pairs of requests of {lat['images_per_request']} "
+            f"images (baseline, candidate, candidate, baseline, …); {esc(lat['rule'])}.</p>{''.join(rows)}</section>")
 
 
 def robustness_html(c: dict, image_url=None) -> str:
@@ -282,7 +284,8 @@ def robustness_html(c: dict, image_url=None) -> str:
     if not rob:
         return ""
     if not rob["n_common_images"]:
-        return "<h3>Robustness</h3><p>No perturbed image both models answered (collect with --robustness).</p>"
+        return ("<section class='facet' id='robustness'><h3>Robustness</h3><p>No perturbed image both models "
+                "answered (collect with --robustness).</p></section>")
     names = list(rob["perturbations"])
     rows = ["<table class='robustness'><tr><th>class</th>" + "".join(
         f"<th title='{esc(rob['perturbations'][p])}'>{esc(p)}</th>" for p in names) + "</tr>"]
@@ -294,16 +297,19 @@ def robustness_html(c: dict, image_url=None) -> str:
             if x is None:
                 tds.append("<td>-</td>")
                 continue
-            cls = " class='bad'" if x["regressed"] else " class='unsure'" if (x["harm"] or 0) < 0 else ""
-            tds.append(f"<td{cls} title='harm {num(x['harm'], 2, signed=True)}'>{num(x['baseline'], 2)}→"
-                       f"{num(x['candidate'], 2)}</td>")
-            if image_url and x["examples"] and (x["regressed"] or (x["harm"] or 0) < 0):
+            hurts = (x["harm"] or 0) <= -HARM_SHOWN
+            cls = " class='bad'" if x["regressed"] else " class='unsure'" if hurts else ""
+            harm = f"<br><small>harm {num(x['harm'], 2, signed=True)}</small>" if hurts else ""
+            tds.append(f"<td{cls}>{num(x['baseline'], 2)}→{num(x['candidate'], 2)}{harm}</td>")
+            if image_url and x["examples"] and (x["regressed"] or hurts):
                 shown.append((lab, p, x))
         rows.append(f"<tr data-class='{esc(lab)}'><td>{esc(lab)}</td>{''.join(tds)}</tr>")
     rows.append("</table>")
-    out = [f"<h3>Robustness</h3><p>Suite {esc(rob['suite'])}: accuracy of baseline → candidate on the same "
+    out = ["<section class='facet' id='robustness'><h3>Robustness</h3>"
+           f"<p>Suite {esc(rob['suite'])}: accuracy of baseline → candidate on the same "
            f"perturbed images ({rob['n_common_images']}); red: regressed (the gate's tests, Holm over every "
-           "cell), amber: the perturbation costs the candidate more than the baseline.</p>",
+           f"cell), amber: the perturbation costs the candidate at least {HARM_SHOWN:.2f} more accuracy than the "
+           "baseline, against each one's accuracy on the images it was made from (harm).</p>",
            f"<div class='scroll'>{''.join(rows)}</div>"]
     for lab, p, x in shown:
         figs = "".join(f"<figure><img src='{esc(image_url(e['sha256']))}' alt='{esc(e['path'])}' width='96' "
@@ -311,7 +317,10 @@ def robustness_html(c: dict, image_url=None) -> str:
                        "</figcaption></figure>" for e in x["examples"])
         out.append(f"<div class='perturbed' data-class='{esc(lab)}' data-perturbation='{esc(p)}'><h4>{esc(lab)} "
                    f"under {esc(p)}: right in the baseline, wrong in the candidate</h4>{figs}</div>")
-    return "".join(out)
+    return "".join(out) + "</section>"
+
+
+HARM_SHOWN = 0.05  # harm (robustness.py) from which a cell is marked: a flip in 30 images is 0.033
 
 
 def facets_html(c: dict, image_url=None) -> str:

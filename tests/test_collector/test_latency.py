@@ -43,8 +43,14 @@ def test_a_slower_candidate_is_flagged_on_latency_only_and_the_same_model_twice_
     db = f"sqlite:///{tmp_path / 'l.db'}"
     with serve_model(models["v1"]) as base, serve_model(models["surer"]) as up, \
             LiveServer(DelayProxy(up.url, delay=0.05)) as slow:
-        code, out = _gate(db, big_data, base.url, slow.url)
+        junit, summary = tmp_path / "j.xml", tmp_path / "s.md"
+        code, out = _gate(db, big_data, base.url, slow.url, "--junit", str(junit), "--markdown", str(summary))
         assert code == 1 and out["verdict"] == "fail" and out["regressed_classes"] == [], out["summary"]
+        import xml.etree.ElementTree as ET
+
+        cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+        assert cases["latency"].find("failure").get("message").startswith("latency: 20 interleaved pairs")
+        assert "FAIL, regressed: latency: p95" in summary.read_text()
         lat = out["comparison"]["latency"]
         assert lat["flagged"] and lat["p95_change_ms"] > 40 and lat["pairs"] == 20
         assert out["reasons"] == [r for r in out["reasons"] if r.startswith("latency: p95")] != []

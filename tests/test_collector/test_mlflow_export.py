@@ -129,6 +129,9 @@ def test_compare_exports_the_verdict_linked_to_both_model_runs(mlflow_server, po
     assert tags["candidate.run_id"] == models[tags["candidate.fingerprint"]]
     assert tags["baseline.run_id"] in tags["mlflow.note.content"]
     assert comp.data.metrics["regressed_class_count"] == 1 and comp.data.metrics["accuracy_change_pikachu"] == -1.0
+    assert tags["reasons"] == "regressed pikachu"
+    assert comp.data.metrics["ece_change"] == pytest.approx(
+        comp.data.metrics["ece_candidate"] - comp.data.metrics["ece_baseline"])
     names = {a.path for a in client.list_artifacts(comp.info.run_id)}
     assert names == {"verdict.json", "junit.xml", "summary.md", "comparison.html"}
     verdict = json.loads(_artifact(client, comp.info.run_id, "verdict.json", tmp_path).read_text())
