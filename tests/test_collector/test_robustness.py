@@ -74,6 +74,8 @@ def test_a_candidate_hurt_on_perturbed_green_images_is_flagged_for_green_only(tm
         plain = run_cli("--db", db, "gate", "--test-data", str(big_data), "--json", b.url, c.url)
         assert plain.exit_code == 0, plain.output  # clean images only: nothing to see
         r = run_cli("--db", db, "gate", "--test-data", str(big_data), "--json", "--robustness", b.url, c.url)
+        again = run_cli("--db", db, "gate", "--test-data", str(big_data), "--json", "--robustness", b.url, c.url)
+    assert json.loads(again.stdout)["images_sent"] == 0  # collected once per model, like any image
     out = json.loads(r.stdout)
     assert r.exit_code == 1 and out["verdict"] == "fail", out["summary"]
     assert out["regressed_classes"] == [] and out["images_sent"] == 2 * len(copies)
@@ -94,6 +96,17 @@ def test_a_candidate_hurt_on_perturbed_green_images_is_flagged_for_green_only(tm
     green_blur = [r for r in rows if r["perturbation"] == "blur" and r["label"] == "green"]
     assert kinds == {"photo", "lookalike", "perturbed"} and len(green_blur) == 30
     assert all(r["source_sha256"] and parse_path(r["path"])[0] == "blur" for r in green_blur)
+    from sqlalchemy import text
+
+    with engine.connect() as conn:  # the cells' accuracies, recomputed from the stored rows in SQL
+        sql = conn.execute(text(
+            "SELECT m.version, i.label, i.perturbation, AVG(CASE WHEN p.predicted_label = i.label THEN 1.0 ELSE 0.0 "
+            "END) FROM predictions p JOIN images i ON i.id = p.image_id JOIN models m ON m.id = p.model_id "
+            "WHERE i.kind = 'perturbed' GROUP BY m.version, i.label, i.perturbation")).all()
+    assert len(sql) == 2 * 3 * len(PERTURBATIONS)
+    for version, lab, pert, acc in sql:
+        side = {"1": "baseline", "2": "candidate"}[version]
+        assert rob["cells"][lab][pert][side] == pytest.approx(float(acc)), (version, lab, pert)
     mine = model_robustness(rows, LABELS)
     assert mine == rob["candidate"] and mine["green"]["by_perturbation"]["blur"]["accuracy"] == sum(
         r["predicted_label"] == "green" for r in green_blur) / 30
