@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .calibration import model_calibration
 from .metrics import class_metrics, confusion_matrix, ratio
 from .power import images_needed, min_detectable_drop
 from .store import ModelInfo
@@ -45,6 +46,7 @@ def model_report(model: ModelInfo, rows: list[dict]) -> dict:
         "confusion": {"labels": labels, "matrix": cm.tolist()},
         "confidence": {"mean_when_right": float(np.mean(right)) if right else None,
                        "mean_when_wrong": float(np.mean(wrong)) if wrong else None},
+        "calibration": model_calibration(known, labels),
         "probes": {
             "n": len(probes),
             "mean_max_confidence": float(probe_conf.mean()) if len(probe_conf) else None,

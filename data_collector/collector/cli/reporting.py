@@ -37,6 +37,9 @@ def print_model_report(rep: dict) -> None:
     out.print(styled((m["name"], "bold"), f" v{m['version']} ({m['fingerprint'][:12]}): accuracy "
                      f"{num(rep['accuracy'])} on {rep['n']} labelled images" + (f"; {kinds}" if kinds else "")))
     out.print(identity_line(m))
+    cal = rep.get("calibration") or {}
+    if cal.get("ece") is not None:
+        out.print(f"calibration: ECE {num(cal['ece'])} ({cal['binning']}), Brier {num(cal['brier'])}")
     if m.get("claim_conflict"):
         out.print(styled(("CONFLICTING", "bold red"), ": URLs announcing this fingerprint answered images "
                          "differently; no verdict until `data-collector conflicts resolve`"))
