@@ -94,11 +94,12 @@ def run_gate(baseline: str | None, candidate: str, *, engine: Engine, settings: 
         except SelectorError as e:
             return GateResult(ERROR, error=str(e), images_sent=sent)
         base_rows, cand_rows = store.load_rows(conn, model_id=base.id), store.load_rows(conn, model_id=cand.id)
+        seen_at = (store.latest_url(conn, model_id=base.id), store.latest_url(conn, model_id=cand.id))
     out = GateResult(PASS, baseline=base.to_dict(), candidate=cand.to_dict(), images_sent=sent)
     timing = None
     if settings.latency is not None:
         try:
-            timing = time_sides(baseline, base, base_rows, candidate, cand, cand_rows, settings)
+            timing = time_sides((baseline, candidate), (base, cand), (base_rows, cand_rows), seen_at, settings)
         except LatencyError as e:
             out.verdict, out.error = ERROR, f"latency: {e}"
             return out
@@ -129,15 +130,16 @@ def add_latency(comparison: dict, timing: dict | None) -> None:
         comparison["verdict"] = "regression"
 
 
-def time_sides(baseline: str | None, base: ModelInfo, base_rows: list[dict], candidate: str, cand: ModelInfo,
-               cand_rows: list[dict], settings: DeploySettings) -> dict:
-    """Time both models behind their URLs (the gate's URL arguments, else the URL each was last
-    evaluated at), on the labelled test images both answered. Raises LatencyError."""
+def time_sides(args: tuple[str | None, str], infos: tuple[ModelInfo, ModelInfo],
+               rows: tuple[list[dict], list[dict]], seen_at: tuple[str | None, str | None],
+               settings: DeploySettings) -> dict:
+    """Time both models behind their URLs (the gate's URL arguments, else the URL each was seen at
+    last), on the labelled test images both answered. Raises LatencyError."""
     from .protocols import connect
 
     opts = settings.opts
-    b = {r["sha256"]: r for r in base_rows if is_clean(r["kind"])}
-    c = {r["sha256"]: r for r in cand_rows if is_clean(r["kind"])}
+    b = {r["sha256"]: r for r in rows[0] if is_clean(r["kind"])}
+    c = {r["sha256"]: r for r in rows[1] if is_clean(r["kind"])}
     images = []
     for sha in sorted(b.keys() & c.keys()):
         try:
@@ -146,8 +148,8 @@ def time_sides(baseline: str | None, base: ModelInfo, base_rows: list[dict], can
             continue  # an image no longer on disk is not timed
     sides, clients = [], []
     try:
-        for arg, info, rows in ((baseline, base, b), (candidate, cand, c)):
-            url = arg if arg and is_url(arg) else (info.urls[-1] if info.urls else None)
+        for arg, info, answered, last in zip(args, infos, (b, c), seen_at, strict=True):
+            url = arg if arg and is_url(arg) else last
             if url is None:
                 raise LatencyError(f"{info.title} has no URL to time it at")
             try:
@@ -157,7 +159,7 @@ def time_sides(baseline: str | None, base: ModelInfo, base_rows: list[dict], can
                 raise LatencyError(e.reason) from None
             clients.append(client)
             sides.append(Side(client, info.fingerprint, list(info.labels), info.version,
-                              {sha: r["predicted_label"] for sha, r in rows.items()}))
+                              {sha: r["predicted_label"] for sha, r in answered.items()}))
         return measure(sides[0], sides[1], images, batch_size=opts.batch_size, rule=settings.latency)
     finally:
         for client in clients:

@@ -361,6 +361,12 @@ def add_model_url(conn: Connection, *, model_id: int, url: str) -> None:
                  .values(last_seen=t))
 
 
+def latest_url(conn: Connection, *, model_id: int) -> str | None:
+    """The URL the model was seen at most recently (as stored: credentials never are)."""
+    return conn.execute(select(model_urls.c.url).where(model_urls.c.model_id == model_id)
+                        .order_by(model_urls.c.last_seen.desc(), model_urls.c.id.desc()).limit(1)).scalar()
+
+
 def find_model(conn: Connection, *, fingerprint: str) -> ModelInfo | None:
     r = conn.execute(select(models.c.id, models.c.name, models.c.version, models.c.fingerprint, models.c.labels,
                             models.c.first_seen).where(models.c.fingerprint == fingerprint)).first()

@@ -56,6 +56,12 @@ def test_a_slower_candidate_is_flagged_on_latency_only_and_the_same_model_twice_
         assert out["reasons"] == [r for r in out["reasons"] if r.startswith("latency: p95")] != []
         code, out = _gate(db, big_data, base.url, up.url)  # the same candidate without the delay
         assert (code, out["verdict"]) == (0, "pass") and not out["comparison"]["latency"]["flagged"]
+        # compare times the stored models at the URLs they were seen at last: v3 at `up` now
+        r = run_cli("--db", db, "compare", "--json", "--latency", "--latency-pairs", "10", "--test-data",
+                    str(big_data), "colors@1", "colors@3")
+        assert r.exit_code == 0 and json.loads(r.stdout)["latency"]["pairs"] == 10, r.output
+    r = run_cli("--db", db, "compare", "--latency", "--test-data", str(big_data), "colors@1", "colors@3")
+    assert r.exit_code == 2 and "latency:" in r.output and "Traceback" not in r.output  # nobody answers there
     with serve_model(models["v1"]) as a, serve_model(models["v1"]) as b:
         code, out = _gate(db, big_data, a.url, b.url)
     assert (code, out["verdict"], out["same_model"]) == (0, "pass", True), out["summary"]

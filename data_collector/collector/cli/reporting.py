@@ -257,7 +257,8 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
         cand_rows = store.load_rows(conn, model_id=cand.id)
         result = compare(base, base_rows, cand, cand_rows, thresholds_from(kw))
         if kw["latency"]:
-            _time_stored(result, base, base_rows, cand, cand_rows, kw)
+            seen_at = (store.latest_url(conn, model_id=base.id), store.latest_url(conn, model_id=cand.id))
+            _time_stored(result, (base, cand), (base_rows, cand_rows), seen_at, kw)
         if html_path:
             from ..html_report import recall_history, render_html
             reports = [model_report(base, base_rows), model_report(cand, cand_rows)]
@@ -276,9 +277,9 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
     ctx.exit(1 if result["verdict"] == "regression" else 0)
 
 
-def _time_stored(result: dict, base, base_rows, cand, cand_rows, kw) -> None:
-    """compare --latency: time both models at the URLs they were last evaluated at (each checked
-    to be that model by its fingerprint and its answers)."""
+def _time_stored(result: dict, infos: tuple, rows: tuple, seen_at: tuple, kw) -> None:
+    """compare --latency: time both models at the URLs they were seen at last (each checked to be
+    that model by its fingerprint and its answers)."""
     from ..collect import CollectOptions
     from ..deploy import DeploySettings
     from ..gate import add_latency, time_sides
@@ -287,7 +288,7 @@ def _time_stored(result: dict, base, base_rows, cand, cand_rows, kw) -> None:
     settings = DeploySettings(test_dir=kw["test_data"], report_dir=Path("."), opts=CollectOptions(),
                               latency=latency_rule_from(kw))
     try:
-        add_latency(result, time_sides(None, base, base_rows, None, cand, cand_rows, settings))
+        add_latency(result, time_sides((None, None), infos, rows, seen_at, settings))
     except LatencyError as e:
         fail(f"latency: {e}", 2)
 
