@@ -42,6 +42,7 @@ def _gate(db: str, cache: str, urls: list[str], extra: list[str]) -> tuple[float
 def run(repeats: int) -> dict:
     times: dict[str, list[float]] = {name: [] for name, _ in PARTS}
     sent: dict[str, int] = {}
+    summaries: dict[str, str] = {}
     with servers([ROOT / "trained_models" / "archive" / "ml_original_v2", "ml_original"]) as urls:
         for i in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
@@ -52,10 +53,12 @@ def run(repeats: int) -> dict:
                     times[name].append(elapsed)
                     sent[name] = out["images_sent"]
                     print(f"repeat {i + 1}: {name}: {elapsed:.1f} s, {out['images_sent']} images sent, "
-                          f"{out['verdict']}", flush=True)
+                          f"{out['summary']}", flush=True)
+                    summaries[name] = out["summary"]
     base = statistics.median(times[PARTS[0][0]])
     return {"repeats": repeats, "parts": {name: {"median_s": statistics.median(ts), "runs_s": ts,
-                                                 "ratio": statistics.median(ts) / base, "images_sent": sent[name]}
+                                                 "ratio": statistics.median(ts) / base, "images_sent": sent[name],
+                                                 "last_summary": summaries[name]}
                                           for name, ts in times.items()}}
 
 

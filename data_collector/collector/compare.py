@@ -77,27 +77,11 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
     overall = paired_cell(br, cr, bs, cs, th, rng)
     judge_cell(overall, th)
 
-    new_labels = {}
-    for lab in candidate.labels:
-        if lab in baseline.labels:
-            continue
-        rows = [r for r in cand_rows if r["label"] == lab and is_clean(r["kind"])]
-        right = sum(r["predicted_label"] == lab for r in rows)
-        new_labels[lab] = {"n": len(rows), "recall": right / len(rows) if rows else None}
+    new_labels = _new_labels(baseline, candidate, cand_rows)
     regressed = [lab for lab, c in classes.items() if c["regressed"]]
     calibration = _calibration(baseline, [base[s] for s in common], candidate, [cand[s] for s in common], th)
-    reasons = ([f"regressed {', '.join(regressed)}"] if regressed else ["regressed overall"] if overall["regressed"]
-               else [])
-    if calibration["flagged"]:
-        ch = calibration["change"]
-        before, after = calibration["baseline"]["ece"], calibration["candidate"]["ece"]
-        reasons.append(f"calibration: ECE {before:.3f} -> {after:.3f} (+{ch['ece']:.3f}, "
-                       f"95% CI {ch['ece_ci95'][0]:+.3f}..{ch['ece_ci95'][1]:+.3f})")
     robustness = _robustness(base_rows, cand_rows, shared_labels, th) if th.robustness else None
-    if robustness and robustness["flagged"]:
-        from .robustness import reason
-
-        reasons.append(reason(robustness))
+    reasons = _reasons(regressed, overall, calibration, robustness)
     return {
         "baseline": baseline.to_dict(), "candidate": candidate.to_dict(),
         "thresholds": {"max_drop": th.max_drop, "alpha": th.alpha, "rule": th.rule,
@@ -116,6 +100,34 @@ def compare(baseline: ModelInfo, base_rows: list[dict], candidate: ModelInfo, ca
         "reasons": reasons,
         "verdict": "regression" if reasons else "pass",
     }
+
+
+def _new_labels(baseline: ModelInfo, candidate: ModelInfo, cand_rows: list[dict]) -> dict:
+    """The candidate's recall on the labels the baseline does not know (not compared)."""
+    out = {}
+    for lab in candidate.labels:
+        if lab in baseline.labels:
+            continue
+        rows = [r for r in cand_rows if r["label"] == lab and is_clean(r["kind"])]
+        right = sum(r["predicted_label"] == lab for r in rows)
+        out[lab] = {"n": len(rows), "recall": right / len(rows) if rows else None}
+    return out
+
+
+def _reasons(regressed: list[str], overall: dict, calibration: dict, robustness: dict | None) -> list[str]:
+    """What fails the verdict, a line each: classes (or overall accuracy), calibration, robustness."""
+    reasons = ([f"regressed {', '.join(regressed)}"] if regressed else ["regressed overall"] if overall["regressed"]
+               else [])
+    if calibration["flagged"]:
+        ch = calibration["change"]
+        before, after = calibration["baseline"]["ece"], calibration["candidate"]["ece"]
+        reasons.append(f"calibration: ECE {before:.3f} -> {after:.3f} (+{ch['ece']:.3f}, "
+                       f"95% CI {ch['ece_ci95'][0]:+.3f}..{ch['ece_ci95'][1]:+.3f})")
+    if robustness and robustness["flagged"]:
+        from .robustness import reason
+
+        reasons.append(reason(robustness))
+    return reasons
 
 
 def _robustness(base_rows: list[dict], cand_rows: list[dict], shared_labels: list[str], th: Thresholds) -> dict:
