@@ -37,8 +37,8 @@ def latency_lines(c: dict) -> list[str]:
         return (f"  {name} p50 {x['p50_ms']:.1f} ms, p95 {x['p95_ms']:.1f} ms, p99 {x['p99_ms']:.1f} ms, "
                 f"{x['images_per_s']:.0f} images/s")
     return [f"latency: {lat['pairs']} interleaved pairs of requests of {lat['images_per_request']} images; "
-            f"p95 change {lat['p95_change_ms']:+.1f} ms (95% CI {ci[0]:+.1f}..{ci[1]:+.1f}), "
-            f"x{lat['p95_ratio']:.2f}: {'SLOWER' if lat['flagged'] else 'ok'}",
+            f"candidate x{lat['paired_ratio_median']:.2f} pair by pair, p95 change {lat['p95_change_ms']:+.1f} ms "
+            f"(95% CI {ci[0]:+.1f}..{ci[1]:+.1f}): {'SLOWER' if lat['flagged'] else 'ok'}",
             side("baseline ", b), side("candidate", k)]
 
 

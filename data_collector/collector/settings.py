@@ -129,10 +129,11 @@ class CollectorSettings(BaseSettings):
                             "p95 per request rose (model URLs; compare uses the URLs stored)", option="--latency")
     latency_pairs: int = setting(50, "interleaved request pairs timed (one request = one batch)",
                                  option="--latency-pairs", ge=10, le=10000)
-    max_p95_rise: float = setting(0.2, "share the candidate's p95 may rise before the latency rule flags it",
-                                  option="--max-p95-rise", ge=0, le=100)
-    min_p95_ms: float = setting(5.0, "milliseconds the candidate's p95 may rise before the latency rule flags it",
-                                option="--min-p95-ms", ge=0)
+    max_slowdown: float = setting(0.2, "share by which the candidate's requests may be slower (the median of its "
+                                  "time over the baseline's, pair by pair) before the latency rule flags it",
+                                  option="--max-slowdown", ge=0, le=100)
+    min_p95_ms: float = setting(5.0, "milliseconds the candidate's p95 must also rise by for the latency rule to "
+                                "flag it", option="--min-p95-ms", ge=0)
     report_dir: Path = setting(Path("reports"), "where the HTML and JSON reports of new versions are written",
                                option="--report-dir", path="dir")
     # CI and experiment tracking (compare, gate, export mlflow; ci_report.py, mlflow_export.py)

@@ -291,7 +291,7 @@ def thresholds_from(kw: dict) -> Thresholds:
 
 def latency_options(f):
     """Paired latency of gate, compare and the gate service (see collector/latency.py)."""
-    return stack(f, [setting_option("latency"), setting_option("latency_pairs"), setting_option("max_p95_rise"),
+    return stack(f, [setting_option("latency"), setting_option("latency_pairs"), setting_option("max_slowdown"),
                       setting_option("min_p95_ms")])
 
 
@@ -301,7 +301,7 @@ def latency_rule_from(kw: dict):
 
     if not kw.get("latency"):
         return None
-    return LatencyRule(pairs=kw["latency_pairs"], max_p95_rise=kw["max_p95_rise"], min_p95_ms=kw["min_p95_ms"])
+    return LatencyRule(pairs=kw["latency_pairs"], max_slowdown=kw["max_slowdown"], min_p95_ms=kw["min_p95_ms"])
 
 
 def report_dir_option(f):
