@@ -22,7 +22,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # bench, devtools, screenshots: the repository's
-from screenshots import OUT, shrink_png  # noqa: E402
+from screenshots import OUT, load_images, shrink_png  # noqa: E402
 
 from bench.common import free_port, servers  # noqa: E402
 from devtools.health import wait_healthy  # noqa: E402
@@ -58,14 +58,7 @@ def main() -> int:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(f"{url}/jobs/view/{answer['job'][:8]}", wait_until="load")
-                for y in range(0, page.evaluate("document.documentElement.scrollHeight"), 600):  # lazy images
-                    page.evaluate(f"window.scrollTo(0, {y})")
-                    page.wait_for_timeout(50)
-                deadline = time.monotonic() + 60
-                while not page.evaluate("Array.from(document.images).every(i => i.complete)"):
-                    if time.monotonic() > deadline:
-                        sys.exit("error: the images did not load")
-                    page.wait_for_timeout(100)
+                load_images(page, "the job's page")
                 for name in ("calibration", "latency", "robustness"):
                     path = OUT / f"{name}.png"
                     page.locator(f"#{name}").screenshot(path=str(path))

@@ -44,6 +44,18 @@ def shrink_png(path: Path) -> None:
     small.save(path, optimize=True)
 
 
+def load_images(page, path: str) -> None:
+    """Scroll the page through (its images load lazily) and wait until every image has loaded."""
+    for y in range(0, page.evaluate("document.documentElement.scrollHeight"), 600):
+        page.evaluate(f"window.scrollTo(0, {y})")
+        page.wait_for_timeout(50)
+    deadline = time.monotonic() + 60  # (wait_for_function evaluates strings: the CSP forbids it)
+    while not page.evaluate("Array.from(document.images).every(i => i.complete)"):
+        if time.monotonic() > deadline:
+            sys.exit(f"error: images of {path} did not load")
+        page.wait_for_timeout(100)
+
+
 def main() -> int:
     db = os.environ.get("DATABASE_URL", "sqlite:///pokemon_tester.db")
     with socket.socket() as s:
@@ -69,14 +81,7 @@ def main() -> int:
                 resp = page.goto(url + path, wait_until="load")
                 if resp is None or resp.status != 200:
                     sys.exit(f"error: {path} answered {resp and resp.status}: run `make demo` first")
-                for y in range(0, page.evaluate("document.documentElement.scrollHeight"), 600):  # lazy images
-                    page.evaluate(f"window.scrollTo(0, {y})")
-                    page.wait_for_timeout(50)
-                deadline = time.monotonic() + 60  # (wait_for_function evaluates strings: the CSP forbids it)
-                while not page.evaluate("Array.from(document.images).every(i => i.complete)"):
-                    if time.monotonic() > deadline:
-                        sys.exit(f"error: images of {path} did not load")
-                    page.wait_for_timeout(100)
+                load_images(page, path)
                 height = min(max_h, page.evaluate("document.documentElement.scrollHeight"))
                 page.screenshot(path=str(OUT / name), clip={"x": 0, "y": 0, "width": width, "height": height},
                                 full_page=True)
