@@ -8,9 +8,9 @@ behind a forwarding proxy of its own (a separate process, so both sides pay the 
 Each repeat times, with the gate's defaults (latency.LatencyRule: interleaved pairs, 32-image
 requests of the test images):
 - **same**: server A against server B, both proxies forwarding as they are (a false alarm if flagged);
-- **slower**: A against B behind a proxy that holds each answer `--slower` (0.22) times what the
-  server took, which makes B's requests about 30% slower pair by pair as the client sees them
-  (the proxy's sleep wakes late on a busy machine): flagged is a detection.
+- **slower**: A against B behind a proxy that holds each answer a fixed `--slower` (0.3) times the
+  median request time of A in a pilot timing of A against B (as the repeats time it): a candidate
+  30% slower as the client sees it; flagged is a detection.
 Prints the count flagged of each, with the p95 ratios seen; writes bench/latency_rule.json.
 """
 
@@ -29,8 +29,8 @@ from bench.common import ROOT, free_port, servers
 from devtools.health import wait_healthy
 
 
-def proxy_main(upstream: str, port: int, factor: float) -> None:
-    """A threaded forwarding proxy: POSTs are held `factor` times what the upstream took."""
+def proxy_main(upstream: str, port: int, delay_s: float) -> None:
+    """A threaded forwarding proxy: POSTs are held `delay_s` seconds more."""
     import logging
 
     import requests
@@ -42,21 +42,20 @@ def proxy_main(upstream: str, port: int, factor: float) -> None:
 
     def app(environ, start_response):
         req = Request(environ)
-        t0 = time.perf_counter()
         r = session.request(req.method, upstream + req.full_path.rstrip("?"), data=req.get_data(),
                             headers={"Content-Type": req.content_type} if req.content_type else {})
-        if req.method == "POST" and factor:
-            time.sleep(factor * (time.perf_counter() - t0))
+        if req.method == "POST" and delay_s:
+            time.sleep(delay_s)
         return Response(r.content, status=r.status_code, content_type=r.headers.get("Content-Type"))(
             environ, start_response)
 
     make_server("127.0.0.1", port, app, threaded=True).serve_forever()
 
 
-def _proxy(upstream: str, factor: float) -> tuple[subprocess.Popen, str]:
+def _proxy(upstream: str, delay_s: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bench.latency_rule", "--proxy", upstream, "--port", str(port),
-                             "--factor", str(factor)], cwd=ROOT)
+                             "--delay", str(delay_s)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, deadline_s=120, proc=proc)
     return proc, url
@@ -83,13 +82,20 @@ def run(repeats: int, busy: int, pairs: int, slower: float) -> dict:
             answers = {r["sha256"]: r["predicted_label"] for r in rows}
             images = [(r["sha256"], r["path"], (ROOT / "test_data" / r["path"]).read_bytes()) for r in rows]
             urls = {}
-            for name, up, factor in (("a", a, 0.0), ("b", b, 0.0), ("b_slow", b, slower)):
-                proc, urls[name] = _proxy(up, factor)
+            for name, up in (("a", a), ("b", b)):
+                proc, urls[name] = _proxy(up, 0.0)
                 procs.append(proc)
             rule = LatencyRule(pairs=pairs)
 
             def side(url):
                 return Side(connect(url), info.fingerprint, list(info.labels), info.version, answers)
+
+            # The typical request as the timing sees it: a pilot timing of A against B, A's median.
+            pilot = measure(side(urls["a"]), side(urls["b"]), images, batch_size=32, rule=rule)
+            typical = pilot["baseline"]["p50_ms"] / 1000
+            delay = slower * typical
+            proc, urls["b_slow"] = _proxy(b, delay)
+            procs.append(proc)
 
             out = {"same": [], "slower": []}
             for i in range(repeats):
@@ -113,8 +119,10 @@ def run(repeats: int, busy: int, pairs: int, slower: float) -> dict:
                    "p95_base_ms_median": float(np.median([x["p95_base_ms"] for x in v]))} for c, v in out.items()}
     for c, v in out.items():
         summary[c]["paired_ratio_median"] = float(np.median([x["paired_ratio_median"] for x in v]))
-    return {"busy_processes": busy, "pairs": pairs, "slower_factor": slower, "rule": rule.describe(),
-            "summary": summary, "runs": out}
+        summary[c]["paired_ratio_min"] = min(x["paired_ratio_median"] for x in v)
+        summary[c]["paired_ratio_max"] = max(x["paired_ratio_median"] for x in v)
+    return {"busy_processes": busy, "pairs": pairs, "slower": slower, "added_delay_ms": delay * 1000,
+            "rule": rule.describe(), "summary": summary, "runs": out}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -122,17 +130,18 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--busy", type=int, default=2, help="CPU-bound processes run beside it")
     ap.add_argument("--pairs", type=int, default=50)
-    ap.add_argument("--slower", type=float, default=0.22, help="the slow proxy's hold, times the server's time")
+    ap.add_argument("--slower", type=float, default=0.3, help="the slow proxy's hold, times the typical request")
     ap.add_argument("--proxy", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--factor", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.proxy:
-        proxy_main(args.proxy, args.port, args.factor)
+        proxy_main(args.proxy, args.port, args.delay)
         return None
     result = run(args.repeats, args.busy, args.pairs, args.slower)
     for cond, s in result["summary"].items():
-        print(f"{cond}: flagged {s['flagged']} of {s['repeats']}; paired ratio median {s['paired_ratio_median']:.2f}; "
+        print(f"{cond}: flagged {s['flagged']} of {s['repeats']}; paired ratio median {s['paired_ratio_median']:.2f} "
+              f"(min {s['paired_ratio_min']:.2f}, max {s['paired_ratio_max']:.2f}); "
               f"p95 ratio median {s['p95_ratio_median']:.2f} "
               f"(min {s['p95_ratio_min']:.2f}, max {s['p95_ratio_max']:.2f}); baseline p95 "
               f"{s['p95_base_ms_median']:.1f} ms")
