@@ -31,8 +31,8 @@ PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg2://postgres@
 
 
 def collect_once(urls: list[str], test_dir: Path, db_url: str, batch_size: int) -> float:
-    from collector import store
     from collector.collect import CollectOptions, collect
+    from collector.storage import store
 
     engine = store.make_engine(db_url)
     store.ensure_schema(engine)
@@ -46,7 +46,7 @@ def collect_once(urls: list[str], test_dir: Path, db_url: str, batch_size: int) 
 
 
 def raw_rate(test_dir: Path, model_name: str) -> tuple[float, float, int]:
-    from collector.testset import eligible, scan
+    from collector.testset.images import eligible, scan
     from model_server.model import load_model_folder
     from model_server.preprocessing import preprocess_bytes
 
@@ -72,9 +72,9 @@ def pg_database():
 def storage(n_rows: int) -> dict:
     from sqlalchemy import text
 
-    from collector import store
     from collector.collect import WRITE_ROWS
-    from collector.schema import images, models, runs
+    from collector.storage import store
+    from collector.storage.schema import images, models, runs
 
     out = {}
     rows = None

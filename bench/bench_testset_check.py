@@ -21,8 +21,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from collector import testset
-from collector.testset_check import check
+from collector.testset import images as testset
+from collector.testset.check import check
 
 
 def drawing(seed: int, size: int = 96) -> Image.Image:

@@ -31,8 +31,8 @@ MODELS_TARGET_MS = 150.0
 
 def make_database(url: str, n_models: int, n_images: int, seed: int = 0) -> list[dict]:
     """Fill a fresh database; returns the models as (name, version, fingerprint)."""
-    from collector import store
-    from collector.schema import images, models, predictions, runs
+    from collector.storage import store
+    from collector.storage.schema import images, models, predictions, runs
 
     rng = random.Random(seed)
     engine = store.make_engine(url)

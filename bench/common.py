@@ -51,7 +51,7 @@ def servers(names: list[str | Path], *, threads: int = 4):
 
 def test_images(labels: list[str] | None = None) -> list[tuple[str, bytes]]:
     """(relative path, bytes) of the preset test images (probes included), optionally by label."""
-    from collector.testset import eligible, scan
+    from collector.testset.images import eligible, scan
 
     items = scan(ROOT / "test_data")
     if labels:
@@ -63,7 +63,7 @@ def augmented_testset(dest: Path, n: int, seed: int = 0) -> Path:
     """`n` distinct labelled images: test_data re-encoded with small random changes."""
     from PIL import Image, ImageEnhance
 
-    from collector.testset import scan
+    from collector.testset.images import scan
 
     items = [i for i in scan(ROOT / "test_data") if not i.is_probe]
     rng = random.Random(seed)

@@ -135,8 +135,8 @@ def networks_of(name: str, folder: Path, dest: Path) -> dict[str, Path]:
 
 
 def collect_all(folders: dict[str, Path], db_url: str, test_dir: Path = ROOT / "test_data") -> None:
-    from collector import store
     from collector.collect import CollectOptions, collect
+    from collector.storage import store
 
     engine = store.make_engine(db_url)
     store.ensure_schema(engine)
@@ -155,8 +155,8 @@ def study_pairs(seed_models: list[str], regressions: list[tuple[str, str, str]])
 
 
 def run_comparisons(folders: dict[str, Path], db_url: str, pairs: list[tuple]) -> list[dict]:
-    from collector import store
-    from collector.compare import Thresholds, compare
+    from collector.analysis.compare import Thresholds, compare
+    from collector.storage import store
     from model_server.model import load_model_folder
 
     engine = store.make_engine(db_url)

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from bench.common import ROOT, servers
-from collector import store
+from collector.analysis.suspects import label_suspects
 from collector.collect import collect
-from collector.suspects import label_suspects
+from collector.storage import store
 
 CLASSES = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
 MODELS = [ROOT / "trained_models" / "archive" / "ml_original_v2", "ml_original", "ml_ditto", "ml_ditto_and_mimikyu"]

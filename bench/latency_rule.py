@@ -64,10 +64,10 @@ def _proxy(upstream: str, delay_s: float) -> tuple[subprocess.Popen, str]:
 def run(repeats: int, busy: int, pairs: int, slower: float) -> dict:
     import tempfile
 
-    from collector import store
+    from collector.analysis.latency import LatencyRule, Side, measure
     from collector.collect import collect
-    from collector.latency import LatencyRule, Side, measure
-    from collector.protocols import connect
+    from collector.protocols.foreign import connect
+    from collector.storage import store
 
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     procs = []

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from collector import testset_check as tc
+from collector.testset import check as tc
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDES = ["test_data", "model_creation/dataset", "model_creation/validation"]

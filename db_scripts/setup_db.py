@@ -25,7 +25,7 @@ import sys
 
 from sqlalchemy import text
 
-from collector import store
+from collector.storage import store
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # A Cloud SQL IAM service-account user: the account's e-mail without ".gserviceaccount.com".

@@ -88,6 +88,18 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
         "test data in `test_data/` (never seen in training; sprite animations kept on one side).",
         "",
     ]
+    lines += _metric_sections(config) + _reproducing(config)
+    lines += ["## Limits", "",
+              "Trained from scratch on a few hundred images per class; classes outside the label list",
+              "(e.g. the lookalike probes in `test_data/lookalikes/`) are still forced onto one of the",
+              "labels. Mimikyu and ditto exist only as sprites, so their numbers rest on a handful of",
+              "test images.", ""]
+    (out_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+
+
+def _metric_sections(config: dict) -> list[str]:
+    """The card's per-class tables: test subsets, then the validation split."""
+    lines: list[str] = []
     sections = [("Test", subset, m) for subset, m in config["metrics"].items()]
     sections += [("Validation", subset, m) for subset, m in config.get("validation_metrics", {}).items()
                  if subset == "all"]
@@ -104,6 +116,12 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
             lines.append(f"| {lab} | {c['support']} | {num(c['recall'])} | {num(c['precision'])} | "
                          f"{num(c['f1'])} |")
         lines.append("")
+    return lines
+
+
+def _reproducing(config: dict) -> list[str]:
+    """How the exact weights are reproduced: the CPU features and thread settings training used."""
+    lines: list[str] = []
     plat = config["training"].get("platform")
     if plat:
         lines += ["## Reproducing these weights", "",
@@ -117,9 +135,4 @@ def write_model_card(out_dir: Path, config: dict, *, fingerprint: str, command: 
                   "On a CPU with other features (another generation: AVX-512 or AMX present or absent)",
                   "oneDNN runs other kernels, floats add up in another order, and the retrained model has",
                   "other weights: a new fingerprint, which the collector evaluates as a new model.", ""]
-    lines += ["## Limits", "",
-              "Trained from scratch on a few hundred images per class; classes outside the label list",
-              "(e.g. the lookalike probes in `test_data/lookalikes/`) are still forced onto one of the",
-              "labels. Mimikyu and ditto exist only as sprites, so their numbers rest on a handful of",
-              "test images.", ""]
-    (out_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+    return lines

@@ -85,6 +85,19 @@ def decide(single: dict, averaged: dict, min_gain: float = MIN_GAIN) -> bool:
     return averaged["accuracy"] >= single["accuracy"] + min_gain and averaged["log_loss"] < single["log_loss"]
 
 
+def _print_table(seeds: list[int], each: list[dict], single: dict, averaged: dict) -> None:
+    """Held-out scores: each network, their mean, and the networks averaged."""
+    print(f"\n{'held-out, every training-side image once':44} {'accuracy':>8} {'photos':>7} {'min recall':>10} "
+          f"{'log-loss':>8}")
+    for s, sc in zip(seeds, each, strict=True):
+        print(f"{f'one network, seed {s}':44} {sc['accuracy']:8.3f} {sc['photo_accuracy']:7.3f} "
+              f"{sc['min_recall']:10.3f} {sc['log_loss']:8.4f}")
+    for name, sc in ((f"one network (mean over {len(seeds)} seeds)", single),
+                     (f"{len(seeds)} networks averaged", averaged)):
+        print(f"{name:44} {sc['accuracy']:8.3f} {sc['photo_accuracy']:7.3f} {sc['min_recall']:10.3f} "
+              f"{sc['log_loss']:8.4f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="One network or the average of several: grouped cross-validation.")
     ap.add_argument("--folds", type=int, default=3)
@@ -129,15 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     single = mean_scores(each)
     averaged = scores(probs.mean(0), y, photo)
     choice = decide(single, averaged)
-    print(f"\n{'held-out, every training-side image once':44} {'accuracy':>8} {'photos':>7} {'min recall':>10} "
-          f"{'log-loss':>8}")
-    for s, sc in zip(seeds, each, strict=True):
-        print(f"{f'one network, seed {s}':44} {sc['accuracy']:8.3f} {sc['photo_accuracy']:7.3f} "
-              f"{sc['min_recall']:10.3f} {sc['log_loss']:8.4f}")
-    for name, sc in ((f"one network (mean over {len(seeds)} seeds)", single),
-                     (f"{len(seeds)} networks averaged", averaged)):
-        print(f"{name:44} {sc['accuracy']:8.3f} {sc['photo_accuracy']:7.3f} {sc['min_recall']:10.3f} "
-              f"{sc['log_loss']:8.4f}")
+    _print_table(seeds, each, single, averaged)
     print(f"choice: {f'{len(seeds)} networks averaged' if choice else 'one network'} "
           f"(averaged wins when accuracy +{MIN_GAIN} or more and log-loss lower)")
     if args.out:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.metrics import class_metrics, confusion_matrix
+from collector.stats.metrics import class_metrics, confusion_matrix
 from model_server.preprocessing import Preprocessing, preprocess_file
 
 from .split_data import read_manifest

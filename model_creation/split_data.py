@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from collector.testset_check import Image, connected_groups, near_pairs, perceptual_hashes
+from collector.testset.check import Image, connected_groups, near_pairs, perceptual_hashes
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_DIR = ROOT / "model_creation" / "dataset"

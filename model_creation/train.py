@@ -233,6 +233,20 @@ def build_export(arch: str, input_shape: tuple[int, int, int], num_classes: int,
     return keras.Model(inputs, outputs, name=f"{arch}_x{len(nets)}")
 
 
+def _training_data(train_dir: Path, labels: list[str], spec: Preprocessing,
+                   remove: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """The training images of `labels`, less the fraction of a class `remove` names (a study's retrain)."""
+    x, y, rows = load_split(train_dir, labels, spec)
+    for label, fraction in (remove or {}).items():
+        kept = {r["sha256"] for r in remove_fraction(rows, label, fraction)}
+        keep = np.array([r["sha256"] in kept for r in rows], dtype=bool)
+        x, y, rows = x[keep], y[keep], [r for r, k in zip(rows, keep, strict=True) if k]
+    missing = sorted(set(labels) - {r["label"] for r in rows})
+    if missing:
+        raise SystemExit(f"error: no training images for {missing} in {train_dir}")
+    return x, y, rows
+
+
 def train(*, labels: list[str], out: Path, name: str | None = None, version: str = "1",
           arch: str = "compact", epochs: int = EPOCHS, batch_size: int = BATCH_SIZE, seed: int = SEED,
           members: int = 1, train_dir: Path = TRAIN_DIR, test_dir: Path | None = TEST_DIR,
@@ -248,14 +262,7 @@ def train(*, labels: list[str], out: Path, name: str | None = None, version: str
     labels = list(labels)
     name = name or out.name
 
-    x, y, rows = load_split(train_dir, labels, spec)
-    for label, fraction in (remove or {}).items():
-        kept = {r["sha256"] for r in remove_fraction(rows, label, fraction)}
-        keep = np.array([r["sha256"] in kept for r in rows], dtype=bool)
-        x, y, rows = x[keep], y[keep], [r for r, k in zip(rows, keep, strict=True) if k]
-    missing = sorted(set(labels) - {r["label"] for r in rows})
-    if missing:
-        raise SystemExit(f"error: no training images for {missing} in {train_dir}")
+    x, y, rows = _training_data(train_dir, labels, spec, remove)
     input_shape = (spec.height, spec.width, 3)
     seeds = [seed + i for i in range(members)]
     weights, histories = [], []

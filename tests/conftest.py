@@ -80,7 +80,7 @@ def db_url(request, tmp_path):
 def _stop_gate_services():
     """Every gate service an app of the test started stops with the test (no polling thread left)."""
     yield
-    from collector.gates import RUNNING_SERVICES
+    from collector.service.gates import RUNNING_SERVICES
 
     for service in list(RUNNING_SERVICES):
         service.stop(5)

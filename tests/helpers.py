@@ -225,7 +225,7 @@ def run_cli(*args, env: dict | None = None):
 
 def engine_for(url: str):
     """An engine on `url` with the schema at head."""
-    from collector import store
+    from collector.storage import store
 
     engine = store.make_engine(url)
     store.ensure_schema(engine)
@@ -247,7 +247,7 @@ def collect_models(db_url: str, data: Path, *folders: Path):
 def store_model(engine, *, name: str, version: str, fingerprint: str, labels: list[str],
                 answers: list[tuple], url: str = "http://model:8080") -> int:
     """Store a model and its answers directly: (image sha256, true label, kind, predicted label[, scores])."""
-    from collector import store
+    from collector.storage import store
 
     with engine.begin() as conn:
         ids, _ = store.upsert_images(conn, rows=[{"sha256": sha, "path": f"{label}/{sha[:8]}.png", "label": label,

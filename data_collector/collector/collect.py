@@ -30,14 +30,16 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import __version__, store, validate
-from .client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
-from .protocols import ProtocolOptions, connect
+from . import __version__
+from .protocols import validate
+from .protocols.client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
+from .protocols.foreign import ProtocolOptions, connect
+from .protocols.urls import HostPolicy
+from .protocols.validate import InvalidAnswer, ModelChanged
 from .redact import contains_secret, redact_secrets
 from .settings import CollectorSettings
-from .testset import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard, with_perturbed
-from .urls import HostPolicy
-from .validate import InvalidAnswer, ModelChanged
+from .storage import store
+from .testset.images import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard, with_perturbed
 from .vocab import RunStatus
 
 REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything

@@ -1,4 +1,4 @@
-"""Number formatting shared by the terminal, HTML and Markdown outputs."""
+"""Number and time formatting shared by the terminal, HTML, Markdown and JSON outputs."""
 
 from __future__ import annotations
 
@@ -12,3 +12,8 @@ def num(v: float | None, digits: int = 3, *, signed: bool = False) -> str:
 
 def interval(lo: float, hi: float, digits: int = 3) -> str:
     return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def iso(t, timespec: str = "auto") -> str | None:
+    """A datetime as ISO 8601 (`timespec` as datetime.isoformat's), None for None."""
+    return t.isoformat(timespec=timespec) if t is not None else None

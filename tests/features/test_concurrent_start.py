@@ -10,8 +10,8 @@ import sys
 
 from sqlalchemy import func, select
 
-from collector import store
-from collector.schema import models
+from collector.storage import store
+from collector.storage.schema import models
 from helpers import engine_for, serve_model
 
 ROUNDS = int(os.environ.get("CONCURRENT_START_ROUNDS", "5"))

@@ -170,7 +170,7 @@ def test_an_outage_of_two_intervals_is_neither_then_the_right_verdict(gate_app, 
     intervals: Argo records Error measurements (under consecutiveErrorLimit) and Flagger neither
     promotes nor rolls back; then the same revision and checksum reach the verdict of the model
     behind the URL."""
-    from collector import gates
+    from collector.service import gates
     from model_server.app import create_app
 
     monkeypatch.setattr(gates, "RETRY_BASE_S", INTERVAL_S)

@@ -7,11 +7,11 @@ import time
 
 from sqlalchemy import func, select
 
-from collector import store
 from collector.collect import CollectOptions
-from collector.deploy import DeploySettings
-from collector.hook import HostPolicy, create_hook_app
-from collector.schema import runs
+from collector.service.deploy import DeploySettings
+from collector.service.hook import HostPolicy, create_hook_app
+from collector.storage import store
+from collector.storage.schema import runs
 from helpers import LiveServer, Switch, run_cli, write_color_model
 
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from collector.schema import gate_jobs, predictions
+from collector.storage.schema import gate_jobs, predictions
 from helpers import engine_for, free_port, run_cli, serve_model, write_color_model
 
 TOKEN = "r" * 24

@@ -15,8 +15,8 @@ import yaml
 from sqlalchemy import select
 from test_gate_restart import TOKEN, _serve
 
-from collector import wsgi
-from collector.schema import gate_jobs
+from collector.service import wsgi
+from collector.storage.schema import gate_jobs
 from helpers import engine_for, free_port, run_cli, serve_model, write_color_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.outputs.web import create_web_app
 from collector.text import literal
-from collector.web import create_web_app
 from helpers import engine_for, run_cli, store_model
 
 TOKENS = ["a", "b", "Z", "[", "]", "/", "=", ":", "[/]", "[bold]", "[link=http://evil.example/]", "[/link]",

@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import select
 from test_gate_restart import TOKEN, _serve
 
-from collector.schema import gate_jobs
+from collector.storage.schema import gate_jobs
 from helpers import engine_for, free_port, run_cli, serve_model, write_color_model
 
 DEADLINE_S = 300

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.testset import in_shard, scan
+from collector.testset.images import in_shard, scan
 from helpers import engine_for, run_cli, start_server_process
 
 

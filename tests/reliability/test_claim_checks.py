@@ -18,9 +18,9 @@ import pytest
 import requests
 from flask import Flask, Response, request
 
-from collector import store
 from collector.collect import CollectOptions, collect
 from collector.settings import CollectorSettings
+from collector.storage import store
 from helpers import LiveServer, engine_for, make_test_data, serve_model
 
 TRIALS = int(os.environ.get("CLAIM_TRIALS", "20"))

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from collector import store
-from collector.schema import models, predictions, runs
+from collector.storage import store
+from collector.storage.schema import models, predictions, runs
 from helpers import make_test_data, start_server_process, write_color_model
 
 KILL_POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "5"))

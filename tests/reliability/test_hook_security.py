@@ -15,10 +15,10 @@ import requests
 from flask import Flask, jsonify, redirect
 from hostile_server import HostileServer
 
-from collector import store
 from collector.collect import CollectOptions
-from collector.deploy import DeploySettings
-from collector.hook import HostPolicy, create_hook_app
+from collector.service.deploy import DeploySettings
+from collector.service.hook import HostPolicy, create_hook_app
+from collector.storage import store
 from helpers import LiveServer, make_test_data, serve_model
 
 TOKEN = "a-hook-token-for-the-tests-0123456789"
@@ -159,7 +159,7 @@ def test_requests_for_one_url_join_and_the_queue_is_bounded(hook_factory, tmp_pa
     with engine.connect() as c:
         from sqlalchemy import func, select
 
-        from collector.schema import runs
+        from collector.storage.schema import runs
         assert c.execute(select(func.count()).select_from(runs)).scalar_one() == 2  # three requests, two jobs
 
 

@@ -21,8 +21,8 @@ import pytest
 from hostile_server import BEHAVIOURS, FP, METADATA_BEHAVIOURS, THIEF, HostileServer
 from sqlalchemy import func, select
 
-from collector import store
-from collector.schema import models, predictions, runs
+from collector.storage import store
+from collector.storage.schema import models, predictions, runs
 from devtools.pg import scratch_database
 from helpers import COLORS, PG_ADMIN_URL, color_png
 
@@ -44,7 +44,7 @@ def stored_bytes(conn, model_ids: list[int]) -> int:
     """Bytes the database holds for these models: metadata, runs, failures and predictions."""
     import json
 
-    from collector.schema import failures
+    from collector.storage.schema import failures
 
     ids = model_ids or [-1]
     total = sum(len(json.dumps(m)) + len(json.dumps(lab)) for m, lab in

@@ -28,8 +28,8 @@ from flask import Flask, Response, jsonify, request
 from sqlalchemy import func, select
 from test_hostile_servers import MAX_RSS_MB, MAX_STORED_BYTES, MAX_WALL_S, fresh_database, run_collect, stored_bytes
 
-from collector import store
-from collector.schema import failures, models, predictions, runs
+from collector.storage import store
+from collector.storage.schema import failures, models, predictions, runs
 from helpers import LiveServer
 
 LABELS = ["red", "green", "blue"]

@@ -38,8 +38,8 @@ from sqlalchemy import func, select
 from test_hostile_servers import fresh_database, run_collect
 from test_hostile_servers_2 import PATIENT
 
-from collector import schema, store
-from collector.schema import claim_conflicts, models, pending_predictions, predictions
+from collector.storage import schema, store
+from collector.storage.schema import claim_conflicts, models, pending_predictions, predictions
 from helpers import LiveServer, serve_model, write_color_model
 
 LABELS = ["red", "green", "blue"]
@@ -287,9 +287,9 @@ for args in runs:
     sys.stdout.flush(); sys.stderr.flush()
     print(f"\n=== {' '.join(args)} exit {code} ===", flush=True)
 from flask import Flask
-from collector import store
-from collector.compare import Thresholds
-from collector.web import WebContext, register_web
+from collector.storage import store
+from collector.analysis.compare import Thresholds
+from collector.outputs.web import WebContext, register_web
 from pathlib import Path
 app = Flask("views")
 register_web(app, WebContext(engine=store.make_engine(db), test_dir=Path(test_data), thresholds=Thresholds()))

@@ -47,9 +47,9 @@ def test_sql_only_through_bound_parameters():
     """No SQL text assembled from runtime values in the packages (DDL names are constants)."""
     pattern = re.compile(r"""(text|execute|exec_driver_sql)\(\s*f?["'].*(\{|%s|\+\s*\w)""")
     allowed = {  # constant view names from the migration itself; identifiers quoted by psycopg2.sql
-        "data_collector/collector/migrations/versions/0001_initial.py",
-        "data_collector/collector/migrations/versions/0004_image_label_identity.py",
-        "data_collector/collector/migrations/versions/0007_perturbed_images.py",
+        "data_collector/collector/storage/migrations/versions/0001_initial.py",
+        "data_collector/collector/storage/migrations/versions/0004_image_label_identity.py",
+        "data_collector/collector/storage/migrations/versions/0007_perturbed_images.py",
         "db_scripts/setup_db.py",
     }
     hits = []

@@ -16,11 +16,11 @@ import threading
 
 import pytest
 
-from collector import store
 from collector.collect import CollectOptions
-from collector.deploy import DeploySettings
-from collector.hook import HostPolicy, create_hook_app
-from collector.urls import BadURL, parse_target
+from collector.protocols.urls import BadURL, parse_target
+from collector.service.deploy import DeploySettings
+from collector.service.hook import HostPolicy, create_hook_app
+from collector.storage import store
 from helpers import make_test_data
 
 TOKEN = "a-hook-token-for-the-tests-0123456789"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from collector.answers import InvalidAnswer, ModelChanged, NativeAnswer, NativeMetadata, NotJSON, decode
-from collector.validate import native_facts, predictions, stored_metadata
+from collector.protocols.answers import InvalidAnswer, ModelChanged, NativeAnswer, NativeMetadata, NotJSON, decode
+from collector.protocols.validate import native_facts, predictions, stored_metadata
 
 FP = "a" * 64
 GOOD = {"name": "m", "version": 2, "fingerprint": FP, "labels": ["x", "y"], "framework": "keras"}

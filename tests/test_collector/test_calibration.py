@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from collector import store
-from collector.calibration import N_BINS, ece, model_calibration, paired_change
+from collector.stats.calibration import N_BINS, ece, model_calibration, paired_change
+from collector.storage import store
 from helpers import color_png, run_cli, serve_model, write_color_model
 
 LABELS = ["red", "green", "blue"]

@@ -15,9 +15,9 @@ import pytest
 import xmlschema
 from markdown_it import MarkdownIt
 
-from collector import ci_report
-from collector.compare import compare
-from collector.store import ModelInfo
+from collector.analysis.compare import compare
+from collector.outputs import ci_report
+from collector.storage.store import ModelInfo
 from collector.text import literal
 from helpers import engine_for, run_cli, store_model
 

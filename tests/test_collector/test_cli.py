@@ -10,8 +10,8 @@ import sys
 import click
 import pytest
 
-from collector import store
 from collector.cli import main
+from collector.storage import store
 from helpers import engine_for, run_cli, serve_model, store_model
 
 
@@ -165,7 +165,7 @@ def test_no_secret_is_ever_shown(tmp_path, color_model, test_data):
 
 
 def test_plan_counts_the_test_set_and_names_the_shortfall(tmp_path):
-    from collector.power import images_needed
+    from collector.stats.power import images_needed
     from helpers import make_test_data
     data = make_test_data(tmp_path / "td", per_class=30)
     r = run_cli("plan", "--min-drop", "0.1", "--test-data", str(data))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask, jsonify
 
-from collector.client import ModelClient, ModelServerError
+from collector.protocols.client import ModelClient, ModelServerError
 from helpers import COLORS, LiveServer, color_png, serve_model
 
 

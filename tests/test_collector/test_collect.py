@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import func, select
 
 from collector.collect import CollectOptions, collect
-from collector.schema import claim_conflicts, failures, images, models, pending_predictions, predictions, runs
+from collector.storage.schema import claim_conflicts, failures, images, models, pending_predictions, predictions, runs
 from helpers import COLORS, LiveServer, color_png, engine_for, serve_model, start_server_process, write_color_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from collector.compare import Thresholds, compare
-from collector.store import ModelInfo
+from collector.analysis.compare import Thresholds, compare
+from collector.storage.store import ModelInfo
 from helpers import collect_models, run_cli, write_color_model
 
 
@@ -84,7 +84,7 @@ def test_significant_drop_on_a_real_class_is_flagged_and_a_small_one_is_not():
 
 
 def test_bootstrap_ci_is_seeded_and_sensible():
-    from collector.compare import bootstrap_ci
+    from collector.analysis.compare import bootstrap_ci
     a = np.ones(50, bool)
     b = np.r_[np.zeros(10, bool), np.ones(40, bool)]
     lo, hi = bootstrap_ci(a, b, np.random.default_rng(0))
@@ -164,7 +164,7 @@ def test_score_rule_needs_a_material_effect_and_lost_answers():
 
 
 def test_holm_adjustment():
-    from collector.compare import holm
+    from collector.analysis.compare import holm
     adj = holm({"a": 0.01, "b": 0.04, "c": 0.03})
     assert adj == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})  # 3*0.01, max(2*0.03, .), 1*0.04 -> 0.06
 
@@ -191,7 +191,7 @@ def test_cli_rule_option_and_what_each_rule_says(db_url, tmp_path):
 def test_a_class_without_shared_images_has_no_interval():
     import numpy as np
 
-    from collector.compare import bootstrap_ci
+    from collector.analysis.compare import bootstrap_ci
 
     empty = np.array([], dtype=bool)
     assert bootstrap_ci(empty, empty, np.random.default_rng(0)) is None  # not [0, 0]: nothing was measured

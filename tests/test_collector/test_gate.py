@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from collector.schema import predictions
+from collector.storage.schema import predictions
 from helpers import collect_models, engine_for, run_cli, serve_model, write_color_model
 
 LABELS = ["red", "green", "blue"]

@@ -11,8 +11,8 @@ import requests
 from jsonpath_ng import parse as jsonpath
 
 from collector.collect import CollectOptions
-from collector.deploy import DeploySettings
-from collector.hook import HostPolicy, create_hook_app
+from collector.service.deploy import DeploySettings
+from collector.service.hook import HostPolicy, create_hook_app
 from helpers import LiveServer, serve_model, write_color_model
 
 LABELS = ["red", "green", "blue"]
@@ -38,7 +38,7 @@ def argo_outcome(answer: dict, status: int = 200) -> str:
 def gate_app(tmp_path, big_data, request):
     on = getattr(request, "param", "sqlite")
     db = request.getfixturevalue("pg_url") if on == "postgres" else f"sqlite:///{tmp_path / 'gate.db'}"
-    from collector import store
+    from collector.storage import store
 
     engine = store.make_engine(db)
     settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "reports", opts=CollectOptions(batch_size=8))
@@ -131,7 +131,7 @@ class Droppable:
 def test_an_outage_is_never_a_final_answer(gate_app, models, monkeypatch):
     """The candidate away: Argo gets Error measurements (503) and Flagger neither a promotion nor a
     rollback; once it is back, the same revision and checksum get the real verdict."""
-    from collector import gates
+    from collector.service import gates
     from model_server.app import create_app
 
     monkeypatch.setattr(gates, "RETRY_BASE_S", 0.5)
@@ -221,7 +221,7 @@ def test_probes(gate_app):
 
 
 def test_readiness_says_503_when_the_database_is_gone(tmp_path, big_data):
-    from collector import store
+    from collector.storage import store
 
     engine = store.make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
     settings = DeploySettings(test_dir=big_data, report_dir=tmp_path, opts=CollectOptions())
@@ -235,8 +235,8 @@ def test_readiness_says_503_when_the_database_is_gone(tmp_path, big_data):
 def test_a_database_that_is_away_is_said_once_and_retried(tmp_path, big_data, monkeypatch, caplog):
     import logging
 
-    from collector import store
-    from collector.gates import GateService
+    from collector.service.gates import GateService
+    from collector.storage import store
 
     calls = []
     real = store.ensure_schema
@@ -249,7 +249,7 @@ def test_a_database_that_is_away_is_said_once_and_retried(tmp_path, big_data, mo
     engine = store.make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
     settings = DeploySettings(test_dir=big_data, report_dir=tmp_path, opts=CollectOptions())
     service = GateService(engine=engine, settings=settings, policy=HostPolicy(["127.0.0.1"]), max_jobs=2)
-    with caplog.at_level(logging.WARNING, logger="collector.gates"):
+    with caplog.at_level(logging.WARNING, logger="collector.service.gates"):
         service.start()
         deadline = time.monotonic() + DEADLINE_S
         while len(calls) < 3:  # three attempts at the schema, whatever the machine's speed
@@ -265,7 +265,7 @@ def test_only_a_token_holder_sees_or_waits_on_jobs_and_waits_are_bounded(gate_ap
     MAX_WAITERS in all (429 beyond), each for at most WAIT_MAX_S (then 202: ask again)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from collector import hook
+    from collector.service import hook
 
     monkeypatch.setattr(hook, "WAIT_MAX_S", 2.0)
     auth = {"Authorization": f"Bearer {TOKEN}"}

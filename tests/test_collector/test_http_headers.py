@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from collector import store
+from collector.storage import store
 from helpers import free_port, make_test_data, wait_healthy
 
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from collector.kserve import NotACanary, revision_urls
-from collector.urls import BadURL, split_headers
+from collector.protocols.urls import BadURL, split_headers
+from collector.service.kserve import NotACanary, revision_urls
 from helpers import LiveServer, run_cli, write_color_model
 
 # The shape of KServe's documentation (canary rollout with tag routing), values of this test.

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from collector import store
-from collector.latency import LatencyError, LatencyRule, Side, judge, measure
-from collector.protocols import connect
+from collector.analysis.latency import LatencyError, LatencyRule, Side, judge, measure
+from collector.protocols.foreign import connect
+from collector.storage import store
 from helpers import DelayProxy, LiveServer, collect_models, run_cli, serve_model, write_color_model
 
 LABELS = ["red", "green", "blue"]
@@ -99,11 +99,11 @@ def test_the_gate_service_answers_argo_with_the_latency_verdict_and_the_web_view
 
     import requests
 
+    from collector.analysis.compare import Thresholds
     from collector.collect import CollectOptions
-    from collector.compare import Thresholds
-    from collector.deploy import DeploySettings
-    from collector.hook import HostPolicy, create_hook_app
-    from collector.web import WebContext, register_web
+    from collector.outputs.web import WebContext, register_web
+    from collector.service.deploy import DeploySettings
+    from collector.service.hook import HostPolicy, create_hook_app
 
     token = "t" * 24
     engine = store.make_engine(f"sqlite:///{tmp_path / 'gate.db'}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from collector.formatting import interval, num
-from collector.metrics import class_metrics, confusion_matrix
+from collector.stats.metrics import class_metrics, confusion_matrix
 
 
 def test_class_metrics_from_a_known_confusion_matrix():

@@ -16,9 +16,9 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from collector import store
-from collector.mlflow_export import ExportError, MlflowExport, export_models, metric_key
-from collector.reports import model_report
+from collector.analysis.reports import model_report
+from collector.outputs.mlflow_export import ExportError, MlflowExport, export_models, metric_key
+from collector.storage import store
 from helpers import engine_for, free_port, run_cli, store_model
 from peers.mlflow_server import MlflowServer
 

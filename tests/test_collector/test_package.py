@@ -68,7 +68,7 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_collector_modules_import_no_cycle():
     graph = import_graph()
-    assert "collector.cli.common" in graph and "collector.store" in graph["collector.cli.common"]
+    assert "collector.cli.common" in graph and "collector.storage.store" in graph["collector.cli.common"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
@@ -90,4 +90,4 @@ def test_sql_lives_in_store_only():
 
 
 def test_compare_does_not_depend_on_reports():
-    assert "collector.reports" not in import_graph()["collector.compare"]
+    assert "collector.analysis.reports" not in import_graph()["collector.analysis.compare"]

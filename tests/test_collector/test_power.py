@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collector.compare import mcnemar_exact
-from collector.power import images_needed, min_detectable_drop, min_flips
+from collector.analysis.compare import mcnemar_exact
+from collector.stats.power import images_needed, min_detectable_drop, min_flips
 
 
 @pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1])

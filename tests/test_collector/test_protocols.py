@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.protocols import (
-    AddressError,
+from collector.protocols.foreign import (
     ProtocolOptions,
     are_probabilities,
     behavioural_fingerprint,
     canary_images,
-    parse_address,
     read_labels_file,
 )
 from helpers import MlServerProcess, free_port, run_cli
@@ -29,26 +27,7 @@ ORIGINAL = ROOT / "trained_models" / "ml_original"
 BASE = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
 
 
-# ---- addresses, labels, identity -------------------------------------------------------------
-@pytest.mark.parametrize("url,protocol,model,version,base", [
-    ("http://h:1", "native", None, None, "http://h:1"),
-    ("http://h:1/", "native", None, None, "http://h:1"),
-    ("http://h:1/v2/models/m", "v2", "m", None, "http://h:1"),
-    ("http://h:1/v2/models/m/versions/3/", "v2", "m", "3", "http://h:1"),
-    ("http://h:1/prefix/v2/models/a%20b", "v2", "a b", None, "http://h:1/prefix"),
-])
-def test_addresses_name_their_protocol(url, protocol, model, version, base):
-    a = parse_address(url)
-    assert (a.protocol, a.model, a.version, a.base) == (protocol, model, version, base)
-
-
-def test_protocol_override_needs_a_matching_address():
-    with pytest.raises(AddressError, match="names its model"):
-        parse_address("http://h:1", "v2")
-    with pytest.raises(AddressError, match="not a model path"):
-        parse_address("http://h:1/v2/models/m", "native")
-
-
+# ---- labels, identity -----------------------------------------------------------------------
 def test_labels_file_is_one_label_per_line():
     assert read_labels_file("a\n\n b \nc\n") == ("a", "b", "c")
     with pytest.raises(ValueError, match="no label"):
@@ -282,8 +261,8 @@ def test_a_declared_fingerprint_reused_by_other_weights_is_refused(native, tmp_p
 def test_the_deploy_path_takes_an_oip_address(mlserver, labels_file, tmp_path):
     """What the hook and watch run for one URL: collect, compare with the previous version, report."""
     from collector.collect import CollectOptions
-    from collector.deploy import DeploySettings, evaluate_deployment
-    from collector.protocols import read_labels_file
+    from collector.protocols.foreign import read_labels_file
+    from collector.service.deploy import DeploySettings, evaluate_deployment
     from helpers import engine_for
 
     engine = engine_for(f"sqlite:///{tmp_path / 'd.db'}")

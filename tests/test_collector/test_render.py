@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from collector.render import BASE_CSS, esc, page
+from collector.outputs.render import BASE_CSS, esc, page
 
 
 class _Tags(HTMLParser):

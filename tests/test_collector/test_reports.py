@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from collector.reports import model_report, recalls
-from collector.store import ModelInfo
+from collector.analysis.reports import model_report, recalls
+from collector.storage.store import ModelInfo
 
 LABELS = ["red", "green", "blue"]
 

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from collector import store
-from collector.perturb import PERTURBATIONS, make, parse_path, perturbed_path, read
-from collector.robustness import model_robustness
+from collector.analysis.robustness import model_robustness
+from collector.storage import store
+from collector.testset.perturb import PERTURBATIONS, make, parse_path, perturbed_path, read
 from helpers import COLORS, LiveServer, color_png, engine_for, run_cli, serve_model, write_color_model
 
 LABELS = ["red", "green", "blue"]
@@ -120,7 +120,7 @@ def _every_output_shows_it(db, data, engine, models):
     their sources), the HTML report, the Markdown summary, the JUnit file and the terminal."""
     import xml.etree.ElementTree as ET
 
-    from collector.web import create_web_app
+    from collector.outputs.web import create_web_app
 
     client = create_web_app(engine=engine, test_dir=data).test_client()
     page = client.get(f"/compare?baseline={models['1'].fingerprint}&candidate={models['2'].fingerprint}")

@@ -17,9 +17,9 @@ import pytest
 import requests
 from sqlalchemy import func, select, text
 
-from collector import store
-from collector.schema import predictions
-from collector.secrets import SecretFile, SecretFileError, secret_or_file, token_matches
+from collector.storage import store
+from collector.storage.schema import predictions
+from collector.storage.secrets import SecretFile, SecretFileError, secret_or_file, token_matches
 from helpers import free_port, make_test_data, run_cli, store_model
 from peers import postgres_cluster
 
@@ -77,7 +77,7 @@ def test_a_token_file_rotated_to_a_weak_value_matches_nothing(tmp_path):
 
 def test_the_previous_token_counts_for_the_grace_window_then_not(tmp_path, monkeypatch):
     """A controller holding the old token finishes its rollout; after the window it is refused."""
-    import collector.secrets as secrets_module
+    import collector.storage.secrets as secrets_module
 
     clock = [1000.0]
     monkeypatch.setattr(secrets_module.time, "monotonic", lambda: clock[0])

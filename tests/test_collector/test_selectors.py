@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import store
-from collector.answers import InvalidAnswer, check_name
-from collector.selectors import (
+from collector.analysis.selectors import (
     FINGERPRINT_PREFIX,
     AmbiguousSelector,
     ConflictingModel,
@@ -20,7 +18,9 @@ from collector.selectors import (
     previous_of,
     require_undisputed,
 )
-from collector.store import ModelInfo
+from collector.protocols.answers import InvalidAnswer, check_name
+from collector.storage import store
+from collector.storage.store import ModelInfo
 from helpers import engine_for, run_cli, store_model
 
 
@@ -97,7 +97,7 @@ def test_the_hooks_default_baseline_is_refused_when_two_claim_it(tmp_path, color
     import hashlib
 
     from collector.collect import CollectOptions
-    from collector.deploy import DeploySettings, evaluate_deployment
+    from collector.service.deploy import DeploySettings, evaluate_deployment
     from helpers import serve_model
 
     engine = engine_for(f"sqlite:///{tmp_path / 'd.db'}")

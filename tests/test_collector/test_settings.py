@@ -9,10 +9,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from collector.analysis.compare import Thresholds
 from collector.cli import main
-from collector.client import Limits
 from collector.collect import CollectOptions
-from collector.compare import Thresholds
+from collector.protocols.client import Limits
 from collector.settings import CollectorSettings, SettingsError, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from collector import store
 from collector.collect import collect
-from collector.schema import images, runs
+from collector.storage import store
+from collector.storage.schema import images, runs
 from collector.vocab import RunStatus
 from helpers import engine_for, serve_model, store_model
 
@@ -29,7 +29,7 @@ def test_migrations_match_schema_metadata(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from collector.schema import metadata
+    from collector.storage.schema import metadata
 
     engine = engine_for(db_url)
     with engine.connect() as c:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from cleanlab.filter import find_label_issues
 
-from collector.suspects import flag_issues
-from collector.web import create_web_app
+from collector.analysis.suspects import flag_issues
+from collector.outputs.web import create_web_app
 from helpers import collect_models, make_test_data, run_cli, write_color_model
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.testset import HashCache, in_shard, parse_shard, scan
+from collector.testset.images import HashCache, in_shard, parse_shard, scan
 from helpers import color_png, make_test_data
 
 
 def _count_reads(monkeypatch) -> list[str]:
     """The names of the files the test set's scan hashes (reads) from now on."""
-    from collector import testset
+    from collector.testset import images as testset
 
     reads: list[str] = []
     original = testset._file_sha256
@@ -65,7 +65,7 @@ def test_the_test_set_identity_is_its_images_and_labels(tmp_path):
     """Renaming or reordering files keeps it; changing a label or an image changes it."""
     import shutil
 
-    from collector.testset import TestSetHash, iter_images
+    from collector.testset.images import TestSetHash, iter_images
 
     def identity(root):
         h = TestSetHash()

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.bench_testset_check import drawing  # random shapes: a picture of its own per seed
-from collector.testset_check import NEAR_DISTANCE, check
+from collector.testset.check import NEAR_DISTANCE, check
 from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_the_repository_test_set_is_clean():
 
 def test_near_pairs_is_the_pairwise_distance_in_blocks(monkeypatch):
     """The vectorised search (in blocks) finds exactly the pairs the scalar distance says are near."""
-    import collector.testset_check as tc
+    import collector.testset.check as tc
 
     rng = random.Random(1)
     base = [rng.getrandbits(64) for _ in range(40)]
@@ -188,7 +188,7 @@ def test_the_text_output_sums_up_the_probes_names_every_file_and_fits_100_column
 def test_the_perturbed_copies_are_checked_for_leaks_but_never_against_their_own_source(tmp_path):
     import hashlib
 
-    from collector.perturb import PERTURBATIONS, make
+    from collector.testset.perturb import PERTURBATIONS, make
 
     test = clean_set(tmp_path / "test", per_class=4)
     train = clean_set(tmp_path / "train", per_class=4, seed=50_000)
@@ -205,4 +205,5 @@ def test_the_perturbed_copies_are_checked_for_leaks_but_never_against_their_own_
     assert "rotate" in leak["message"]
     out = run_cli("testset", "check", "--test-data", str(test), "--against", str(train), "--robustness",
                   "--hash-cache", "off")
-    assert out.exit_code == 1 and f"{12 * len(PERTURBATIONS)} perturbed copies" in out.output
+    text = " ".join(out.output.split())  # the summary wraps at the terminal's width, wherever the path ends
+    assert out.exit_code == 1 and f"{12 * len(PERTURBATIONS)} perturbed copies" in text

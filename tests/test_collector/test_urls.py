@@ -9,7 +9,50 @@ import socket
 
 import pytest
 
-from collector.urls import BadURL, HostPolicy, NotAllowed, display, parse_target
+from collector.protocols.urls import (
+    AddressError,
+    BadURL,
+    HostPolicy,
+    NotAllowed,
+    display,
+    host_of,
+    parse_model_url,
+    parse_target,
+)
+
+
+# ---- a model URL names its protocol and model ------------------------------------------------
+@pytest.mark.parametrize("url,protocol,model,version,base", [
+    ("http://h:1", "native", None, None, "http://h:1"),
+    ("http://h:1/", "native", None, None, "http://h:1"),
+    ("http://h:1/v2/models/m", "v2", "m", None, "http://h:1"),
+    ("http://h:1/v2/models/m/versions/3/", "v2", "m", "3", "http://h:1"),
+    ("http://h:1/prefix/v2/models/a%20b", "v2", "a b", None, "http://h:1/prefix"),
+])
+def test_addresses_name_their_protocol(url, protocol, model, version, base):
+    a = parse_model_url(url)
+    assert (a.protocol, a.model, a.version, a.base) == (protocol, model, version, base)
+    assert parse_model_url(a.text) == a  # the canonical text parses back to the same value
+
+
+def test_protocol_override_needs_a_matching_address():
+    with pytest.raises(AddressError, match="names its model"):
+        parse_model_url("http://h:1", "v2")
+    with pytest.raises(AddressError, match="not a model path"):
+        parse_model_url("http://h:1/v2/models/m", "native")
+
+
+def test_a_model_url_is_parsed_once_into_target_headers_and_protocol():
+    a = parse_model_url("http://user:pw@Host.example:81/pre/v1/models/m#Host=x.example&Seldon-Model=m")
+    assert (a.target.host, a.target.port, a.target.userinfo, a.prefix) == ("host.example", 81, "user:pw", "/pre")
+    assert a.headers == (("Host", "x.example"), ("Seldon-Model", "m"))
+    assert a.display == "http://***@host.example:81/pre/v1/models/m#Host=x.example&Seldon-Model=m"
+    assert a.base == "http://user:pw@host.example:81/pre"
+    assert host_of(a.display) == "host.example:81"
+    with pytest.raises(BadURL, match="credentials"):
+        parse_model_url("http://user:pw@h:1", allow_userinfo=False)
+    with pytest.raises(BadURL, match="unknown protocol"):
+        parse_model_url("http://h:1", "grpc")
 
 
 @pytest.mark.parametrize("text, url", [
@@ -17,6 +60,7 @@ from collector.urls import BadURL, HostPolicy, NotAllowed, display, parse_target
     ("http://10.0.0.7", "http://10.0.0.7"),
     ("https://[::1]:9/v2/models/x", "https://[::1]:9/v2/models/x"),
 ])
+
 def test_canonical_forms(text, url):
     assert parse_target(text).url == url
 

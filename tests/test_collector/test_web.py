@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from collector import views
-from collector.compare import Thresholds, compare
-from collector.web import create_web_app
+from collector.analysis import views
+from collector.analysis.compare import Thresholds, compare
+from collector.outputs.web import create_web_app
 from helpers import collect_models, make_test_data, pokemon_models, run_cli, write_color_model
 
 
@@ -95,7 +95,7 @@ def test_images_are_served_by_sha256_from_the_test_data_folder_only(web, tmp_pat
     # A stored path that leaves the folder is not followed.
     from sqlalchemy import update
 
-    from collector.schema import images
+    from collector.storage.schema import images
     secret = tmp_path / "secret.png"
     secret.write_bytes(sorted((data / "charmander").iterdir())[0].read_bytes())
     other = hashlib.sha256(secret.read_bytes()).hexdigest()
@@ -117,7 +117,7 @@ def test_untrusted_names_are_escaped(tmp_path):
 
 
 def test_an_empty_database_and_a_missing_one(tmp_path):
-    from collector import store
+    from collector.storage import store
 
     engine = store.make_engine(f"sqlite:///{tmp_path / 'e.db'}")
     store.ensure_schema(engine)
@@ -140,7 +140,7 @@ def test_compare_page_numbers_equal_the_compare_command(web, db_url):
     page = client.get("/api/compare?baseline=pokemon@1&candidate=pokemon@2").get_json()["comparison"]
     assert page == body
     with engine.connect() as conn:
-        from collector import store
+        from collector.storage import store
         ms = {m.version: m for m in store.list_models(conn)}
         direct = compare(ms["1"], store.load_rows(conn, model_id=ms["1"].id), ms["2"],
                          store.load_rows(conn, model_id=ms["2"].id))

@@ -179,7 +179,7 @@ def test_split_keeps_a_drawing_on_one_side_and_leaves_out_images_of_two_labels(t
         assert len(where) == 1 and sources == {"gen7x+icon+menu"}, (cls, where, sources)
     for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
         assert_split_invariants(rows[a], rows[b])
-    from collector.testset_check import check
+    from collector.testset.check import check
 
     report = check(tmp_path / "test", [tmp_path / "train", tmp_path / "val"])
     assert report["errors"] == 0, [f["message"] for f in report["findings"] if f["level"] == "error"]

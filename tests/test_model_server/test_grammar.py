@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.answers import InvalidAnswer, version_text
+from collector.protocols.answers import InvalidAnswer, version_text
 from model_server.grammar import (
     MAX_DIGITS,
     GrammarError,
@@ -98,7 +98,7 @@ ALLOWED_CONVERSIONS = {
     ("gates.py", "int(timeout / 0.1)"),
     ("metrics.py", "int(cm[i, i])"), ("metrics.py", "int(cm[i].sum())"), ("metrics.py", "int(cm[:, i].sum())"),
     ("mlflow_export.py", "int(t.timestamp() * 1000)"), ("mlflow_export.py", "float(v)"),
-    ("protocols.py", "float(v)"), ("protocols.py", "int(np.argmax(row))"),
+    ("foreign.py", "float(v)"), ("foreign.py", "int(np.argmax(row))"),
     ("render.py", "int(120 * r ** 2)"),
     ("reports.py", "float(np.mean(right))"), ("reports.py", "float(np.mean(wrong))"),
     ("reports.py", "float(probe_conf.mean())"), ("reports.py", "float((probe_conf >= 0.9).mean())"),
@@ -109,10 +109,10 @@ ALLOWED_CONVERSIONS = {
     ("suspects.py", "int(cand[np.argmax(probs[i, cand])])"), ("suspects.py", "int(np.argmax(top))"),
     ("suspects.py", 'float(r["scores"].get(lab, 0.0))'), ("suspects.py", 'float(r["scores"].get(r["label"], 0.0))'),
     ("suspects.py", 'float(np.mean(s["given_probability"]))'),
-    ("testset.py", 'int(hashlib.sha256(f"{item.sha256} {item.label}\\n".encode()).hexdigest(), 16)'),
-    ("testset.py", "int(sha256[:16], 16)"),
-    ("testset_check.py", "int(str(imagehash.phash(img, hash_size=8)), 16)"), ("testset_check.py", "int(x, 16)"),
-    ("testset_check.py", "int(d[r, c])"),
+    ("images.py", 'int(hashlib.sha256(f"{item.sha256} {item.label}\\n".encode()).hexdigest(), 16)'),
+    ("images.py", "int(sha256[:16], 16)"),
+    ("check.py", "int(str(imagehash.phash(img, hash_size=8)), 16)"), ("check.py", "int(x, 16)"),
+    ("check.py", "int(d[r, c])"),
     ("grammar.py", "int(text)"), ("grammar.py", "int(p)"),  # the grammar itself, after the check
     ("model.py", "int(self.keras_model.output_shape[-1])"), ("model.py", 'int(outputs[0]["shape_signature"][-1])'),
     ("oip.py", "int(np.prod(shape, dtype=np.int64))"), ("oip.py", "float(v)"),

@@ -269,23 +269,7 @@ def load_model_folder(model_dir: str | os.PathLike, backend: str | None = None, 
 
     keras_runtime = None
     if requested == "auto":
-        if record is not None and not _installed("ai_edge_litert"):
-            record, why_not = None, "the LiteRT runtime is not installed"
-        if record is not None and keras_path.is_file() and record.get("keras_sha256") != file_sha256(keras_path):
-            # model.keras was re-saved or retrained after the export: are they still the same weights?
-            if _installed("tensorflow"):
-                keras_runtime = _keras_runtime(keras_path, spec, labels)
-                current = _keras_fingerprint(keras_runtime, labels, spec)
-                if current != record["keras_fingerprint"]:
-                    record, why_not = None, (
-                        f"{TFLITE_FILE} is stale: it was exported from weights {record['keras_fingerprint'][:12]}, "
-                        f"{MODEL_FILE} now holds {current[:12]} (export again: python -m model_creation.export "
-                        f"{model_dir})")
-                else:
-                    keras_runtime = None  # same weights, re-saved: the export is good
-            else:
-                notes.append(f"{MODEL_FILE} changed since the export and TensorFlow is not installed to check it; "
-                             f"serving the exported weights (fingerprint {record['keras_fingerprint'][:12]})")
+        record, why_not, keras_runtime = _usable_export(model_dir, record, why_not, spec, labels, notes)
         if record is not None:
             return _litert(model_dir, config, labels, spec, record, notes, **litert)
         if (model_dir / TFLITE_FILE).is_file() or config.get(EXPORT_KEY):  # an export that cannot be used
@@ -302,6 +286,29 @@ def load_model_folder(model_dir: str | os.PathLike, backend: str | None = None, 
                         runtime=keras_runtime, config=config, notes=notes)
     model.predict(np.zeros((1, spec.height, spec.width, 3), np.float32))  # trace now, not on request 1
     return model
+
+
+def _usable_export(model_dir: Path, record: dict | None, why_not: str, spec: Preprocessing, labels: list[str],
+                   notes: list[str]) -> tuple[dict | None, str, KerasRuntime | None]:
+    """MODEL_BACKEND=auto: the export record still usable (or None and why not), and the Keras
+    runtime when loading it was how the export was checked."""
+    keras_path = model_dir / MODEL_FILE
+    if record is not None and not _installed("ai_edge_litert"):
+        return None, "the LiteRT runtime is not installed", None
+    if record is None or not keras_path.is_file() or record.get("keras_sha256") == file_sha256(keras_path):
+        return record, why_not, None
+    # model.keras was re-saved or retrained after the export: are they still the same weights?
+    if not _installed("tensorflow"):
+        notes.append(f"{MODEL_FILE} changed since the export and TensorFlow is not installed to check it; "
+                     f"serving the exported weights (fingerprint {record['keras_fingerprint'][:12]})")
+        return record, why_not, None
+    keras_runtime = _keras_runtime(keras_path, spec, labels)
+    current = _keras_fingerprint(keras_runtime, labels, spec)
+    if current == record["keras_fingerprint"]:
+        return record, why_not, None  # same weights, re-saved: the export is good
+    return None, (f"{TFLITE_FILE} is stale: it was exported from weights {record['keras_fingerprint'][:12]}, "
+                  f"{MODEL_FILE} now holds {current[:12]} (export again: python -m model_creation.export "
+                  f"{model_dir})"), keras_runtime
 
 
 def _keras_runtime(path: Path, spec: Preprocessing, labels: list[str]) -> KerasRuntime:

@@ -1,7 +1,7 @@
 """Open Inference Protocol v2 (KServe / Triton) REST codec, with the binary tensor extension.
 
 The one codec of both sides: the server parses requests with these types, the collector parses
-the answers of any OIP server with them (`collector.protocols.OIPClient`). Every message is
+the answers of any OIP server with them (`collector.protocols.foreign.OIPClient`). Every message is
 decoded by msgspec straight into typed structs: unknown fields are ignored, the fields read have
 types, bounded strings and bounded integers (checked before any conversion); a body that does
 not fit is a 400 here and an invalid answer there, never an exception that escapes.

@@ -7,9 +7,9 @@ import binascii
 import json
 import time
 
-import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
+from . import native
 from .dataplane import ApiError, DataPlane
 
 bp = Blueprint("rest", __name__)
@@ -70,14 +70,14 @@ def predict():
     batch = p.images(payload_images(), model)
     t1 = time.perf_counter()
     probs, predict_ms = p.predict(batch, model)
+    labels = model.labels
     preds = []
-    for row in probs:
-        best = int(np.argmax(row))
-        preds.append({"label": model.labels[best], "confidence": float(row[best]),
-                      "scores": {lab: float(v) for lab, v in zip(model.labels, row, strict=True)}})
-    return jsonify({
-        "model": {"name": model.name, "version": model.version, "fingerprint": model.fingerprint},
-        "predictions": preds,
-        "timing_ms": {"decode": round((t1 - t0) * 1000, 3), "predict": round(predict_ms, 3),
-                      "total": round((time.perf_counter() - t0) * 1000, 3)},
-    })
+    for row in probs.tolist():
+        best = max(range(len(row)), key=row.__getitem__)
+        preds.append(native.Prediction(labels[best], row[best], dict(zip(labels, row, strict=True))))
+    answer = native.Answer(
+        model=native.AnsweringModel(fingerprint=model.fingerprint, version=model.version, name=model.name),
+        predictions=preds,
+        timing_ms=native.Timing(decode=round((t1 - t0) * 1000, 3), predict=round(predict_ms, 3),
+                                total=round((time.perf_counter() - t0) * 1000, 3)))
+    return current_app.response_class(native.encode(answer), mimetype="application/json")

@@ -10,12 +10,12 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .. import store
-from ..client import ModelServerError
+from ..analysis.selectors import conflicts, describe_claimants, version_key
 from ..collect import DatabaseFailure, ModelResult, collect
 from ..formatting import num
-from ..selectors import conflicts, describe_claimants, version_key
-from ..testset import TestSetError
+from ..protocols.client import ModelServerError
+from ..storage import store
+from ..testset.images import TestSetError
 from ..text import literal
 from ..vocab import FAILED_STATUSES
 from .common import (

@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import store
+from ..analysis.compare import Thresholds
 from ..collect import CollectOptions
-from ..compare import Thresholds
-from ..protocols import ProtocolOptions, read_labels_file
-from ..secrets import SecretFile, SecretFileError, secret_or_file
+from ..protocols.foreign import ProtocolOptions, read_labels_file
 from ..settings import CollectorSettings, SettingsError, default_hash_cache
-from ..testset import parse_shard
+from ..storage import store
+from ..storage.secrets import SecretFile, SecretFileError, secret_or_file
+from ..testset.images import parse_shard
 from ..text import literal
 
 
@@ -277,7 +277,7 @@ def collect_options_from(kw: dict) -> CollectOptions:
 
 
 def threshold_options(f):
-    """The regression rule of compare, watch and hook (see collector/compare.py)."""
+    """The regression rule of compare, watch and hook (see collector/analysis/compare.py)."""
     return stack(f, [setting_option("gate_rule", "rule"), setting_option("max_drop"),
                       setting_option("min_score_drop"), setting_option("alpha"), setting_option("calibration_rule"),
                       setting_option("max_ece_rise")])
@@ -290,14 +290,14 @@ def thresholds_from(kw: dict) -> Thresholds:
 
 
 def latency_options(f):
-    """Paired latency of gate, compare and the gate service (see collector/latency.py)."""
+    """Paired latency of gate, compare and the gate service (see collector/analysis/latency.py)."""
     return stack(f, [setting_option("latency"), setting_option("latency_pairs"), setting_option("max_slowdown"),
                       setting_option("min_p95_ms")])
 
 
 def latency_rule_from(kw: dict):
     """The latency rule when --latency is on, else None."""
-    from ..latency import LatencyRule
+    from ..analysis.latency import LatencyRule
 
     if not kw.get("latency"):
         return None

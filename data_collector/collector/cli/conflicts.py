@@ -7,8 +7,8 @@ import json
 import click
 from sqlalchemy.exc import DBAPIError
 
-from .. import store
-from ..selectors import SelectorError, pick
+from ..analysis.selectors import SelectorError, pick
+from ..storage import store
 from .common import fail, open_store, out, table
 
 

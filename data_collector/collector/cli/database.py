@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .. import store
+from ..storage import store
 from .common import fail, open_store, out
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from .. import ci_report, store
-from ..client import ModelServerError
-from ..deploy import DeploySettings, evaluate_deployment
-from ..protocols import connect
-from ..secrets import MIN_TOKEN_CHARS, SecretFile, weak_token
+from ..outputs import ci_report
+from ..protocols.client import ModelServerError
+from ..protocols.foreign import connect
+from ..service.deploy import DeploySettings, evaluate_deployment
+from ..storage import store
+from ..storage.secrets import MIN_TOKEN_CHARS, SecretFile, weak_token
 from .common import (
     URLS_ENV,
     collect_options,
@@ -115,7 +116,7 @@ def gate_cmd(ctx, models, as_json, report_dir, **kw):
     writes the JUnit XML GitLab and Jenkins read.
     """
     from ..collect import DatabaseFailure
-    from ..gate import EXIT_CODES, run_gate
+    from ..service.gate import EXIT_CODES, run_gate
     from .reporting import print_comparison
 
     if len(models) > 2:
@@ -155,7 +156,7 @@ def kserve_urls_cmd(source, ingress, path):
     SOURCE: `kubectl get inferenceservice NAME -o json` saved in a file, or - for standard input.
     Prints PREV LATEST on one line: data-collector gate $(... | data-collector kserve-urls -).
     """
-    from ..kserve import NotACanary, read, revision_urls
+    from ..service.kserve import NotACanary, read, revision_urls
 
     try:
         prev, latest = revision_urls(read(source.read()), ingress=ingress, path=path)
@@ -229,7 +230,7 @@ def _hook_token(host: str, no_auth: bool, hook_required: bool) -> tuple[str | Se
 
 def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *, view_db: str | None,
            view_file: SecretFile | None, hook_required: bool) -> None:
-    from ..hook import HostPolicy
+    from ..service.hook import HostPolicy
 
     token, hook = _hook_token(host, no_auth, hook_required)
     try:  # no connection yet: the stack may start before ./setup_db.sh creates the roles
@@ -252,8 +253,8 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
 
     def build():
         """The app, built in gunicorn's worker (after the fork): engines, gate jobs, web view."""
-        from ..hook import create_hook_app
-        from ..web import WebContext, register_web
+        from ..outputs.web import WebContext, register_web
+        from ..service.hook import create_hook_app
 
         engine = store.make_engine(ctx.obj["db"], ctx.obj.get("db_file"))
         view_engine = engine if not view_db else store.make_engine(view_db, view_file)
@@ -264,6 +265,6 @@ def _serve(ctx, host, port, allowed_hosts, max_jobs, no_auth, report_dir, kw, *,
                                      jobs=app.extensions["deploy_jobs"] if hook else None))
         return app
 
-    from ..wsgi import run_gunicorn
+    from ..service.wsgi import run_gunicorn
 
     run_gunicorn(build, host=host, port=port)

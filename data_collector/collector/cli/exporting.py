@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import store
-from ..selectors import SelectorError, pick
+from ..analysis.selectors import SelectorError, pick
+from ..storage import store
 from .common import err, fail, nothing_collected, open_store, out, setting_option
 
 
@@ -28,7 +28,7 @@ def mlflow_cmd(ctx, selectors, tracking_uri, experiment):
     recall_, precision_ and f1_ metrics, and per_class_metrics.csv, confusion_matrix.png and
     report.html. Exporting again updates the runs.
     """
-    from ..mlflow_export import ExportError, export_models
+    from ..outputs.mlflow_export import ExportError, export_models
 
     if not tracking_uri:
         fail("give --tracking-uri URI or set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)", 2)

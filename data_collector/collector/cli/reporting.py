@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
-from .. import ci_report, facets, store, testset
-from ..compare import COMPARE_LEGEND, class_verdict, compare, test_set_note
+from ..analysis.compare import COMPARE_LEGEND, class_verdict, compare, test_set_note
+from ..analysis.reports import identity_line, model_report
+from ..analysis.selectors import ORDER_HELP, SelectorError, conflicts, pick, require_undisputed, resolve
 from ..formatting import num
-from ..power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
-from ..reports import identity_line, model_report
-from ..selectors import ORDER_HELP, SelectorError, conflicts, pick, require_undisputed, resolve
+from ..outputs import ci_report, facets
+from ..stats.power import DEFAULT_FLIP_RATE, DEFAULT_POWER, images_needed, min_detectable_drop
+from ..storage import store
+from ..testset import images as testset
 from .common import (
     fail,
     latency_options,
@@ -141,9 +143,9 @@ def report_cmd(ctx, selectors, json_path, html_path):
             fail(str(e), 2)
         history = None
         if html_path:
-            from ..html_report import recall_history
+            from ..outputs.html_report import recall_history
             history = recall_history(conn)
-        from ..suspects import label_suspects
+        from ..analysis.suspects import label_suspects
 
         suspects = label_suspects(conn)
     if not reports:
@@ -160,7 +162,7 @@ def report_cmd(ctx, selectors, json_path, html_path):
             out.print()
             out.print(f"wrote {json_path}")
     if html_path:
-        from ..html_report import render_html
+        from ..outputs.html_report import render_html
         write_output(html_path, render_html(reports, history))
         if not to_stdout:
             out.print(f"wrote {html_path}")
@@ -260,7 +262,7 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
             seen_at = (store.latest_url(conn, model_id=base.id), store.latest_url(conn, model_id=cand.id))
             _time_stored(result, (base, cand), (base_rows, cand_rows), seen_at, kw)
         if html_path:
-            from ..html_report import recall_history, render_html
+            from ..outputs.html_report import recall_history, render_html
             reports = [model_report(base, base_rows), model_report(cand, cand_rows)]
             write_output(html_path, render_html(reports, recall_history(conn), result))
     if result["n_common_images"] == 0:
@@ -280,10 +282,10 @@ def compare_cmd(ctx, baseline, candidate, as_json, html_path, **kw):
 def _time_stored(result: dict, infos: tuple, rows: tuple, seen_at: tuple, kw) -> None:
     """compare --latency: time both models at the URLs they were seen at last (each checked to be
     that model by its fingerprint and its answers)."""
+    from ..analysis.latency import LatencyError
     from ..collect import CollectOptions
-    from ..deploy import DeploySettings
-    from ..gate import add_latency, time_sides
-    from ..latency import LatencyError
+    from ..service.deploy import DeploySettings
+    from ..service.gate import add_latency, time_sides
 
     settings = DeploySettings(test_dir=kw["test_data"], report_dir=Path("."), opts=CollectOptions(),
                               latency=latency_rule_from(kw))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..settings import default_hash_cache
-from ..testset import HashCache
+from ..testset.images import HashCache
 from .common import fail, option, out, setting_option, styled, table
 
 
@@ -40,7 +40,7 @@ def check_cmd(against, test_data, hash_cache, min_drop, alpha, as_json, robustne
     found with a perceptual hash: resized, recompressed and slightly cropped copies match,
     different drawings do not (docs/testset.md).
     """
-    from ..testset_check import check
+    from ..testset.check import check
 
     if not Path(test_data).is_dir():
         fail(f"test data folder {test_data} does not exist (see --test-data / TEST_DATA_DIR)", 2)
@@ -111,6 +111,6 @@ def _lines(text: str, style: str) -> None:
 
 def _about_probes(f: dict) -> bool:
     """A finding whose every file is a lookalike probe of the test set."""
-    from ..testset import LOOKALIKES
+    from ..testset.images import LOOKALIKES
 
     return bool(f["paths"]) and all(p.startswith(LOOKALIKES + "/") for p in f["paths"])

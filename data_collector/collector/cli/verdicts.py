@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .. import ci_report
+from ..outputs import ci_report
 from ..settings import CollectorSettings, SettingsError
 from .common import err, fail, setting_option, stack
 
@@ -78,7 +78,7 @@ class VerdictOutputs:
         """Both models and the comparison to MLflow; a failure is a warning (the verdict stands)."""
         if not self.mlflow_uri:
             return
-        from ..mlflow_export import ExportError, export_comparison
+        from ..outputs.mlflow_export import ExportError, export_comparison
 
         try:
             experiment = CollectorSettings.env("mlflow_experiment_name").mlflow_experiment_name

@@ -1,0 +1,1 @@
+"""What stored answers mean: selectors, per-class reports, comparisons, suspects, latency and robustness."""

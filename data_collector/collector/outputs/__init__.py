@@ -1,0 +1,1 @@
+"""What people and tools read: terminal text, HTML, JUnit/Markdown, MLflow and the web view."""

@@ -1,0 +1,1 @@
+"""The gate service and deploy hook: jobs, verdicts for controllers, KServe canaries, gunicorn."""

@@ -1,0 +1,1 @@
+"""Statistics with no I/O: paired tests, power, calibration and per-class metrics."""

@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy Core schema, Alembic migrations, data access and credential files."""
