@@ -66,7 +66,7 @@ def run(repeats: int, busy: int, pairs: int, slower: float) -> dict:
 
     from collector.analysis.latency import LatencyRule, Side, measure
     from collector.collect import collect
-    from collector.protocols.foreign import connect
+    from collector.protocols import connect
     from collector.storage import store
 
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -280,3 +281,8 @@ def pokemon_models(tmp_path: Path, db_url: str):
     v2 = write_color_model(tmp_path / "v2", POKEMON_LABELS, name="pokemon", version="2", channels=POKEMON_CHANNELS,
                            swap=("pikachu", "bulbasaur"))
     return collect_models(db_url, data, v1, v2), data
+
+
+def multipart(*blobs: bytes) -> dict:
+    """A Flask test client's multipart body: the images in field `images`."""
+    return {"images": [(io.BytesIO(b), f"img{i}.png") for i, b in enumerate(blobs)]}

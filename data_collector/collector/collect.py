@@ -31,9 +31,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
-from .protocols import validate
+from .protocols import ProtocolOptions, connect, validate
 from .protocols.client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
-from .protocols.foreign import ProtocolOptions, connect
 from .protocols.urls import HostPolicy
 from .protocols.validate import InvalidAnswer, ModelChanged
 from .redact import contains_secret, redact_secrets
@@ -63,7 +62,7 @@ class CollectOptions:
     max_response_bytes: int = Limits.max_response_bytes
     max_metadata_bytes: int = Limits.max_metadata_bytes
     echo_errors: bool = True  # repeat a server's own error text in messages (off in the deploy hook)
-    protocol: ProtocolOptions = field(default_factory=ProtocolOptions)  # other serving stacks (protocols.py)
+    protocol: ProtocolOptions = field(default_factory=ProtocolOptions)  # other serving stacks (protocols/foreign.py)
     shard: tuple[int, int] | None = None  # (I, N): only the images whose sha256 % N == I (testset.in_shard)
     hash_cache: Path | None = None  # testset.HashCache file; None: hash every file
     policy: HostPolicy | None = None  # the hosts every connection may reach (the deploy hook's allowlist)

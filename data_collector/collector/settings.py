@@ -90,7 +90,7 @@ class CollectorSettings(BaseSettings):
                                                "Kubernetes Indexed Job)", shown="none", ge=0)
     hash_cache: str | None = setting(None, "file remembering image hashes by path, size and mtime ('off': hash "
                                      "every file)", option="--hash-cache", shown="~/.cache/pokemon-classifier-tester")
-    # Other serving stacks (protocols.py).
+    # Other serving stacks (protocols/foreign.py).
     protocol: Literal[PROTOCOLS] | None = setting(None, "the protocol every URL speaks", option="--protocol",
                                                   shown="from each URL: /v2/models/NAME is v2")
     labels: str | None = setting(None, "labels in output order, comma-separated, for servers that publish none",

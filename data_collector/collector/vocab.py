@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-PROTOCOLS = ("native", "v2", "v1")  # how a model server is spoken to (protocols.py)
+PROTOCOLS = ("native", "v2", "v1")  # how a model server is spoken to (protocols/urls.py reads it from a URL)
 INPUT_MODES = ("bytes", "tensor")  # encoded images, or preprocessed FP32 tensors
 RULES = ("scores", "mcnemar")  # the regression rules of compare.py
 # What the collector determined about a model (models.metadata["collector"]; the first value of

@@ -28,7 +28,8 @@ import pytest
 import requests
 import yaml
 from jsonpath_ng import parse as jsonpath
-from test_collector.test_gates import TOKEN, Droppable, gate_app, models  # noqa: F401 - fixtures
+from test_collector.service.conftest import TOKEN, gate_app, models  # noqa: F401 - fixtures
+from test_collector.service.test_gates import Droppable
 
 from helpers import LiveServer, serve_model
 

@@ -1,5 +1,6 @@
 """The collector's layers as packages: the contract in pyproject.toml ([tool.importlinter]) holds,
-it catches an upward import, every module sits in a layer, and the top level stays small."""
+it catches an upward import, every module sits in a layer, and the top level stays small; every
+module with logic has its test module at the mirrored path; no function is over 60 lines."""
 
 from __future__ import annotations
 
@@ -51,3 +52,43 @@ def test_every_module_sits_in_one_layer_and_the_top_level_is_small():
     assert sorted(name.removeprefix("collector.") for name in named) == top
     modules = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(modules) <= MAX_TOP_LEVEL_MODULES, modules
+
+
+# ---- the tests mirror the layout, and functions stay short ------------------------------------
+MIRRORS = [(PACKAGE, ROOT / "tests" / "test_collector"),
+           (ROOT / "trained_models" / "model_server", ROOT / "tests" / "test_model_server")]
+MIN_LINES_WITH_LOGIC = 50  # a module this long has logic of its own to test
+PRODUCT_CODE = [PACKAGE, ROOT / "trained_models" / "model_server", ROOT / "model_creation", ROOT / "db_scripts"]
+MAX_FUNCTION_LINES = 60
+
+
+def _modules(package: Path):
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if "migrations" not in rel.parts and path.name not in ("__init__.py", "__main__.py"):
+            yield path, rel
+
+
+def test_every_module_with_logic_has_the_test_module_named_after_it():
+    missing = []
+    for package, tests in MIRRORS:
+        for path, rel in _modules(package):
+            if len(path.read_text().splitlines()) >= MIN_LINES_WITH_LOGIC:
+                expected = tests.joinpath(*rel.parts[:-1], f"test_{path.stem}.py")
+                if not expected.is_file():
+                    missing.append(str(expected.relative_to(ROOT)))
+    assert not missing, f"modules without their test module: {missing}"
+
+
+def test_no_function_is_longer_than_60_lines():
+    import ast
+
+    long = []
+    for root in PRODUCT_CODE:
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, long

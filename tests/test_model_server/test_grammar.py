@@ -116,7 +116,6 @@ ALLOWED_CONVERSIONS = {
     ("grammar.py", "int(text)"), ("grammar.py", "int(p)"),  # the grammar itself, after the check
     ("model.py", "int(self.keras_model.output_shape[-1])"), ("model.py", 'int(outputs[0]["shape_signature"][-1])'),
     ("oip.py", "int(np.prod(shape, dtype=np.int64))"), ("oip.py", "float(v)"),
-    ("rest.py", "int(np.argmax(row))"), ("rest.py", "float(row[best])"), ("rest.py", "float(v)"),
 }
 
 

@@ -12,7 +12,7 @@ cleanlab's `find_label_issues`, applied per evaluated model and then put to a vo
 3. An image is a suspect when at least half of the models that evaluated it (and that know both
    labels) flag it; its suggestion is the one most of them make.
 
-`tests/test_collector/test_suspects.py` checks step 1-2 against cleanlab's own implementation on
+`tests/test_collector/analysis/test_suspects.py` checks step 1-2 against cleanlab's own implementation on
 random probabilities. Lookalike probes have no label a model knows and are never suspects.
 """
 

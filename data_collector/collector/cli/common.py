@@ -19,7 +19,7 @@ from rich.text import Text
 
 from ..analysis.compare import Thresholds
 from ..collect import CollectOptions
-from ..protocols.foreign import ProtocolOptions, read_labels_file
+from ..protocols import ProtocolOptions, read_labels_file
 from ..settings import CollectorSettings, SettingsError, default_hash_cache
 from ..storage import store
 from ..storage.secrets import SecretFile, SecretFileError, secret_or_file

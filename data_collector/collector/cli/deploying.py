@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from ..outputs import ci_report
+from ..protocols import connect
 from ..protocols.client import ModelServerError
-from ..protocols.foreign import connect
 from ..service.deploy import DeploySettings, evaluate_deployment
 from ..storage import store
 from ..storage.secrets import MIN_TOKEN_CHARS, SecretFile, weak_token

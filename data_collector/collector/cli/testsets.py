@@ -1,4 +1,4 @@
-"""`data-collector testset check`: is the test set sound (testset_check.py)?"""
+"""`data-collector testset check`: is the test set sound (testset/check.py)?"""
 
 from __future__ import annotations
 

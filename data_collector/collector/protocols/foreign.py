@@ -22,7 +22,6 @@ import io
 import json
 import re
 import secrets
-from dataclasses import dataclass
 from urllib.parse import quote
 
 import numpy as np
@@ -32,48 +31,15 @@ from model_server.grammar import GrammarError, parse_uint
 
 from ..vocab import INPUT_MODES
 from .answers import AnsweringModel, InvalidAnswer, NativeAnswer, NativePrediction, V1Answer, V1Status
-from .client import ModelClient, ModelServerError, display_url
-from .urls import BadURL, ModelURL, parse_model_url
+from .client import ModelClient, ModelServerError
+from .options import ProtocolOptions
+from .urls import ModelURL
 from .validate import SUM_TOLERANCE, identity
 
 HEADER_LENGTH = oip.HEADER_LENGTH
 ROUND_DECIMALS = 2  # canary probabilities enter the behavioural fingerprint at this precision
 MAX_SCORE = 1e4  # |logit| at most: beyond it a server is broken or hostile (and softmax would overflow)
 FINGERPRINT = re.compile(r"[0-9a-f]{64}")
-
-@dataclass(frozen=True)
-class ProtocolOptions:
-    """What the collector is told about models that do not describe themselves fully."""
-
-    protocol: str | None = None  # None: detect from the address
-    labels: tuple[str, ...] | None = None  # for servers that publish none, in output order
-    output: str | None = None  # the scores output, when a model has several
-    input_mode: str | None = None  # bytes (encoded images) or tensor (FP32 [N,H,W,3]); None: from metadata
-    preprocessing: dict | None = None  # for tensor mode, when the server publishes none
-    binary: bool = True  # use OIP's binary tensor extension when the server lists it
-
-
-def read_labels_file(text: str) -> tuple[str, ...]:
-    """One label per line, in output order (Triton's label-file format); blank lines ignored."""
-    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if not labels:
-        raise ValueError("the labels file holds no label")
-    return labels
-
-
-def connect(url: str | ModelURL, options: ProtocolOptions | None = None, **kwargs) -> ModelClient:
-    """The client for a model URL's protocol (kwargs as ModelClient's: limits, retries, ...).
-    A text is parsed here, once (`urls.parse_model_url`); a parsed URL is used as it is."""
-    options = options or ProtocolOptions()
-    if not isinstance(url, ModelURL):
-        try:
-            url = parse_model_url(url, options.protocol)
-        except BadURL as e:
-            raise ModelServerError(display_url(url), str(e)) from None
-    if url.protocol == "native":
-        return ModelClient(url, **kwargs)
-    return (OIPClient if url.protocol == "v2" else V1Client)(url, options, **kwargs)
-
 
 # ---- behavioural identity ------------------------------------------------------------------
 def canary_images() -> list[tuple[str, bytes]]:

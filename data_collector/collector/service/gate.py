@@ -135,7 +135,7 @@ def time_sides(args: tuple[str | None, str], infos: tuple[ModelInfo, ModelInfo],
                settings: DeploySettings) -> dict:
     """Time both models behind their URLs (the gate's URL arguments, else the URL each was seen at
     last), on the labelled test images both answered. Raises LatencyError."""
-    from ..protocols.foreign import connect
+    from ..protocols import connect
 
     opts = settings.opts
     b = {r["sha256"]: r for r in rows[0] if is_clean(r["kind"])}

@@ -28,8 +28,8 @@ from sqlalchemy.exc import DBAPIError
 
 from ..collect import DatabaseFailure
 from ..formatting import iso
+from ..protocols import connect
 from ..protocols.client import Limits, ModelServerError
-from ..protocols.foreign import connect
 from ..protocols.urls import BadURL, HostPolicy, NotAllowed, parse_model_url
 from ..storage import store
 from ..storage.secrets import SecretFile, token_matches

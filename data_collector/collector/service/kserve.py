@@ -4,7 +4,7 @@ With the annotation `serving.kserve.io/enable-tag-routing: "true"`, KServe lists
 revisions in `status.components.predictor.traffic[]`, the new one tagged `latest` and the one
 it replaces `prev`, each with its own URL. From outside the mesh those host names do not
 resolve: requests go to the ingress gateway with the revision's host in a `Host` header, which
-the collector sends per URL (`URL#Host=...`, urls.split_headers).
+the collector sends per URL (`URL#Host=...`, read by protocols/urls.parse_model_url).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from collector.analysis.latency import LatencyError, LatencyRule, Side, judge, measure
-from collector.protocols.foreign import connect
+from collector.protocols import connect
 from collector.storage import store
 from helpers import DelayProxy, LiveServer, collect_models, run_cli, serve_model, write_color_model
 

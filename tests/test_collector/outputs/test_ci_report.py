@@ -21,7 +21,7 @@ from collector.storage.store import ModelInfo
 from collector.text import literal
 from helpers import engine_for, run_cli, store_model
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 XSD = ROOT / "tests" / "fixtures" / "ci-schemas" / "junit-10.xsd"
 
 

@@ -22,7 +22,7 @@ from collector.storage import store
 from helpers import engine_for, free_port, run_cli, store_model
 from peers.mlflow_server import MlflowServer
 
-XSD = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "ci-schemas" / "junit-10.xsd"
+XSD = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "ci-schemas" / "junit-10.xsd"
 
 
 @pytest.fixture(scope="module")

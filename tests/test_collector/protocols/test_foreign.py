@@ -10,18 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.protocols.foreign import (
-    ProtocolOptions,
-    are_probabilities,
-    behavioural_fingerprint,
-    canary_images,
-    read_labels_file,
-)
+from collector.protocols import ProtocolOptions, read_labels_file
+from collector.protocols.foreign import are_probabilities, behavioural_fingerprint, canary_images
 from helpers import MlServerProcess, free_port, run_cli
 from peers.process import PeerServer
 from peers.venvs import peer_python
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PEERS = ROOT / "tests" / "peers"
 ORIGINAL = ROOT / "trained_models" / "ml_original"
 BASE = ["bulbasaur", "charmander", "mewtwo", "pikachu", "squirtle"]
@@ -261,7 +256,7 @@ def test_a_declared_fingerprint_reused_by_other_weights_is_refused(native, tmp_p
 def test_the_deploy_path_takes_an_oip_address(mlserver, labels_file, tmp_path):
     """What the hook and watch run for one URL: collect, compare with the previous version, report."""
     from collector.collect import CollectOptions
-    from collector.protocols.foreign import read_labels_file
+    from collector.protocols import read_labels_file
     from collector.service.deploy import DeploySettings, evaluate_deployment
     from helpers import engine_for
 

@@ -186,3 +186,43 @@ def test_the_loader_takes_backend_and_litert_knobs_from_the_settings(folder, mon
     assert load_model_folder(folder).backend == "keras"  # no settings given: the environment's
     with pytest.raises(ModelFolderError, match="MODEL_BACKEND must be one of"):
         load_model_folder(folder, settings=ServerSettings.from_mapping({"model_backend": "tensorrt"}))
+
+
+def test_fingerprint_stable_across_restart_move_and_resave(tmp_path, color_model):
+    import shutil
+
+    import keras
+
+    from model_server.model import load_model_folder
+
+    a = load_model_folder(color_model).fingerprint
+    assert load_model_folder(color_model).fingerprint == a  # restart
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(color_model, moved)
+    assert load_model_folder(moved).fingerprint == a  # moved folder
+    m = keras.saving.load_model(moved / "model.keras", compile=False)
+    m.save(moved / "model.keras")  # re-save: new zip bytes, same values
+    assert load_model_folder(moved).fingerprint == a
+
+
+def test_fingerprint_changes_with_weights_labels_and_preprocessing(tmp_path, color_model):
+    from model_server.model import load_model_folder
+
+    base = load_model_folder(color_model).fingerprint
+    retrained = write_color_model(tmp_path / "r", ["red", "green", "blue"], swap=("green", "blue"))
+    assert load_model_folder(retrained).fingerprint != base
+    relabeled = write_color_model(tmp_path / "l", ["red", "blue", "green"])
+    assert load_model_folder(relabeled).fingerprint != load_model_folder(
+        write_color_model(tmp_path / "l2", ["red", "green", "blue"])).fingerprint
+    cfg = json.loads((color_model / "config.json").read_text())
+    cfg["preprocessing"]["resize"] = "stretch"
+    other = tmp_path / "p"
+    import shutil
+    shutil.copytree(color_model, other)
+    (other / "config.json").write_text(json.dumps(cfg))
+    assert load_model_folder(other).fingerprint != base
+    # Fields that do not change predictions do not change the fingerprint.
+    cfg = json.loads((color_model / "config.json").read_text())
+    cfg["created_at"] = "2000-01-01T00:00:00+00:00"
+    (other / "config.json").write_text(json.dumps(cfg))
+    assert load_model_folder(other).fingerprint == base

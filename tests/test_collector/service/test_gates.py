@@ -4,7 +4,6 @@ servers. The restart test (SIGKILL mid-job) is tests/features/test_gate_restart.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -12,11 +11,10 @@ from jsonpath_ng import parse as jsonpath
 
 from collector.collect import CollectOptions
 from collector.service.deploy import DeploySettings
-from collector.service.hook import HostPolicy, create_hook_app
-from helpers import LiveServer, serve_model, write_color_model
+from collector.service.hook import HostPolicy
+from helpers import LiveServer, serve_model
+from test_collector.service.conftest import TOKEN
 
-LABELS = ["red", "green", "blue"]
-TOKEN = "t" * 24
 DEADLINE_S = 240  # an evaluation on a busy machine; polls retry until then
 
 
@@ -32,27 +30,6 @@ def argo_outcome(answer: dict, status: int = 200) -> str:
     if result == "fail":
         return "Failed"
     return "Inconclusive"
-
-
-@pytest.fixture
-def gate_app(tmp_path, big_data, request):
-    on = getattr(request, "param", "sqlite")
-    db = request.getfixturevalue("pg_url") if on == "postgres" else f"sqlite:///{tmp_path / 'gate.db'}"
-    from collector.storage import store
-
-    engine = store.make_engine(db)
-    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path / "reports", opts=CollectOptions(batch_size=8))
-    app = create_hook_app(engine=engine, settings=settings, token=TOKEN, allowed=HostPolicy(["127.0.0.1"]))
-    with LiveServer(app) as srv:
-        yield srv
-    app.extensions["gate_service"].stop(5)
-
-
-@pytest.fixture
-def models(tmp_path):
-    return {"v1": write_color_model(tmp_path / "v1", LABELS, version="1"),
-            "broken": write_color_model(tmp_path / "v2", LABELS, version="2", swap=("green", "blue")),
-            "surer": write_color_model(tmp_path / "v3", LABELS, version="3", scale=14.0)}
 
 
 def _argo(srv, baseline: str, candidate: str, **extra) -> tuple[dict, float]:
@@ -212,26 +189,6 @@ def test_flagger_refuses_a_wrong_token_and_a_foreign_body(gate_app):
     assert r.status_code == 400 and "Traceback" not in r.text
 
 
-def test_probes(gate_app):
-    assert requests.get(f"{gate_app.url}/livez", timeout=30).status_code == 200
-    deadline = time.monotonic() + DEADLINE_S
-    while requests.get(f"{gate_app.url}/readyz", timeout=30).status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-
-
-def test_readiness_says_503_when_the_database_is_gone(tmp_path, big_data):
-    from collector.storage import store
-
-    engine = store.make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
-    settings = DeploySettings(test_dir=big_data, report_dir=tmp_path, opts=CollectOptions())
-    app = create_hook_app(engine=engine, settings=settings, token=None, enabled=False)
-    with LiveServer(app) as srv:
-        assert requests.get(f"{srv.url}/readyz", timeout=30).status_code == 503
-        assert requests.get(f"{srv.url}/livez", timeout=30).status_code == 200
-    assert not Path(tmp_path / "no").exists()
-
-
 def test_a_database_that_is_away_is_said_once_and_retried(tmp_path, big_data, monkeypatch, caplog):
     import logging
 
@@ -258,27 +215,6 @@ def test_a_database_that_is_away_is_said_once_and_retried(tmp_path, big_data, mo
         service.stop(5)
     said = [r for r in caplog.records if "database unavailable" in r.getMessage()]
     assert len(said) == 1 and not service.ready
-
-
-def test_only_a_token_holder_sees_or_waits_on_jobs_and_waits_are_bounded(gate_app, models, monkeypatch):
-    """Anonymous /jobs and /jobs/ID: 401. ?wait=1: at most MAX_WAITS_PER_CALLER per caller and
-    MAX_WAITERS in all (429 beyond), each for at most WAIT_MAX_S (then 202: ask again)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from collector.service import hook
-
-    monkeypatch.setattr(hook, "WAIT_MAX_S", 2.0)
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    with serve_model(models["v1"]) as base, serve_model(models["broken"], predict_delay=1.0) as cand:
-        job = _argo(gate_app, base.url, cand.url)[0]["job"]
-        assert requests.get(f"{gate_app.url}/jobs", timeout=30).status_code == 401
-        assert requests.get(f"{gate_app.url}/jobs/{job}?wait=1", timeout=30).status_code == 401
-        n = hook.MAX_WAITS_PER_CALLER + 3
-        with ThreadPoolExecutor(n) as pool:
-            codes = list(pool.map(lambda _: requests.get(f"{gate_app.url}/jobs/{job}?wait=1", headers=auth,
-                                                         timeout=60).status_code, range(n)))
-        assert codes.count(429) >= 3 and set(codes) <= {202, 429, 200}, codes
-        assert requests.get(f"{gate_app.url}/jobs", headers=auth, timeout=30).json()["jobs"][0]["id"] == job
 
 
 def test_flagger_never_promotes_a_model_swapped_in_after_a_pass(gate_app, models):

@@ -48,21 +48,6 @@ def test_what_is_not_a_canary_is_said(doc, message):
         revision_urls(doc)
 
 
-def test_the_command_reads_kubectl_json_from_stdin_or_a_file(tmp_path):
-    from click.testing import CliRunner
-
-    from collector.cli import main
-
-    r = CliRunner().invoke(main, ["kserve-urls", "-", "--ingress", "http://gw:8080"], input=json.dumps(ISVC))
-    assert r.exit_code == 0
-    assert r.stdout.split() == ["http://gw:8080#Host=prev-colors-predictor.models.example.com",
-                                "http://gw:8080#Host=latest-colors-predictor.models.example.com"]
-    bad = tmp_path / "isvc.json"
-    bad.write_text("{not json")
-    r = CliRunner().invoke(main, ["kserve-urls", str(bad)])
-    assert r.exit_code == 2 and "not JSON" in r.output and "Traceback" not in r.output
-
-
 @pytest.mark.parametrize("url", ["http://a#Host", "http://a#Content-Length=3", "http://a#Authorization=x",
                                  "http://a#Host=a%0d%0aX: y", "http://a#B@d=1"])
 def test_headers_that_cannot_be_sent_are_refused(url):

@@ -184,3 +184,70 @@ def test_not_ready_is_a_4xx_and_live_stays_200(tmp_path):
         assert client.is_server_live() is True
         assert client.is_server_ready() is False
         assert client.is_model_ready("colors") is False
+
+
+def test_oip_metadata_and_health(client):
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
+    m = client.get("/v2/models/colors").get_json()
+    assert m["versions"] == ["1"] and m["outputs"][0]["shape"] == [-1, 3]
+    assert client.get("/v2/models/colors/ready").get_json()["ready"] is True
+    r = client.get("/v2/models/pikachu")
+    assert r.status_code == 404 and "unknown model" in r.get_json()["error"]
+    assert client.get("/v2/models/colors/versions/9").status_code == 404
+
+
+def test_oip_infer_bytes_json(client):
+    data = [base64.b64encode(color_png(COLORS[c])).decode() for c in ("green", "red")]
+    r = client.post("/v2/models/colors/infer", json={
+        "id": "req-7", "inputs": [{"name": "images", "datatype": "BYTES", "shape": [2], "data": data}]})
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["id"] == "req-7" and body["model_version"] == "1"
+    out = {o["name"]: o for o in body["outputs"]}
+    assert out["labels"]["data"] == ["green", "red"]
+    assert out["probabilities"]["shape"] == [2, 3] and len(out["probabilities"]["data"]) == 6
+
+
+def test_oip_infer_fp32_and_binary_extension(client):
+    x = np.zeros((2, 16, 16, 3), np.float32)
+    x[0, ..., 2] = 0.9  # blue
+    x[1, ..., 0] = 0.9  # red
+    head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 16, 16, 3],
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    r = client.post("/v2/models/colors/infer", data=head + x.tobytes(),
+                    headers={"Inference-Header-Content-Length": str(len(head))},
+                    content_type="application/octet-stream")
+    assert r.status_code == 200
+    n = int(r.headers["Inference-Header-Content-Length"])
+    meta = json.loads(r.data[:n])
+    probs_size = meta["outputs"][0]["parameters"]["binary_data_size"]
+    probs = np.frombuffer(r.data[n:n + probs_size], "<f4").reshape(2, 3)
+    assert list(np.argmax(probs, 1)) == [2, 0]
+
+
+@pytest.mark.parametrize("req,words", [
+    ({"inputs": []}, "length >= 1 - at `$.inputs`"),
+    ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}]},
+     "unknown input 'x': this model's inputs are 'images' (BYTES"),
+    ({"inputs": [{"name": "images", "datatype": "INT8", "shape": [1], "data": [1]}]}, "must be BYTES, got 'INT8'"),
+    ({"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}]}, "must be FP32"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]},
+                 {"name": "input", "datatype": "FP32", "shape": [1], "data": [0.0]}]}, "exactly one input"),
+    ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2, 2, 3], "data": [0.0] * 12}]}, "shape"),
+    ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 16, 16, 3], "data": [1.0]}]}, "needs 768"),
+    ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 16, 16, 3], "data": ["a"] * 768}]}, "numbers"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["%%%"]}]}, "base64"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}]}, "image 0"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": "1", "data": []}]}, "shape"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [0], "data": []}]}, "empty batch"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="],
+                  "parameters": {"content_type": "str"}}]}, "content_type 'str' is not supported"),
+    ({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="]}],
+      "outputs": [{"name": "logits"}]}, "unknown output 'logits': this model's outputs are 'probabilities'"),
+])
+def test_oip_bad_requests(client, req, words):
+    r = client.post("/v2/models/colors/infer", json=req)
+    assert 400 <= r.status_code < 500
+    assert words in r.get_json()["error"]
