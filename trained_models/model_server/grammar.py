@@ -4,8 +4,8 @@ answer, a request header, a URL, a database row), shared by the server and the c
 Python's own tests are wider than they look: `"²".isdigit()` and `"٣".isdecimal()` are True,
 `int("٣")` is 3 and `int("²")` raises, `int(" 7 ")` and `int("1_000")` succeed. Here a number is
 ASCII digits only, bounded in length, and a version is a short ASCII word. Nothing else in either
-package calls `isdigit`, `isnumeric`, `int()` or `float()` on such text (tests/test_grammar.py
-walks the code to check).
+package calls `isdigit`, `isnumeric`, `int()` or `float()` on such text
+(tests/test_model_server/test_grammar.py walks the code to check).
 """
 
 from __future__ import annotations
