@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from . import __version__
 from .protocols import ProtocolOptions, connect, validate
 from .protocols.client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
-from .protocols.urls import HostPolicy
+from .protocols.urls import BadURL, HostPolicy, ModelURL, parse_model_url
 from .protocols.validate import InvalidAnswer, ModelChanged
 from .redact import contains_secret, redact_secrets
 from .settings import CollectorSettings
@@ -192,8 +192,9 @@ def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOpt
             reaped = store.reap_dead_runs(conn)
         if reaped:
             say(f"{len(reaped)} run(s) left 'running' by a collector that died are now marked interrupted")
-        results = [ModelResult(url=display_url(u) if isinstance(u, str) else str(u)) for u in urls]
-        described = [(res, d) for res, url in zip(results, urls, strict=True)
+        targets = [_parsed(u, opts) for u in urls]  # each URL's text parsed once, here
+        results = [ModelResult(url=_shown(t)) for t in targets]
+        described = [(res, d) for res, url in zip(results, targets, strict=True)
                      if (d := _describe(res, url, engine=engine, opts=opts))]
         jobs = _register(described, engine=engine, opts=opts)
         whole = _run(jobs, itertools.chain([first], stream), engine=engine, test_dir=test_dir, opts=opts,
@@ -239,7 +240,25 @@ def _summarise(jobs: list[_Job], *, engine: Engine, opts: CollectOptions, say: C
                 f"{checked}, nothing to send")
 
 
-def _describe(res: ModelResult, url: str, *, engine: Engine, opts: CollectOptions) -> tuple[ModelClient, dict] | None:
+def _parsed(url: str | ModelURL, opts: CollectOptions) -> str | ModelURL:
+    """A URL's text as the one parse reads it; a text it refuses stays text, and `connect` says why
+    (the model fails, the others go on)."""
+    if not isinstance(url, str):
+        return url
+    try:
+        return parse_model_url(url, opts.protocol.protocol)
+    except BadURL:
+        return url
+
+
+def _shown(target: str | ModelURL) -> str:
+    if isinstance(target, ModelURL):
+        return target.display
+    return display_url(target) if isinstance(target, str) else str(target)
+
+
+def _describe(res: ModelResult, url: str | ModelURL, *, engine: Engine,
+              opts: CollectOptions) -> tuple[ModelClient, dict] | None:
     """Ask one server who it is; refuse what cannot be that model (other labels than the stored
     model of its fingerprint, the URL's credentials as its name or labels). Nothing is stored."""
     try:
