@@ -4,11 +4,14 @@ collector that reads (`collector.protocols.answers`).
 The server builds every `POST /predict` answer from these structs and encodes it with msgspec;
 the collector decodes a server's bytes straight into the same structs, so both sides agree on
 each field's type and bound: strings have a length cap, probabilities lie in [0, 1], lists and
-score maps have a maximum size, unknown fields are ignored.
+score maps have a maximum size, unknown fields are ignored. `decoder_for` is the one msgspec
+decoder per type both protocols' codecs use (this module needs no numpy, so neither does the
+collector's native path).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 import msgspec
@@ -75,3 +78,21 @@ _ENCODER = msgspec.json.Encoder()
 
 def encode(answer: Answer) -> bytes:
     return _ENCODER.encode(answer)
+
+
+_DECODERS: dict = {}
+_DECODERS_LOCK = threading.Lock()
+
+
+def decoder_for(kind) -> msgspec.json.Decoder:
+    """One decoder per type, built once under a lock. msgspec works out a type's layout on its first
+    use (resolving the string annotations of `from __future__ import annotations`), and two threads
+    doing that at once for one type crashed the process (a segfault seen in `collect` under load);
+    a built decoder is only read afterwards, safely from any thread."""
+    found = _DECODERS.get(kind)
+    if found is None:
+        with _DECODERS_LOCK:
+            found = _DECODERS.get(kind)
+            if found is None:
+                found = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    return found

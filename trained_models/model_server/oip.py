@@ -20,13 +20,13 @@ import base64
 import binascii
 import json
 import struct
-import threading
 from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
 from .grammar import GrammarError, parse_uint
+from .native import decoder_for  # one decoder per type, shared by both protocols
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -126,24 +126,6 @@ class InferenceResponse(msgspec.Struct, omit_defaults=True):
 
 def encode(msg: msgspec.Struct) -> bytes:
     return msgspec.json.encode(msg)
-
-
-_DECODERS: dict = {}
-_DECODERS_LOCK = threading.Lock()
-
-
-def decoder_for(kind) -> msgspec.json.Decoder:
-    """One decoder per type, built once under a lock. msgspec works out a type's layout on its first
-    use (resolving the string annotations of `from __future__ import annotations`), and two threads
-    doing that at once for one type crashed the process (a segfault seen in `collect` under load);
-    a built decoder is only read afterwards, safely from any thread."""
-    found = _DECODERS.get(kind)
-    if found is None:
-        with _DECODERS_LOCK:
-            found = _DECODERS.get(kind)
-            if found is None:
-                found = _DECODERS[kind] = msgspec.json.Decoder(kind)
-    return found
 
 
 def decode(raw: bytes, kind):

@@ -5,8 +5,14 @@ The group lives here; each command group is a module of its own, registered belo
 
 from __future__ import annotations
 
-import faulthandler
-import logging
+import os
+
+# The collector's numpy work is small (paired tests, bootstraps): no BLAS thread pool spinning
+# beside the requests. Set before anything imports numpy; a value the caller set is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import faulthandler  # noqa: E402 - after the BLAS setting
+import logging  # noqa: E402
 
 import click
 

@@ -22,11 +22,11 @@ from model_server.native import (  # the types the server answers with, for the 
     MAX_VERSION_CHARS,
     AnsweringModel,  # noqa: F401
     VersionNumber,
+    decoder_for,
 )
 from model_server.native import Answer as NativeAnswer  # noqa: F401 - the collector's names for the shared types
 from model_server.native import Metadata as _Metadata
 from model_server.native import Prediction as NativePrediction  # noqa: F401
-from model_server.oip import decoder_for
 
 from ..text import unsafe_chars
 

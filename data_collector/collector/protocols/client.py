@@ -8,13 +8,16 @@ followed, and every failure becomes one ModelServerError naming the URL and the 
 
 from __future__ import annotations
 
+import heapq
 import http.client
 import ipaddress
+import itertools
 import json
 import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -119,6 +122,57 @@ class Refused(Exception):
 
 # ---- sockets the watchdog can shut ---------------------------------------------------------
 _current = threading.local()
+
+
+class Watchdog:
+    """One thread for every request's deadline: `arm(seconds, fire)` calls `fire()` once the time has
+    passed unless `disarm` came first (a thread per request was ~100 short-lived threads a run)."""
+
+    def __init__(self, name: str = "request-deadlines"):
+        self.name = name
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._armed: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, fire: Callable[[], None]) -> int:
+        with self._cond:
+            handle = next(self._ids)
+            heapq.heappush(self._heap, (time.monotonic() + seconds, handle, fire))
+            self._armed.add(handle)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return handle
+
+    def disarm(self, handle: int) -> None:
+        with self._cond:
+            self._armed.discard(handle)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._armed:
+                    heapq.heappop(self._heap)  # disarmed: dropped when it reaches the top
+                if not self._heap:
+                    self._cond.wait(60)
+                    continue
+                due, handle, fire = self._heap[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._armed.discard(handle)
+            try:
+                fire()
+            except Exception:  # noqa: BLE001 - a deadline's action never stops the others'
+                pass
+
+
+WATCHDOG = Watchdog()
 
 
 class _Tracked:
@@ -253,11 +307,9 @@ class ModelClient:
                 except OSError:
                     pass
 
-        watchdog = threading.Timer(lim.deadline, _shut)
-        watchdog.daemon = True
         _current.socks = socks
         resp = None
-        watchdog.start()
+        deadline = WATCHDOG.arm(lim.deadline, _shut)
         try:
             resp = self.session.request(method, self._target + path, stream=True, allow_redirects=False,
                                         timeout=(min(lim.connect_timeout, lim.deadline), lim.deadline), **kwargs)
@@ -288,7 +340,7 @@ class ModelClient:
             category = NOT_A_MODEL_SERVER if reason.startswith("the response body does not decode") else NO_ANSWER
             raise ModelServerError(self.url, f"{method} {path}: {reason}", category=category) from None
         finally:
-            watchdog.cancel()
+            WATCHDOG.disarm(deadline)
             _current.socks = None
             if resp is not None:
                 resp.close()

@@ -125,3 +125,12 @@ def test_a_reading_command_never_creates_a_database_and_names_the_file(command, 
     assert not (tmp_path / "pokemon_tester.db").exists()
     assert f"no database at {tmp_path / 'pokemon_tester.db'}" in " ".join(r.output.split()), r.output
     assert "db upgrade" not in r.output and "Traceback" not in r.output
+
+
+def test_the_collector_runs_no_blas_thread_pool():
+    code = ("import collector.cli, numpy, threadpoolctl; "
+            "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'}))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[1]", r.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from flask import Flask, jsonify
 
@@ -57,3 +59,29 @@ def test_metadata_that_is_not_a_model_server():
     with LiveServer(app) as srv:
         with pytest.raises(ModelServerError, match=r"invalid metadata: .*missing required field `version`"):
             ModelClient(srv.url).metadata()
+
+
+def test_one_watchdog_thread_keeps_every_deadline_in_order_and_skips_the_disarmed():
+    from collector.protocols.client import Watchdog
+
+    dog, fired, last = Watchdog(name="test-deadlines"), [], threading.Event()
+    early = dog.arm(0.05, lambda: fired.append("early"))
+    dog.arm(0.1, lambda: fired.append("middle"))
+    dog.arm(0.2, lambda: (fired.append("late"), last.set()))
+    dog.disarm(early)  # due first: had it fired, it would be in the list before "late"
+    assert last.wait(60)
+    assert fired == ["middle", "late"]
+    assert [t.name for t in threading.enumerate()].count("test-deadlines") == 1
+
+
+def test_requests_share_the_one_watchdog_thread(color_model, monkeypatch):
+    def no_timer(*args, **kwargs):
+        raise AssertionError("a thread per request")
+
+    monkeypatch.setattr(threading, "Timer", no_timer)
+    with serve_model(color_model) as srv:
+        client = ModelClient(srv.url)
+        for _ in range(20):
+            assert client.metadata()["fingerprint"]
+        client.close()
+    assert [t.name for t in threading.enumerate()].count("request-deadlines") == 1
