@@ -13,6 +13,7 @@ import http.client
 import ipaddress
 import itertools
 import json
+import logging
 import random
 import socket
 import threading
@@ -169,7 +170,7 @@ class Watchdog:
             try:
                 fire()
             except Exception:  # noqa: BLE001 - a deadline's action never stops the others'
-                pass
+                logging.getLogger(__name__).exception("a request deadline's action failed")
 
 
 WATCHDOG = Watchdog()
