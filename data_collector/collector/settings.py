@@ -8,16 +8,16 @@ walks all three. Fields without an option (`HOOK_TOKEN`, `JOB_COMPLETION_INDEX`,
 with `env()`.
 """
 
-from __future__ import annotations
-
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from .vocab import INPUT_MODES, PROTOCOLS, RULES
+
+# No pydantic here: `--help` and every default read these plain fields; the checks of values given
+# (`CollectorSettings.given`, `.env`) build a pydantic model from them on first use (`_model`).
 
 
 def default_test_data() -> Path:
@@ -33,19 +33,39 @@ def default_hash_cache() -> Path:
     return Path(base) / "pokemon-classifier-tester" / "hashes.sqlite3"
 
 
+class Secret(str):
+    """The type of a secret setting (pydantic's SecretStr once checked: never printed)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its type (the annotation it is declared with), default, help line, command-line
+    flag (`option`; None: environment only), how --help and docs/settings.md show a default that is
+    not a plain value (`shown`), whether a path must be a "file" or a "dir" (`path`), and its bounds
+    (`ge`, `gt`, `le`)."""
+
+    default: Any = None
+    help: str = ""
+    option: str | None = None
+    shown: str | None = None
+    factory: Any = None
+    path: str | None = None
+    bounds: tuple[tuple[str, float], ...] = ()
+    kind: Any = None
+
+    def get_default(self) -> Any:
+        return self.factory() if self.factory is not None else self.default
+
+
 def setting(default: Any = None, help: str = "", *, option: str | None = None, shown: str | None = None,  # noqa: A002
-            factory=None, path: str | None = None, **constraints) -> Any:
+            factory=None, path: str | None = None, **bounds) -> Any:
     """A field with its help line; `option` is its command-line flag (None: environment only),
     `shown` how --help and docs/settings.md show a default that is not a plain value, `path` whether
     a path must be a "file" or a "dir"."""
-    extra = {"option": option, "shown": shown, "path": path}
-    if factory is not None:
-        return Field(default_factory=factory, description=help, json_schema_extra=extra, **constraints)
-    return Field(default, description=help, json_schema_extra=extra, **constraints)
+    return Setting(default, help, option, shown, factory, path, tuple(sorted(bounds.items())))
 
 
-class CollectorSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+class _Fields:
 
     # The store.
     database_url: str = setting("sqlite:///pokemon_tester.db", "SQLAlchemy database URL, e.g. "
@@ -159,7 +179,7 @@ class CollectorSettings(BaseSettings):
                                       option="--allowed-hosts")
     hook_max_jobs: int = setting(8, "evaluations queued or running at once; more are answered 429",
                                  option="--max-jobs", ge=1, le=256)
-    hook_token: SecretStr | None = setting(None, "the deploy hook's bearer token (16+ random characters); unset: "
+    hook_token: Secret | None = setting(None, "the deploy hook's bearer token (16+ random characters); unset: "
                                            "the hook is off", shown="unset")
     hook_token_file: Path | None = setting(None, "file holding the hook's token instead of HOOK_TOKEN: read again "
                                            "when it changes (a rotated token needs no restart)", shown="unset")
@@ -167,48 +187,76 @@ class CollectorSettings(BaseSettings):
                                       "the file changes (a controller holding it finishes its rollout)", ge=0.0,
                                       le=86400.0)
 
+
+
+# Each field with its type: the annotations are evaluated (no `from __future__ import annotations` here).
+FIELDS: dict[str, Setting] = {name: replace(vars(_Fields)[name], kind=kind)
+                              for name, kind in _Fields.__annotations__.items()}
+
+
+class CollectorSettings:
+    """The settings as plain data (`fields`), and the checked values of some of them (`given`, `env`)."""
+
+    fields = FIELDS
+
     @staticmethod
     def env_name(field: str) -> str:
         return field.upper()
 
     @classmethod
     def default(cls, field: str) -> Any:
-        return cls.model_fields[field].get_default(call_default_factory=True)
+        return FIELDS[field].get_default()
 
     @classmethod
     def option_fields(cls) -> dict[str, str]:
         """Field name -> command-line flag, for the fields that have one."""
-        return {name: f.json_schema_extra["option"] for name, f in cls.model_fields.items()
-                if f.json_schema_extra["option"]}
+        return {name: f.option for name, f in FIELDS.items() if f.option}
 
     @classmethod
-    def env(cls, *fields: str) -> CollectorSettings:
+    def env(cls, *fields: str):
         """The settings with only `fields` read from the environment (the rest at their defaults): for
         the values no option carries. A bad value raises SettingsError naming its variable."""
         raw = {f: os.environ[cls.env_name(f)] for f in fields if os.environ.get(cls.env_name(f))}
         return cls.given(raw)
 
     @classmethod
-    def given(cls, values: dict) -> CollectorSettings:
-        """From `values` alone, checked: no environment variable is read."""
+    def given(cls, values: dict):
+        """From `values` alone, checked (pydantic): no environment variable is read."""
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:  # the defaults, valid as written: no pydantic to load
+            return SimpleNamespace(**{name: f.get_default() for name, f in FIELDS.items()})
+        from pydantic import ValidationError
+
         try:
-            checked = _GivenOnly(**{k: v for k, v in values.items() if v is not None})
+            return _model()(**values)
         except ValidationError as e:
             raise SettingsError(_message(e)) from None
-        return cls.model_construct(**dict(checked))
 
 
-class _GivenOnly(CollectorSettings):
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **_other_sources):
-        return (init_settings,)
+_MODEL: list = []
+
+
+def _model():
+    """The pydantic model of FIELDS, built once (pydantic is imported only when a value is checked)."""
+    if not _MODEL:
+        from pydantic import ConfigDict, Field, SecretStr, create_model
+
+        def annotation(kind):
+            return SecretStr | None if kind == Secret | None else kind
+
+        fields = {}
+        for name, f in FIELDS.items():
+            default = {"default_factory": f.factory} if f.factory is not None else {"default": f.default}
+            fields[name] = (annotation(f.kind), Field(**default, description=f.help, **dict(f.bounds)))
+        _MODEL.append(create_model("CheckedSettings", __config__=ConfigDict(frozen=True, extra="ignore"), **fields))
+    return _MODEL[0]
 
 
 class SettingsError(ValueError):
     pass
 
 
-def _message(e: ValidationError) -> str:
+def _message(e) -> str:  # a pydantic ValidationError
     parts = []
     for err in e.errors():
         field = ".".join(str(x) for x in err["loc"])
@@ -219,10 +267,10 @@ def _message(e: ValidationError) -> str:
 
 def shown_default(field: str) -> str:
     """The default as --help and docs/settings.md show it."""
-    f = CollectorSettings.model_fields[field]
-    if f.json_schema_extra["shown"]:
-        return f.json_schema_extra["shown"]
-    value = f.get_default(call_default_factory=True)
+    f = FIELDS[field]
+    if f.shown:
+        return f.shown
+    value = f.get_default()
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
@@ -231,8 +279,8 @@ def shown_default(field: str) -> str:
 def markdown_table() -> str:
     """The table of the collector's settings in docs/settings.md."""
     rows = ["| variable | option | default | meaning |", "|---|---|---|---|"]
-    for name, f in CollectorSettings.model_fields.items():
-        flag = f.json_schema_extra["option"]
+    for name, f in FIELDS.items():
+        flag = f.option
         rows.append(f"| `{CollectorSettings.env_name(name)}` | {f'`{flag}`' if flag else ''} | "
-                    f"`{shown_default(name)}` | {f.description} |")
+                    f"`{shown_default(name)}` | {f.help} |")
     return "\n".join(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -331,3 +332,39 @@ def test_a_liar_beside_the_honest_server_makes_the_fingerprint_conflicting_until
         assert run_cli("--db", db, "conflicts").exit_code == 0
         (again,) = collect([honest.url], engine=engine, test_dir=data, say=quiet)
     assert again.status == "completed" and count(engine, predictions) == 21
+
+
+def _stored(engine) -> list[tuple]:
+    """Every stored answer, as the database holds it (no ids, no timing)."""
+    q = (select(models.c.fingerprint, images.c.sha256, predictions.c.predicted_label, predictions.c.confidence,
+                predictions.c.scores)
+         .select_from(predictions.join(models, models.c.id == predictions.c.model_id)
+                      .join(images, images.c.id == predictions.c.image_id)))
+    with engine.connect() as c:
+        return sorted((fp, sha, label, conf, json.dumps(scores)) for fp, sha, label, conf, scores in c.execute(q))
+
+
+def test_the_image_batch_form_stores_the_same_answers_as_multipart(tmp_path, color_model, test_data, monkeypatch):
+    """The fast request form (one body, a score matrix back) against the form before it: the same
+    rows, to the bit, from the same server and images; and the server was sent each form."""
+    from collector.protocols.client import ModelClient
+
+    seen = {}
+    with serve_model(color_model) as srv:
+        for form in ("multipart", "image-batch"):
+            monkeypatch.setattr(ModelClient, "request_form", form)
+            real = ModelClient.predict
+
+            def spy(self, images, _real=real, _form=form):
+                seen.setdefault(_form, set()).add(self.form)
+                return _real(self, images)
+
+            monkeypatch.setattr(ModelClient, "predict", spy)
+            engine = engine_for(f"sqlite:///{tmp_path / form}.db")
+            (res,) = collect([srv.url], engine=engine, test_dir=test_data, opts=CollectOptions(batch_size=4),
+                             say=quiet)
+            assert res.status == "completed" and res.n_sent == 21
+            seen[form + " rows"] = _stored(engine)
+            monkeypatch.setattr(ModelClient, "predict", real)
+    assert seen["multipart"] == {"multipart"} and seen["image-batch"] == {"image-batch"}
+    assert len(seen["multipart rows"]) == 21 and seen["multipart rows"] == seen["image-batch rows"]

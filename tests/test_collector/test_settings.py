@@ -22,7 +22,8 @@ ENV_ONLY = {"model_urls", "job_completion_index", "hook_token", "github_actions"
 
 def _commands(group: click.Group = main, prefix: str = ""):
     yield prefix or "data-collector", group
-    for name, cmd in group.commands.items():
+    for name in group.list_commands(None):
+        cmd = group.get_command(None, name)
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, f"{prefix} {name}".strip())
         else:
@@ -40,7 +41,7 @@ def _options_by_env() -> dict[str, list[tuple[str, click.Option]]]:
 
 def test_every_option_with_a_variable_is_a_setting_with_its_default_and_help():
     by_env = _options_by_env()
-    fields = CollectorSettings.model_fields
+    fields = CollectorSettings.fields
     env_of = {CollectorSettings.env_name(f): f for f in fields}
     assert set(by_env) <= set(env_of), f"options reading variables no setting names: {set(by_env) - set(env_of)}"
     for field, flag in CollectorSettings.option_fields().items():
@@ -48,7 +49,7 @@ def test_every_option_with_a_variable_is_a_setting_with_its_default_and_help():
         assert env in by_env, f"{field}: no command has {flag}"
         for cmd, opt in by_env[env]:
             assert flag in opt.opts, (cmd, field, opt.opts)
-            assert opt.help == fields[field].description, (cmd, field)
+            assert opt.help == fields[field].help, (cmd, field)
             default = opt.default() if callable(opt.default) else opt.default
             assert default == CollectorSettings.default(field), (cmd, field, default)
     assert set(fields) - set(CollectorSettings.option_fields()) == ENV_ONLY
@@ -57,12 +58,12 @@ def test_every_option_with_a_variable_is_a_setting_with_its_default_and_help():
 @pytest.mark.parametrize("command", ["collect", "hook", "compare"])
 def test_help_names_each_variable_and_default(command):
     text = " ".join(CliRunner().invoke(main, [command, "--help"], terminal_width=400).output.split())
-    cmd = main.commands[command]
+    cmd = main.get_command(None, command)
     for p in cmd.params:
         if isinstance(p, click.Option) and p.envvar:
             field = p.envvar.lower()
             assert f"env var: {p.envvar}" in text, p.envvar
-            shown = CollectorSettings.model_fields[field].json_schema_extra["shown"]
+            shown = CollectorSettings.fields[field].shown
             if shown:
                 assert f"default: ({shown})" in " ".join(text.split()), field
             elif not p.is_flag:
@@ -73,7 +74,7 @@ def test_the_readme_table_is_the_settings():
     readme = (ROOT / "docs" / "settings.md").read_text()
     assert markdown_table() in readme
     rows = re.findall(r"^\| `([A-Z0-9_]+)` \|", markdown_table(), flags=re.M)
-    assert rows == [CollectorSettings.env_name(f) for f in CollectorSettings.model_fields]
+    assert rows == [CollectorSettings.env_name(f) for f in CollectorSettings.fields]
 
 
 def test_library_defaults_are_the_settings_defaults():

@@ -173,7 +173,7 @@ def test_credentials_come_from_files_and_the_apps_read_them_from_there(docs):
     assert "DATABASE_URL" not in hook and "HOOK_TOKEN" not in hook
     from collector.settings import CollectorSettings
 
-    fields = set(CollectorSettings.model_fields)
+    fields = set(CollectorSettings.fields)
     assert {"database_url_file", "view_database_url_file", "hook_token_file"} <= fields
 
 

@@ -11,6 +11,7 @@ collector's native path).
 
 from __future__ import annotations
 
+import struct
 import threading
 from typing import Annotated
 
@@ -35,6 +36,14 @@ Backend = Annotated[str, msgspec.Meta(max_length=40)]
 Milliseconds = Annotated[float, msgspec.Meta(ge=0.0)]
 
 
+# `POST /predict`'s request forms. IMAGE_BATCH is the fast one: the images one after the other, each
+# after its length as 4 bytes little-endian (the layout of a BYTES tensor in the Open Inference
+# Protocol's binary extension); no multipart parser, and its answer is a score matrix.
+IMAGE_BATCH = "application/x-image-batch"
+FORMS = ("multipart", "json", "image-batch")
+FormName = Annotated[str, msgspec.Meta(max_length=40)]
+
+
 class Metadata(msgspec.Struct):
     """What `GET /metadata` says of the model (the collector reads these fields; the server says more)."""
 
@@ -43,6 +52,7 @@ class Metadata(msgspec.Struct):
     fingerprint: Fingerprint
     labels: Labels
     backend: Backend | None = None
+    predict_forms: Annotated[list[FormName], msgspec.Meta(max_length=20)] | None = None  # None: multipart, json
 
 
 class AnsweringModel(msgspec.Struct, omit_defaults=True):
@@ -65,15 +75,49 @@ class Timing(msgspec.Struct):
     total: Milliseconds
 
 
+ScoreRow = Annotated[list[Probability], msgspec.Meta(max_length=MAX_LABELS)]
+
+
 class Answer(msgspec.Struct, omit_defaults=True):
-    """`POST /predict`: one prediction per image, in the order sent."""
+    """`POST /predict`: one prediction per image, in the order sent. To a multipart or JSON request,
+    `predictions` (each with its label, confidence and a score per label); to an IMAGE_BATCH request,
+    `labels` once and `scores`, a row per image in that label order (no object per image)."""
 
     model: AnsweringModel
-    predictions: Annotated[list[Prediction], msgspec.Meta(max_length=MAX_BATCH_ANSWERS)]
+    predictions: Annotated[list[Prediction], msgspec.Meta(max_length=MAX_BATCH_ANSWERS)] = []
+    labels: Labels | None = None
+    scores: Annotated[list[ScoreRow], msgspec.Meta(max_length=MAX_BATCH_ANSWERS)] | None = None
     timing_ms: Timing | None = None
 
 
 _ENCODER = msgspec.json.Encoder()
+_LENGTH = struct.Struct("<I")
+
+
+def pack_images(images: list[bytes]) -> bytes:
+    """An IMAGE_BATCH body."""
+    return b"".join(_LENGTH.pack(len(data)) + data for data in images)
+
+
+class TooManyImages(ValueError):
+    pass
+
+
+def unpack_images(body: bytes, max_images: int) -> list[bytes]:
+    """The images of an IMAGE_BATCH body; ValueError saying where it breaks (TooManyImages past
+    `max_images`)."""
+    view, out, at = memoryview(body), [], 0
+    while at < len(view):
+        if len(out) >= max_images:
+            raise TooManyImages(f"batch of more than {max_images} images is over the limit (MAX_BATCH)")
+        if at + 4 > len(view):
+            raise ValueError(f"image {len(out)}: {len(view) - at} byte(s) where its 4-byte length should be")
+        (n,) = _LENGTH.unpack_from(view, at)
+        if at + 4 + n > len(view):
+            raise ValueError(f"image {len(out)}: its length says {n} bytes, {len(view) - at - 4} remain")
+        out.append(bytes(view[at + 4:at + 4 + n]))
+        at += 4 + n
+    return out
 
 
 def encode(answer: Answer) -> bytes:

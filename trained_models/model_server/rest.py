@@ -10,6 +10,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from . import native
+from .bodies import read_body
 from .dataplane import ApiError, DataPlane
 
 bp = Blueprint("rest", __name__)
@@ -31,11 +32,20 @@ def health():
 
 @bp.get("/metadata")
 def metadata():
-    return jsonify(plane().get().metadata())
+    return jsonify({**plane().get().metadata(), "predict_forms": list(native.FORMS)})
 
 
 def payload_images() -> list[tuple[str, bytes]]:
-    """Images from multipart field `images`, or JSON {"instances": [{"b64": ...}]}."""
+    """Images from an IMAGE_BATCH body, multipart field `images`, or JSON {"instances": [{"b64": ...}]}."""
+    if request.mimetype == native.IMAGE_BATCH:
+        try:
+            blobs = native.unpack_images(read_body(current_app.config["MAX_CONTENT_LENGTH"]),
+                                         plane().settings.max_batch)
+        except native.TooManyImages as e:
+            raise ApiError(413, str(e)) from None
+        except ValueError as e:
+            raise ApiError(400, f"{native.IMAGE_BATCH} body: {e}") from None
+        return [(f"images[{i}]", data) for i, data in enumerate(blobs)]
     if request.mimetype == "multipart/form-data":
         files = request.files.getlist("images")
         if not files and request.files:
@@ -59,7 +69,8 @@ def payload_images() -> list[tuple[str, bytes]]:
             except (binascii.Error, ValueError):
                 raise ApiError(400, f"instance {i}: b64 is not valid base64", index=i) from None
         return out
-    raise ApiError(415, "send multipart/form-data with field 'images', or application/json with 'instances'")
+    raise ApiError(415, f"send {native.IMAGE_BATCH}, multipart/form-data with field 'images', or application/json "
+                        "with 'instances'")
 
 
 @bp.post("/predict")
@@ -71,13 +82,14 @@ def predict():
     t1 = time.perf_counter()
     probs, predict_ms = p.predict(batch, model)
     labels = model.labels
-    preds = []
-    for row in probs.tolist():
-        best = max(range(len(row)), key=row.__getitem__)
-        preds.append(native.Prediction(labels[best], row[best], dict(zip(labels, row, strict=True))))
     answer = native.Answer(
-        model=native.AnsweringModel(fingerprint=model.fingerprint, version=model.version, name=model.name),
-        predictions=preds,
-        timing_ms=native.Timing(decode=round((t1 - t0) * 1000, 3), predict=round(predict_ms, 3),
-                                total=round((time.perf_counter() - t0) * 1000, 3)))
+        model=native.AnsweringModel(fingerprint=model.fingerprint, version=model.version, name=model.name))
+    if request.mimetype == native.IMAGE_BATCH:  # the score matrix: no object per image
+        answer.labels, answer.scores = list(labels), probs.tolist()
+    else:
+        for row in probs.tolist():
+            best = max(range(len(row)), key=row.__getitem__)
+            answer.predictions.append(native.Prediction(labels[best], row[best], dict(zip(labels, row, strict=True))))
+    answer.timing_ms = native.Timing(decode=round((t1 - t0) * 1000, 3), predict=round(predict_ms, 3),
+                                     total=round((time.perf_counter() - t0) * 1000, 3))
     return current_app.response_class(native.encode(answer), mimetype="application/json")

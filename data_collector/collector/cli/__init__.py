@@ -1,6 +1,7 @@
 """`data-collector`: collect predictions, manage the database, report and compare models.
 
-The group lives here; each command group is a module of its own, registered below.
+The group lives here; each command group is a module of its own, named in COMMANDS and imported
+only when its command runs (`--help` loads none of them, `collect` only its own).
 """
 
 from __future__ import annotations
@@ -12,15 +13,33 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import faulthandler  # noqa: E402 - after the BLAS setting
+import importlib  # noqa: E402
 import logging  # noqa: E402
 
-import click
+import click  # noqa: E402
 
-from .. import __version__
-from ..redact import redact_url
-from ..text import literal
-from . import collecting, conflicts, database, deploying, exporting, reporting, testsets
-from .common import database_or_file, fail, setting_option
+from .. import __version__  # noqa: E402
+from ..text import literal  # noqa: E402
+from .options import setting_option  # noqa: E402
+
+# name: (module, attribute, the short help --help lists). A test checks each line against the
+# command's own help, so the list cannot drift from the commands.
+COMMANDS = {
+    "collect": ("collecting", "collect_cmd", "Evaluate model URLs on the test images they have not seen."),
+    "compare": ("reporting", "compare_cmd", "Compare two models per class; exit 1 on a regression."),
+    "conflicts": ("conflicts", "conflicts_group", "Fingerprints whose URLs answered one image differently."),
+    "db": ("database", "db_group", "Create, migrate or drop the database tables."),
+    "export": ("exporting", "export_group", "Send what is stored to other tools."),
+    "gate": ("deploying", "gate_cmd", "Gate a rollout: exit 1 when a class regressed from BASELINE."),
+    "hook": ("deploying", "hook_cmd", "Serve the deploy hook and gates (serve, token required)."),
+    "kserve-urls": ("deploying", "kserve_urls_cmd", "The prev and latest URLs of a KServe canary, ready for gate."),
+    "models": ("collecting", "models_cmd", "List the evaluated models and the URLs they were seen at."),
+    "plan": ("reporting", "plan_cmd", "Images per class needed to see an accuracy drop."),
+    "report": ("reporting", "report_cmd", "Per model: per-class metrics, confusion, lookalike probes."),
+    "serve": ("deploying", "serve_cmd", "Serve the web view and the deploy hook."),
+    "testset": ("testsets", "testset_group", "Check the labelled test set."),
+    "watch": ("deploying", "watch_cmd", "Poll model URLs; evaluate, compare and report each new model."),
+}
 
 
 class LiteralFormatter(logging.Formatter):
@@ -35,7 +54,24 @@ class LiteralFormatter(logging.Formatter):
 
 
 class _Group(click.Group):
-    """No traceback without -v: an unexpected error is one line and exit 1."""
+    """Commands loaded when used (COMMANDS); no traceback without -v: an unexpected error is one
+    line and exit 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their short help from COMMANDS, without importing a command module."""
+        width = formatter.width - 6 - max(len(n) for n in COMMANDS)
+        rows = [(name, click.utils.make_default_short_help(COMMANDS[name][2], width)) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -46,6 +82,9 @@ class _Group(click.Group):
         except Exception as e:  # noqa: BLE001
             if (ctx.obj or {}).get("verbose"):
                 raise
+            from ..redact import redact_url
+            from .common import fail
+
             fail(f"unexpected {type(e).__name__}: {redact_url(str(e)).splitlines()[0] if str(e) else ''} "
                  "(run with -v for the traceback)")
 
@@ -65,13 +104,7 @@ def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(LiteralFormatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler], force=True)
+    from .common import database_or_file
+
     db, db_file = database_or_file(ctx, "db", db, "database_url")
     ctx.obj = {"db": db, "db_file": db_file, "db_attempts": db_attempts, "verbose": verbose}
-
-
-for _cmd in (collecting.collect_cmd, collecting.models_cmd, database.db_group, reporting.report_cmd,
-             reporting.compare_cmd, reporting.plan_cmd, deploying.gate_cmd,
-             deploying.kserve_urls_cmd, deploying.watch_cmd, deploying.hook_cmd,
-             deploying.serve_cmd, exporting.export_group, testsets.testset_group, conflicts.conflicts_group):
-    main.add_command(_cmd)
-

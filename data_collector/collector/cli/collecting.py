@@ -10,12 +10,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from ..analysis.selectors import conflicts, describe_claimants, version_key
-from ..collect import DatabaseFailure, ModelResult, collect
 from ..formatting import num
-from ..protocols.client import ModelServerError
-from ..storage import store
-from ..testset.images import TestSetError
 from ..text import literal
 from ..vocab import FAILED_STATUSES
 from .common import (
@@ -48,8 +43,12 @@ def collect_cmd(ctx, urls, as_json, **kw):
 
     URLS: model server addresses (or env MODEL_URLS, space-separated).
     """
+    from ..collect import DatabaseFailure, collect
+    from ..protocols.client import ModelServerError
+    from ..storage import store
+    from ..testset.images import TestSetError
     engine = open_store(ctx, migrate=not kw["no_migrate"])
-    results: list[ModelResult] = []
+    results = []
 
     def _on_sigterm(_sig, _frame):  # `docker stop`, Kubernetes: stop like Ctrl-C, keep what is stored
         raise KeyboardInterrupt
@@ -89,7 +88,7 @@ def collect_cmd(ctx, urls, as_json, **kw):
         sys.exit(1)
 
 
-def print_summary(results: list[ModelResult]) -> None:
+def print_summary(results: list) -> None:  # collect.ModelResult
     t = table("Collection summary")
     # The name never wraps (it tells the rows apart); the URL under it may fold.
     t.add_column("model / url", overflow="fold", min_width=max((len(r.name) for r in results), default=5))
@@ -109,6 +108,9 @@ def print_summary(results: list[ModelResult]) -> None:
 @click.pass_context
 def models_cmd(ctx, as_json):
     """List the evaluated models and the URLs they were seen at."""
+    from ..analysis.selectors import conflicts, describe_claimants, version_key
+    from ..storage import store
+
     engine = open_store(ctx, migrate=False, reading=True)
     with engine.connect() as conn:
         rows = store.list_models(conn)

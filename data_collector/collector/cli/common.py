@@ -5,26 +5,28 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
-import typing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
-from pydantic import SecretStr
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis.compare import Thresholds
-from ..collect import CollectOptions
-from ..protocols import ProtocolOptions, read_labels_file
 from ..settings import CollectorSettings, SettingsError, default_hash_cache
-from ..storage import store
-from ..storage.secrets import SecretFile, SecretFileError, secret_or_file
-from ..testset.images import parse_shard
 from ..text import literal
+from .options import option, setting_option, stack  # noqa: F401 - every command module takes them from here
+
+if TYPE_CHECKING:
+    from ..analysis.compare import Thresholds
+    from ..collect import CollectOptions
+    from ..protocols import ProtocolOptions
+    from ..storage.secrets import SecretFile
+
+# The rest of the collector is imported where a command uses it: a command loads what it needs
+# (`collect` no numpy, `--help` none of it).
 
 
 class LiteralConsole(Console):
@@ -64,60 +66,6 @@ def table(title: str | None = None) -> Table:
     return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
 
 
-def option(*decls: str, env: str | None = None, **kw):
-    """click.option whose help line names its default and its environment variable."""
-    kw.setdefault("show_default", True)
-    if env:
-        kw.update(envvar=env, show_envvar=True)
-    return click.option(*decls, **kw)
-
-
-def setting_option(field: str, param: str | None = None):
-    """The click option of a settings field: its flag, environment variable, default, range and
-    help all come from CollectorSettings (settings.py)."""
-    info = CollectorSettings.model_fields[field]
-    flag = info.json_schema_extra["option"]
-    kind, optional = _unwrap(info.annotation)
-    kw: dict = {"envvar": CollectorSettings.env_name(field), "show_envvar": True, "help": info.description,
-                "show_default": info.json_schema_extra["shown"] or True}
-    if info.default_factory is not None:
-        kw["default"] = info.default_factory
-    else:
-        kw["default"] = info.default
-    decls = [flag]
-    if kind is bool:
-        if info.default:
-            decls = [f"{flag}/--no-{flag[2:]}"]
-        else:
-            kw.update(is_flag=True, show_default=False)
-    else:
-        kw["type"] = _click_type(info, kind)
-    return click.option(*decls, *([param] if param else []), **kw)
-
-
-def _unwrap(annotation) -> tuple[object, bool]:
-    """(the type, whether None is allowed) of `X | None`."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
-        return args[0], True
-    return annotation, False
-
-
-def _click_type(info, kind):
-    bounds = {type(m).__name__: getattr(m, type(m).__name__.lower()) for m in info.metadata}
-    if kind is int:
-        return click.IntRange(bounds.get("Ge"), bounds.get("Le"))
-    if kind is float:
-        low = bounds.get("Ge", bounds.get("Gt"))
-        return click.FloatRange(low, bounds.get("Le"), min_open="Gt" in bounds)
-    if typing.get_origin(kind) is typing.Literal:
-        return click.Choice(typing.get_args(kind))
-    if kind is Path:
-        path = info.json_schema_extra["path"]
-        return click.Path(path_type=Path, dir_okay=path != "file", file_okay=path != "dir")
-    return click.STRING
-
-
 URLS_ENV = CollectorSettings.env_name("model_urls")  # the URL arguments of collect and watch
 
 
@@ -129,11 +77,13 @@ def split_urls(urls: tuple[str, ...]) -> tuple[str, ...]:
 def env_or_file(field: str) -> tuple[str | None, SecretFile | None]:
     """Setting `field` from its variable, or from the file its `_FILE` variable names (then also
     that file, to read again when it changes); both set, or an unreadable file: exit 2."""
+    from ..storage.secrets import SecretFileError, secret_or_file
+
     given = CollectorSettings.env(field, f"{field}_file")
     # A default (DATABASE_URL's) is no value given: only the variable itself is.
     value = getattr(given, field) if os.environ.get(CollectorSettings.env_name(field)) else None
     file = getattr(given, f"{field}_file")
-    if isinstance(value, SecretStr):
+    if hasattr(value, "get_secret_value"):  # pydantic's SecretStr
         value = value.get_secret_value()
     try:
         grace = CollectorSettings.env("hook_token_grace").hook_token_grace if field == "hook_token" else 0.0
@@ -158,6 +108,8 @@ def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool =
     """The engine, the database reached and its schema current; else one line and exit `code`
     (2 for the verdict commands, whose 1 means "regressed"). A `reading` command never creates a
     database: a SQLite file that is not there is an error naming the file it looked for."""
+    from ..storage import store
+
     url = ctx.obj["db"]
     try:
         engine = store.make_engine(url, ctx.obj.get("db_file"))
@@ -173,14 +125,10 @@ def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool =
 
 def nothing_collected(ctx: click.Context) -> str:
     """What a reading command says when the database it read holds no model yet."""
+    from ..storage import store
+
     return (f"no models evaluated yet in {store.describe(ctx.obj['db'])}: run `data-collector collect URL...` "
             "first (or pass --db / DATABASE_URL for the database you collected into)")
-
-
-def stack(f, opts):
-    for o in reversed(opts):
-        f = o(f)
-    return f
 
 
 def collect_options(f):
@@ -211,6 +159,8 @@ def collect_options(f):
 
 def protocol_options_from(kw: dict) -> ProtocolOptions:
     """The protocol options, with the labels and preprocessing files read and checked."""
+    from ..protocols import ProtocolOptions, read_labels_file
+
     labels = None
     if kw.get("labels") and kw.get("labels_file"):
         fail("give --labels or --labels-file, not both", 2)
@@ -245,6 +195,8 @@ def protocol_options_from(kw: dict) -> ProtocolOptions:
 
 def shard_from(kw: dict) -> tuple[int, int] | None:
     """--shard I/N, or --shards N with the index in JOB_COMPLETION_INDEX; None: every image."""
+    from ..testset.images import parse_shard
+
     if kw.get("shard") and kw.get("shards"):
         fail("give --shard I/N or --shards N (with JOB_COMPLETION_INDEX), not both", 2)
     if kw.get("shards"):
@@ -267,6 +219,8 @@ def shard_from(kw: dict) -> tuple[int, int] | None:
 
 
 def collect_options_from(kw: dict) -> CollectOptions:
+    from ..collect import CollectOptions
+
     cache = kw.get("hash_cache")
     cache_path = None if cache == "off" else Path(cache) if cache else default_hash_cache()
     return CollectOptions(batch_size=kw["batch_size"], max_in_flight=kw["max_in_flight"], timeout=kw["timeout"],
@@ -284,6 +238,8 @@ def threshold_options(f):
 
 
 def thresholds_from(kw: dict) -> Thresholds:
+    from ..analysis.compare import Thresholds
+
     return Thresholds(max_drop=kw["max_drop"], alpha=kw["alpha"], rule=kw["rule"], min_score_drop=kw["min_score_drop"],
                       calibration_rule=kw["calibration_rule"], max_ece_rise=kw["max_ece_rise"],
                       robustness=kw.get("robustness", False))

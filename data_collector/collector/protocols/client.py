@@ -29,6 +29,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from model_server.grammar import is_digits, parse_uint
+from model_server.native import IMAGE_BATCH, pack_images
 
 from ..redact import redact_secrets, register_userinfo
 from ..settings import CollectorSettings
@@ -267,6 +268,9 @@ class _Adapter(HTTPAdapter):
 
 class ModelClient:
     predict_path = "/predict"  # as named in messages
+    # The request form when the server lists it in its metadata (`predict_forms`): the images in one
+    # body, answered by a score matrix; else multipart, which every native server reads.
+    request_form = "image-batch"
 
     def __init__(self, url: str | ModelURL, *, limits: Limits | None = None, retries: int = 3, backoff: float = 0.5,
                  pool_size: int = 4, echo_errors: bool = True, policy: HostPolicy | None = None):
@@ -280,6 +284,7 @@ class ModelClient:
         if url.target.userinfo:
             register_userinfo(url.target.userinfo)
         self.url = url.display  # what messages and the database see
+        self.form = "multipart"  # until the server's metadata lists a faster one
         self.limits = limits or Limits()
         self.retries = retries
         self.backoff = backoff
@@ -411,13 +416,18 @@ class ModelClient:
         about it, and the server's other keys as opaque JSON."""
         meta, body, _ = self._call_typed("GET", "/metadata", NativeMetadata, "metadata",
                                          max_bytes=self.limits.max_metadata_bytes, hint=": is this a model server?")
+        self.form = self.request_form if self.request_form in (meta.predict_forms or ()) else "multipart"
         return stored_metadata(meta, facts=native_facts(meta), server=extra_keys(body, NativeMetadata))
 
     def predict(self, images: list[tuple[str, bytes]]) -> NativeAnswer:
         """The typed answer to one batch (checked further by validate.predictions)."""
-        files = [("images", (name.rsplit("/", 1)[-1], data, "application/octet-stream")) for name, data in images]
+        if self.form == "image-batch":
+            body = {"data": pack_images([data for _, data in images]), "headers": {"Content-Type": IMAGE_BATCH}}
+        else:
+            body = {"files": [("images", (name.rsplit("/", 1)[-1], data, "application/octet-stream"))
+                              for name, data in images]}
         answer, _, _ = self._call_typed("POST", "/predict", NativeAnswer, "answer to POST /predict",
-                                        max_bytes=self.limits.max_response_bytes, files=files)
+                                        max_bytes=self.limits.max_response_bytes, **body)
         return answer
 
 

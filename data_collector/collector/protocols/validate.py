@@ -60,6 +60,8 @@ def predictions(answer: NativeAnswer, *, n_sent: int, labels: list[str], fingerp
     got_fp, got_version = answer.model.fingerprint, answer.model.version
     if got_fp != fingerprint or (got_version is not None and str(got_version) != version):
         raise ModelChanged(str(got_fp)[:12], str(got_version)[:20])
+    if answer.scores is not None or answer.labels is not None:
+        return _score_matrix(answer, n_sent=n_sent, labels=labels)
     preds = answer.predictions
     if len(preds) != n_sent:
         raise InvalidAnswer("predictions", f"has {len(preds)} entries for {n_sent} images sent")
@@ -88,4 +90,26 @@ def predictions(answer: NativeAnswer, *, n_sent: int, labels: list[str], fingerp
             raise InvalidAnswer(f"{f}.confidence", f"{p.confidence:g} is not the score of the predicted label "
                                                    f"({vals[p.label]:g})")
         out.append({"label": p.label, "confidence": p.confidence, "scores": {lab: vals[lab] for lab in labels}})
+    return out
+
+
+def _score_matrix(answer: NativeAnswer, *, n_sent: int, labels: list[str]) -> list[dict]:
+    """The answer to an image-batch request: the model's labels once, then a row of scores per image
+    in that order; each image's label is its highest score (the first, at a tie)."""
+    if answer.predictions:
+        raise InvalidAnswer("predictions", "given beside a score matrix (one form per answer)")
+    if answer.labels != labels:
+        raise InvalidAnswer("labels", "are not the model's labels in the order its metadata gives")
+    rows = answer.scores
+    if rows is None or len(rows) != n_sent:
+        raise InvalidAnswer("scores", f"has {0 if rows is None else len(rows)} rows for {n_sent} images sent")
+    out = []
+    for i, row in enumerate(rows):
+        if len(row) != len(labels):
+            raise InvalidAnswer(f"scores[{i}]", f"has {len(row)} scores for {len(labels)} labels")
+        total = math.fsum(row)  # each within [0, 1] by its type
+        if abs(total - 1.0) > SUM_TOLERANCE:
+            raise InvalidAnswer(f"scores[{i}]", f"sum to {total:.4g}, not 1")
+        best = max(range(len(row)), key=row.__getitem__)
+        out.append({"label": labels[best], "confidence": row[best], "scores": dict(zip(labels, row, strict=True))})
     return out

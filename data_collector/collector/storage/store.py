@@ -143,17 +143,33 @@ def _alembic_config(conn: Connection | None = None):
     return cfg
 
 
+# The newest migration's revision: a database at it needs no Alembic to be used (the check is one
+# SELECT). A test holds it equal to Alembic's head of migrations/versions.
+HEAD_REVISION = "0007"
+
+
 def head_revision() -> str:
+    return HEAD_REVISION
+
+
+def alembic_head() -> str:
+    """The head revision as Alembic reads it from the migration scripts."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision stamped in Alembic's own table (`alembic_version`), read without Alembic; None:
+    no table or no row (a database never migrated)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(found) > 1:
+        raise StoreError(f"the database is stamped with {len(found)} schema revisions (branched migrations?): "
+                         f"{', '.join(sorted(map(str, found)))[:200]}")
+    return found[0] if found else None
 
 
 MIGRATION_LOCK = 0x70637431  # pg_advisory_xact_lock key: one migration at a time per database

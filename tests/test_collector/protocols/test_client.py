@@ -7,24 +7,58 @@ import threading
 import pytest
 from flask import Flask, jsonify
 
+from collector.protocols import validate
 from collector.protocols.client import ModelClient, ModelServerError
 from helpers import COLORS, LiveServer, color_png, serve_model
 
 
-def test_metadata_and_predict_against_a_real_server(color_model):
+@pytest.mark.parametrize("form", ["image-batch", "multipart"])
+def test_metadata_and_predict_against_a_real_server(color_model, form, monkeypatch):
+    monkeypatch.setattr(ModelClient, "request_form", form)
     with serve_model(color_model) as srv:
         client = ModelClient(srv.url + "/")  # a trailing slash is dropped
         assert client.url == srv.url
         meta = client.metadata()
         assert meta["name"] == "colors" and meta["labels"] == ["red", "green", "blue"]
         assert len(meta["fingerprint"]) == 64
+        assert client.form == form  # the server lists both forms
         body = client.predict([("a/r.png", color_png(COLORS["red"])), ("b/g.png", color_png(COLORS["green"]))])
-        assert [p.label for p in body.predictions] == ["red", "green"]
+        rows = validate.predictions(body, n_sent=2, labels=meta["labels"], fingerprint=meta["fingerprint"],
+                                    version=meta["version"])
+        assert [r["label"] for r in rows] == ["red", "green"]
+        assert (body.scores is not None, bool(body.predictions)) == (form == "image-batch", form == "multipart")
         assert body.model.fingerprint == meta["fingerprint"]
         with pytest.raises(ModelServerError) as e:
             client.predict([("x.png", b"not an image")])
-        assert e.value.status == 400 and "POST /predict answered HTTP 400: image 0 (x.png)" in str(e.value)
+        name = "images[0]" if form == "image-batch" else "x.png"  # the batch form carries no file names
+        assert e.value.status == 400 and f"POST /predict answered HTTP 400: image 0 ({name})" in str(e.value)
         client.close()
+
+
+def test_a_server_that_lists_no_forms_is_sent_multipart():
+    """An older native server (no `predict_forms` in its metadata) reads multipart: so it is sent."""
+    app = Flask(__name__)
+    seen = []
+
+    @app.get("/metadata")
+    def metadata():
+        return jsonify({"name": "old", "version": "1", "fingerprint": "a" * 64, "labels": ["x", "y"]})
+
+    @app.post("/predict")
+    def predict():
+        from flask import request
+
+        seen.append(request.mimetype)
+        n = len(request.files.getlist("images"))
+        return jsonify({"model": {"fingerprint": "a" * 64}, "predictions": [
+            {"label": "x", "confidence": 0.9, "scores": {"x": 0.9, "y": 0.1}}] * n})
+
+    with LiveServer(app) as srv:
+        client = ModelClient(srv.url)
+        client.metadata()
+        assert client.form == "multipart"
+        body = client.predict([("a.png", b"1"), ("b.png", b"2")])
+        assert seen == ["multipart/form-data"] and len(body.predictions) == 2
 
 
 @pytest.mark.parametrize("url", ["ftp://host", "host:8080", "http://", "file:///etc/passwd"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from collector.storage import store
 from helpers import engine_for
 
@@ -51,3 +53,22 @@ def test_upgrade_to_image_label_identity_keeps_every_row(db_url):
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1  # back on
+
+
+def test_the_head_revision_without_alembic_is_alembics_and_so_is_the_current_one(tmp_path):
+    from alembic.runtime.migration import MigrationContext
+
+    assert store.head_revision() == store.alembic_head()
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+
+    def alembics() -> str | None:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    assert store.current_revision(engine) is None and alembics() is None  # nothing there yet
+    store.ensure_schema(engine)
+    assert store.current_revision(engine) == alembics() == store.head_revision()
+    with engine.begin() as conn:  # a database stamped twice (branches): said, not guessed
+        conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES ('0003')")
+    with pytest.raises(store.StoreError, match="2 schema revisions"):
+        store.current_revision(engine)
