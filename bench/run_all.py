@@ -18,6 +18,7 @@ from pathlib import Path
 from bench import (
     bench_architectures,
     bench_collector,
+    bench_limit,
     bench_protocols,
     bench_runtime,
     bench_scale,
@@ -52,6 +53,9 @@ def main(argv=None) -> dict:
     print("== collector")
     results["collector"] = bench_collector.main(["--images", "150" if small else "1000",
                                                  "--rows", "2000" if small else "20000"])
+    print("== the collector at the runtime's limit: end to end / in-process, start-up, the sweep")
+    results["limit"] = bench_limit.main(["--images", "200", "--repeats", "1", "--no-sweep", "--samples", "3"] if small
+                                        else [])
     print("== scale")
     results["scale"] = bench_scale.main(["--sizes", "100", "200"] if small else [])
     print("== streaming: 10k -> 200k synthetic images")

@@ -41,6 +41,14 @@ def test_bench_smoke(tmp_path):
     assert all(0.2 < v < 20 for v in ratios.values()), ratios  # wall time over the native protocol's
     assert "OIP v2 binary / native wall time" in r.stdout
     assert "speed ratio compact / smallervggnet" in r.stdout
+    lim = res["limit"]
+    for k in ("large", "test_data"):  # the collector and the server alone, each over in-process inference
+        assert 0.02 < lim[k]["collector_ratio"]["median"] <= 3, lim[k]
+        assert 0.1 < lim[k]["server_ratio"]["median"] <= 5, lim[k]
+        assert lim[k]["collector_ratio"]["median"] < lim[k]["server_ratio"]["median"] * 1.5  # the server bounds it
+    assert 0 < lim["help_s"]["median"] < lim["first_request_s"]["median"] < 30  # collect loads more than --help
+    assert lim["imports_help"][0][0] == "(all imports)" and len(lim["imports_collect"]) == 11
+    assert "start-up to the first request" in r.stdout
 
 
 def test_gate_study_pipeline_on_real_servers(tmp_path, big_data):

@@ -48,6 +48,9 @@ EVIDENCE_KEPT = 20  # disagreeing images stored as evidence per endpoint and run
 CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
 WRITE_ROWS = 1024  # answers stored per transaction at most (see _Writer)
 WRITE_INTERVAL_S = 1.0  # ... or after this long, whichever comes first
+# Requests in flight per model by default: 4 fill a model server's 4 threads, and in the measured
+# sweep (docs/numbers.md, bench/bench_limit.py) 3-6 in flight kept it busier than 2 with 32-image batches.
+IN_FLIGHT_PER_MODEL = 4
 SCORE_NOISE = 1e-3  # one image answered twice under one fingerprint: each score within this of the other
 _rng = random.SystemRandom()  # which images are checks and where they go: nothing a server can predict
 
@@ -55,7 +58,7 @@ _rng = random.SystemRandom()  # which images are checks and where they go: nothi
 @dataclass
 class CollectOptions:
     batch_size: int = CollectorSettings.default("batch_size")
-    max_in_flight: int | None = CollectorSettings.default("max_in_flight")  # None: 2 per model, at most 8
+    max_in_flight: int | None = CollectorSettings.default("max_in_flight")  # None: IN_FLIGHT_PER_MODEL each, <= 8
     timeout: float = CollectorSettings.default("request_timeout")  # one request: connect + whole response
     retries: int = CollectorSettings.default("request_retries")
     backoff: float = 0.5
@@ -353,7 +356,7 @@ class _Collection:
         self.writer = _Writer(engine)
         self.db_errors: list[BaseException] = []
         self.bugs: list[BaseException] = []
-        self.in_flight = opts.max_in_flight or min(8, 2 * max(len(jobs), 1))
+        self.in_flight = opts.max_in_flight or min(8, IN_FLIGHT_PER_MODEL * max(len(jobs), 1))
         self._pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="collect")
         # Batches queued or running at most: the stream is read only as fast as the servers answer.
         self._slots = threading.BoundedSemaphore(2 * self.in_flight)

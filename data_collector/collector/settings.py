@@ -88,7 +88,7 @@ class _Fields:
                                   factory=default_test_data, shown="test_data")
     batch_size: int = setting(32, "images per request", option="--batch-size", ge=1, le=256)
     max_in_flight: int | None = setting(None, "requests in flight over all models", option="--max-in-flight",
-                                        shown="2 per model, at most 8", ge=1, le=64)
+                                        shown="4 per model, at most 8", ge=1, le=64)
     request_timeout: float = setting(60.0, "seconds one request may take in all: connect, send, the whole response",
                                      option="--timeout", ge=0.1)
     request_retries: int = setting(
