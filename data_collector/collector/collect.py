@@ -637,11 +637,15 @@ def _judge(jobs: list[_Job], engine: Engine) -> None:
     nothing was stored for, no other answer to compare with) has its answers counted; every
     disagreement is stored as evidence."""
     with engine.begin() as conn:
-        kept = {id(j): store.pending_answers(conn, run_id=j.run_id) for j in jobs if not j.founder and j.run_id}
         by_fp: dict[str, list[_Job]] = {}
         for j in jobs:
-            if id(j) in kept:
+            if not j.founder and j.run_id:
                 by_fp.setdefault(j.result.fingerprint, []).append(j)
+        # Answers are read back only where two claimants of one fingerprint are compared: a lone
+        # claimant's (a known model at a new URL, checked against stored answers during the run) stay
+        # in the database, so memory does not grow with the test set.
+        kept = {id(j): store.pending_answers(conn, run_id=j.run_id) if len(group) > 1 else None
+                for group in by_fp.values() for j in group}
         for group in by_fp.values():
             for a, b in itertools.combinations(group, 2):
                 for image_id in kept[id(a)].keys() & kept[id(b)].keys():
@@ -660,6 +664,7 @@ def _judge(jobs: list[_Job], engine: Engine) -> None:
             elif id(j) in kept:
                 # Alone: a new fingerprint no other URL of the run gave an answer for.
                 alone = not j.established and not any(kept[id(o)] for o in by_fp[j.result.fingerprint] if o is not j)
+                # (a lone claimant's group holds itself only: `any` over no other is False)
                 if j.result.checked or alone:
                     if not store.done_any(conn, model_id=j.model_id):  # the first to count describes it
                         store.set_model_identity(conn, model_id=j.model_id, meta=j.meta)

@@ -40,7 +40,9 @@ def liar(real: str, rate: float, seed: int) -> Flask:
 
     @app.get("/metadata")
     def metadata():
-        return Response(requests.get(real + "/metadata", timeout=60).content, 200, mimetype="application/json")
+        meta = requests.get(real + "/metadata", timeout=60).json()
+        meta.pop("predict_forms", None)  # it relays multipart only
+        return Response(json.dumps(meta), 200, mimetype="application/json")
 
     @app.post("/predict")
     def predict():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -251,7 +252,7 @@ def test_model_swapped_mid_run_stops_that_run_as_incomplete(db_url, color_model,
     assert len(pred_rows(engine, again.fingerprint)) == 21
 
 
-def test_rejected_images_after_accepted_ones_do_not_abandon_the_model(db_url, color_model, test_data):
+def test_rejected_images_after_accepted_ones_do_not_abandon_the_model(db_url, color_model, test_data, monkeypatch):
     """The give-up rule counts answers accepted, not rows already written: a server that answered
     its first image and then refuses 12 is not abandoned as 'rejecting every image', although
     nothing was flushed to the database when the 8th refusal came."""
@@ -260,7 +261,10 @@ def test_rejected_images_after_accepted_ones_do_not_abandon_the_model(db_url, co
 
     from werkzeug.wrappers import Request, Response
 
+    from collector.protocols.client import ModelClient
     from model_server.app import create_app
+
+    monkeypatch.setattr(ModelClient, "request_form", "multipart")  # the server below picks by file name
 
     real = create_app({"model_dir": str(color_model), "load_async": False})
     state = {"answered": 0}
@@ -305,7 +309,9 @@ def test_a_liar_beside_the_honest_server_makes_the_fingerprint_conflicting_until
 
         @liar.get("/metadata")
         def metadata():
-            return Response(requests.get(honest.url + "/metadata", timeout=60).content, mimetype="application/json")
+            meta = requests.get(honest.url + "/metadata", timeout=60).json()
+            meta.pop("predict_forms", None)  # it relays multipart only
+            return Response(json.dumps(meta), mimetype="application/json")
 
         @liar.post("/predict")
         def predict():
@@ -368,3 +374,29 @@ def test_the_image_batch_form_stores_the_same_answers_as_multipart(tmp_path, col
             monkeypatch.setattr(ModelClient, "predict", real)
     assert seen["multipart"] == {"multipart"} and seen["image-batch"] == {"image-batch"}
     assert len(seen["multipart rows"]) == 21 and seen["multipart rows"] == seen["image-batch rows"]
+
+
+def test_a_lone_claimants_answers_are_not_read_back_into_memory(tmp_path, color_model, test_data, monkeypatch):
+    """A known model at a new URL with images to send (a claimant alone) is checked against stored
+    answers during the run; its answers are counted in the database without being read back, so
+    the collector's memory does not grow with the test set. Two claimants of one new fingerprint are
+    still compared answer by answer."""
+    from collector.storage import store
+
+    reads = []
+    real = store.pending_answers
+    monkeypatch.setattr(store, "pending_answers",
+                        lambda conn, run_id: reads.append(run_id) or real(conn, run_id=run_id))
+    engine = engine_for(f"sqlite:///{tmp_path / 'lone.db'}")
+    red = tmp_path / "red-only"
+    shutil.copytree(test_data / "red", red / "red")
+    with serve_model(color_model) as a, serve_model(color_model) as b:
+        collect([a.url], engine=engine, test_dir=red, say=quiet)  # the model, known by 6 images
+        assert reads == []  # a founder: nothing pending
+        (res,) = collect([b.url], engine=engine, test_dir=test_data, say=quiet)  # 15 new images, at a new URL
+        assert res.status == "completed" and res.n_sent == 15 and res.checked >= 1 and res.disagreed == 0
+        assert reads == [] and count(engine, predictions) == 21  # counted, never read back
+        other = engine_for(f"sqlite:///{tmp_path / 'pair.db'}")
+        r1, r2 = collect([a.url, b.url], engine=other, test_dir=test_data, say=quiet)
+    assert r1.status == r2.status == "completed" and len(reads) == 2  # the pair compared answer by answer
+    assert count(other, predictions) == 21

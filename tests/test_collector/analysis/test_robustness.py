@@ -55,7 +55,10 @@ class Hurting:
             r = self.session.post(self.upstream + "/predict", files=files)
         else:
             r = self.session.get(self.upstream + req.full_path.rstrip("?"))
-        return Response(r.content, status=r.status_code, content_type=r.headers.get("Content-Type"))(
+        body = r.content
+        if req.path == "/metadata" and r.ok:  # it reads multipart only: it does not list the image-batch form
+            body = json.dumps({k: v for k, v in r.json().items() if k != "predict_forms"}).encode()
+        return Response(body, status=r.status_code, content_type=r.headers.get("Content-Type"))(
             environ, start_response)
 
 
