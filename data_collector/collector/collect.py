@@ -360,6 +360,7 @@ class _Collection:
         self._pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="collect")
         # Batches queued or running at most: the stream is read only as fast as the servers answer.
         self._slots = threading.BoundedSemaphore(2 * self.in_flight)
+        self._progress_lock = threading.Lock()
         self._stop_beating = threading.Event()
         self._beater = threading.Thread(target=self._beat, name="collect-heartbeat", daemon=True)
 
@@ -520,7 +521,8 @@ class _Collection:
                 self.db_errors.append(e)
                 return
         if self.progress:
-            self.progress(job.result.url, sum(1 for *_, role in batch if role != REPEAT), job.planned)
+            with self._progress_lock:  # one report at a time, its total read inside: a total never shrinks
+                self.progress(job.result.url, sum(1 for *_, role in batch if role != REPEAT), job.planned)
 
     def _predict(self, job: _Job, payload: list[tuple[TestImage, int, str, bytes]],
                  earlier: dict[int, dict] | None = None) -> list[dict]:
@@ -642,8 +644,8 @@ def _judge(jobs: list[_Job], engine: Engine) -> None:
             if not j.founder and j.run_id:
                 by_fp.setdefault(j.result.fingerprint, []).append(j)
         # Answers are read back only where two claimants of one fingerprint are compared: a lone
-        # claimant's (a known model at a new URL, checked against stored answers during the run) stay
-        # in the database, so memory does not grow with the test set.
+        # claimant's (a known model with new images, checked against its stored answers during the
+        # run) stay in the database, so memory does not grow with the test set.
         kept = {id(j): store.pending_answers(conn, run_id=j.run_id) if len(group) > 1 else None
                 for group in by_fp.values() for j in group}
         for group in by_fp.values():

@@ -45,7 +45,9 @@ def test_sigterm_fails_readiness_first_hands_the_job_back_and_exits_in_time(tmp_
     v1 = write_color_model(tmp_path / "v1", labels, version="1")
     v2 = write_color_model(tmp_path / "v2", labels, version="2", swap=("green", "blue"))
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with serve_model(v1) as base, serve_model(v2, predict_delay=2.0) as cand:
+    # The candidate's 24 requests (93 images in 4s) take 4 s each: with the 8 in flight of two models,
+    # 12 s of work or more, longer than the drain, so the job is still running when it ends.
+    with serve_model(v1) as base, serve_model(v2, predict_delay=4.0) as cand:
         params = {"baseline": base.url, "candidate": cand.url}
         port = free_port()
         url = f"http://127.0.0.1:{port}"
