@@ -8,6 +8,7 @@ walks all three. Fields without an option (`HOOK_TOKEN`, `JOB_COMPLETION_INDEX`,
 with `env()`.
 """
 
+import functools
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -188,7 +189,6 @@ class _Fields:
                                       le=86400.0)
 
 
-
 # Each field with its type: the annotations are evaluated (no `from __future__ import annotations` here).
 FIELDS: dict[str, Setting] = {name: replace(vars(_Fields)[name], kind=kind)
                               for name, kind in _Fields.__annotations__.items()}
@@ -233,23 +233,19 @@ class CollectorSettings:
             raise SettingsError(_message(e)) from None
 
 
-_MODEL: list = []
-
-
+@functools.cache
 def _model():
     """The pydantic model of FIELDS, built once (pydantic is imported only when a value is checked)."""
-    if not _MODEL:
-        from pydantic import ConfigDict, Field, SecretStr, create_model
+    from pydantic import ConfigDict, Field, SecretStr, create_model
 
-        def annotation(kind):
-            return SecretStr | None if kind == Secret | None else kind
+    def annotation(kind):
+        return SecretStr | None if kind == Secret | None else kind
 
-        fields = {}
-        for name, f in FIELDS.items():
-            default = {"default_factory": f.factory} if f.factory is not None else {"default": f.default}
-            fields[name] = (annotation(f.kind), Field(**default, description=f.help, **dict(f.bounds)))
-        _MODEL.append(create_model("CheckedSettings", __config__=ConfigDict(frozen=True, extra="ignore"), **fields))
-    return _MODEL[0]
+    fields = {}
+    for name, f in FIELDS.items():
+        default = {"default_factory": f.factory} if f.factory is not None else {"default": f.default}
+        fields[name] = (annotation(f.kind), Field(**default, description=f.help, **dict(f.bounds)))
+    return create_model("CheckedSettings", __config__=ConfigDict(frozen=True, extra="ignore"), **fields)
 
 
 class SettingsError(ValueError):

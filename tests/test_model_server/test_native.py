@@ -114,3 +114,12 @@ def test_a_score_matrix_that_does_not_fit_the_model_is_refused():
         with pytest.raises(InvalidAnswer) as e:
             check(**fields)
         assert e.value.field == where, (fields, e.value)
+
+
+def test_a_labels_field_beside_predictions_is_ignored_as_before():
+    """An answer of the object-per-image form that also carries `labels` is read as that form."""
+    model = native.AnsweringModel(fingerprint="ab" * 32)
+    answer = native.Answer(model, [native.Prediction("red", 0.75, {"red": 0.75, "green": 0.25})],
+                           labels=["whatever"])
+    rows = predictions(answer, n_sent=1, labels=["red", "green"], fingerprint="ab" * 32, version="1")
+    assert rows == [{"label": "red", "confidence": 0.75, "scores": {"red": 0.75, "green": 0.25}}]

@@ -60,8 +60,8 @@ def predictions(answer: NativeAnswer, *, n_sent: int, labels: list[str], fingerp
     got_fp, got_version = answer.model.fingerprint, answer.model.version
     if got_fp != fingerprint or (got_version is not None and str(got_version) != version):
         raise ModelChanged(str(got_fp)[:12], str(got_version)[:20])
-    if answer.scores is not None or answer.labels is not None:
-        return _score_matrix(answer, n_sent=n_sent, labels=labels)
+    if answer.scores is not None or (answer.labels is not None and not answer.predictions):
+        return _score_matrix(answer, n_sent=n_sent, labels=labels)  # (`labels` beside predictions: ignored)
     preds = answer.predictions
     if len(preds) != n_sent:
         raise InvalidAnswer("predictions", f"has {len(preds)} entries for {n_sent} images sent")
