@@ -186,9 +186,13 @@ def main(argv=None) -> dict:
 
     model = load_model_folder(ROOT / "trained_models" / MODEL)
     batch = CollectorSettings.default("batch_size")
-    from collector import collect
+    try:
+        from collector.early import IN_FLIGHT_PER_MODEL as per_model
+    except ImportError:  # the code before early.py (a before/after comparison)
+        from collector import collect
 
-    in_flight = CollectorSettings.default("max_in_flight") or getattr(collect, "IN_FLIGHT_PER_MODEL", 2)
+        per_model = getattr(collect, "IN_FLIGHT_PER_MODEL", 2)
+    in_flight = CollectorSettings.default("max_in_flight") or per_model
     form = request_form()
     out: dict = {"images": args.images, "repeats": args.repeats, "form": form, "batch": batch,
                  "in_flight": in_flight, "targets": TARGETS}

@@ -2,7 +2,7 @@
 
 import sys
 
-from collector.cli import main
+from collector.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main(["collect", *sys.argv[1:]], prog_name="data_collector.py"))
+    entry(["collect", *sys.argv[1:]], prog_name="data_collector.py")

@@ -31,50 +31,24 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
-from .protocols import ProtocolOptions, connect, validate
-from .protocols.client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, Limits, ModelClient, ModelServerError, display_url
-from .protocols.urls import BadURL, HostPolicy, ModelURL, parse_model_url
+from .early import CollectOptions, Early, shown
+from .protocols import validate
+from .protocols.client import CLAIM_REFUSED, NOT_A_MODEL_SERVER, ModelClient, ModelServerError
+from .protocols.urls import ModelURL
 from .protocols.validate import InvalidAnswer, ModelChanged
 from .redact import contains_secret, redact_secrets
-from .settings import CollectorSettings
 from .storage import store
-from .testset.images import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard, with_perturbed
+from .testset.images import TestImage, eligible, in_shard
 from .vocab import RunStatus
 
 REJECTED_BEFORE_GIVING_UP = 8  # images refused (4xx) with none accepted: the server rejects everything
 RESERVOIR = 64  # answered images an endpoint may be asked again later in its run (self-repeats)
 REPEATS_AT_END = 4  # ... of which at least this many (or all it answered), in a last request if need be
 EVIDENCE_KEPT = 20  # disagreeing images stored as evidence per endpoint and run (all are counted)
-CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
 WRITE_ROWS = 1024  # answers stored per transaction at most (see _Writer)
 WRITE_INTERVAL_S = 1.0  # ... or after this long, whichever comes first
-# Requests in flight per model by default: 4 fill a model server's 4 threads, and in the measured
-# sweep (docs/numbers.md, bench/bench_limit.py) 3-6 in flight kept it busier than 2 with 32-image batches.
-IN_FLIGHT_PER_MODEL = 4
 SCORE_NOISE = 1e-3  # one image answered twice under one fingerprint: each score within this of the other
 _rng = random.SystemRandom()  # which images are checks and where they go: nothing a server can predict
-
-
-@dataclass
-class CollectOptions:
-    batch_size: int = CollectorSettings.default("batch_size")
-    max_in_flight: int | None = CollectorSettings.default("max_in_flight")  # None: IN_FLIGHT_PER_MODEL each, <= 8
-    timeout: float = CollectorSettings.default("request_timeout")  # one request: connect + whole response
-    retries: int = CollectorSettings.default("request_retries")
-    backoff: float = 0.5
-    max_response_bytes: int = Limits.max_response_bytes
-    max_metadata_bytes: int = Limits.max_metadata_bytes
-    echo_errors: bool = True  # repeat a server's own error text in messages (off in the deploy hook)
-    protocol: ProtocolOptions = field(default_factory=ProtocolOptions)  # other serving stacks (protocols/foreign.py)
-    shard: tuple[int, int] | None = None  # (I, N): only the images whose sha256 % N == I (testset.in_shard)
-    hash_cache: Path | None = None  # testset.HashCache file; None: hash every file
-    policy: HostPolicy | None = None  # the hosts every connection may reach (the deploy hook's allowlist)
-    claim_checks: int = CollectorSettings.default("claim_checks")  # stored answers asked again per endpoint, per chunk
-    robustness: bool = CollectorSettings.default("robustness")  # also send the perturbed copies (perturb.py)
-
-    def limits(self) -> Limits:
-        return Limits(deadline=self.timeout, connect_timeout=min(10.0, self.timeout),
-                      max_response_bytes=self.max_response_bytes, max_metadata_bytes=self.max_metadata_bytes)
 
 
 @dataclass
@@ -117,6 +91,7 @@ class _Job:
     conflict: bool = False
     counted: bool = False  # a claimant's answers, verified, moved into predictions
     meta: dict = field(default_factory=dict)  # what the server described itself as (stored once it counts)
+    endpoint: int = -1  # its URL's place in the run (Early's endpoints)
 
     def compare(self, item_id: int, other: str, expected: dict, got: dict, *, same_labels: bool = True) -> bool:
         """One image answered twice under this fingerprint: True when the two agree (and the two
@@ -176,40 +151,36 @@ def _accuracy(engine: Engine, model_id: int) -> tuple[float | None, int]:
         return store.model_accuracy(conn, model_id=model_id)
 
 
-def collect(urls: list[str], *, engine: Engine, test_dir: Path, opts: CollectOptions | None = None,
-            progress: ProgressHook | None = None, say: Callable[[str], None] = print) -> list[ModelResult]:
-    """The test set streams by in chunks of CHUNK_IMAGES: each chunk is hashed (through the hash
+def collect(urls: list[str | ModelURL], *, engine: Engine, test_dir: Path, opts: CollectOptions | None = None,
+            progress: ProgressHook | None = None, say: Callable[[str], None] = print,
+            early: Early | None = None) -> list[ModelResult]:
+    """The test set streams by in chunks of early.CHUNK_IMAGES: each chunk is hashed (through the hash
     cache), stored, checked against what each model has already answered, and sent; memory does
-    not grow with the size of the test set."""
-    opts = opts or CollectOptions()
-    test_dir = check_root(Path(test_dir))
-    cache = HashCache(opts.hash_cache) if opts.hash_cache else None
-    digest = TestSetHash()
-    stream = chunks(test_dir, CHUNK_IMAGES, cache, digest)
-    if opts.robustness:
-        stream = with_perturbed(stream, test_dir, cache)
+    not grow with the size of the test set. `early`: the same URLs, test set and options started
+    before the database was opened (early.py); else started here. Closed here either way."""
+    early = early or Early(urls, test_dir, opts)
+    if early.urls != list(urls) or (opts is not None and early.opts is not opts):
+        early.close(wait=False)
+        raise ValueError("collect: `early` was started for other URLs or options")
+    opts = early.opts
     jobs: list[_Job] = []
     try:
-        first = next(stream)  # an empty test set stops here, before any server is asked
+        first = early.first_chunk()  # an empty test set stops here, before any server is asked
         with engine.begin() as conn:
             reaped = store.reap_dead_runs(conn)
         if reaped:
             say(f"{len(reaped)} run(s) left 'running' by a collector that died are now marked interrupted")
-        targets = [_parsed(u, opts) for u in urls]  # each URL's text parsed once, here
-        results = [ModelResult(url=_shown(t)) for t in targets]
-        described = [(res, d) for res, url in zip(results, targets, strict=True)
-                     if (d := _describe(res, url, engine=engine, opts=opts))]
+        results = [ModelResult(url=shown(ep.target)) for ep in early.endpoints]
+        described = [(i, res, d) for i, res in enumerate(results) if (d := _describe(res, i, early, engine=engine))]
         jobs = _register(described, engine=engine, opts=opts)
-        whole = _run(jobs, itertools.chain([first], stream), engine=engine, test_dir=test_dir, opts=opts,
-                     progress=progress, say=say)
+        whole = _run(jobs, itertools.chain([first], early.stream), engine=engine, test_dir=early.test_dir,
+                     opts=opts, progress=progress, say=say, early=early)
         _judge(jobs, engine)
-        _finish(jobs, engine, test_set_hash=digest.hexdigest() if whole else None)
+        _finish(jobs, engine, test_set_hash=early.digest.hexdigest() if whole else None)
     finally:
-        stream.close()
-        if cache is not None:
-            cache.close()
-            if cache.error:
-                say(f"warning: {cache.error}")
+        early.close()
+        if early.cache is not None and early.cache.error:
+            say(f"warning: {early.cache.error}")
     _summarise(jobs, engine=engine, opts=opts, say=say)
     return results
 
@@ -243,32 +214,12 @@ def _summarise(jobs: list[_Job], *, engine: Engine, opts: CollectOptions, say: C
                 f"{checked}, nothing to send")
 
 
-def _parsed(url: str | ModelURL, opts: CollectOptions) -> str | ModelURL:
-    """A URL's text as the one parse reads it; a text it refuses stays text, and `connect` says why
-    (the model fails, the others go on)."""
-    if not isinstance(url, str):
-        return url
+def _describe(res: ModelResult, i: int, early: Early, *, engine: Engine) -> tuple[ModelClient, dict] | None:
+    """Who URL i said it is (asked by `early`); refuse what cannot be that model (other labels than
+    the stored model of its fingerprint, the URL's credentials as its name or labels). Nothing is stored."""
     try:
-        return parse_model_url(url, opts.protocol.protocol)
-    except BadURL:
-        return url
-
-
-def _shown(target: str | ModelURL) -> str:
-    if isinstance(target, ModelURL):
-        return target.display
-    return display_url(target) if isinstance(target, str) else str(target)
-
-
-def _describe(res: ModelResult, url: str | ModelURL, *, engine: Engine,
-              opts: CollectOptions) -> tuple[ModelClient, dict] | None:
-    """Ask one server who it is; refuse what cannot be that model (other labels than the stored
-    model of its fingerprint, the URL's credentials as its name or labels). Nothing is stored."""
-    try:
-        client = connect(url, opts.protocol, limits=opts.limits(), retries=opts.retries, backoff=opts.backoff,
-                         echo_errors=opts.echo_errors, policy=opts.policy)
+        client, meta = early.describe(i)
         res.url = client.url
-        meta = client.metadata()
     except ModelServerError as e:
         res.error, res.category = e.reason, e.category
         return None
@@ -298,7 +249,7 @@ def _claim_problem(meta: dict, *, engine: Engine) -> str | None:
     return None
 
 
-def _register(described: list[tuple[ModelResult, tuple[ModelClient, dict]]], *, engine: Engine,
+def _register(described: list[tuple[int, ModelResult, tuple[ModelClient, dict]]], *, engine: Engine,
               opts: CollectOptions) -> list[_Job]:
     """Register every described model. URLs announcing one fingerprint are all collected, none
     skipped: one founder only when nothing is stored for it and no other URL of the run claims it;
@@ -306,22 +257,22 @@ def _register(described: list[tuple[ModelResult, tuple[ModelClient, dict]]], *, 
     their labels cannot give answers that agree: their fingerprint becomes conflicting, and no URL is
     refused for what another said."""
     groups: dict[str, list] = {}
-    for res, (client, meta) in described:
-        groups.setdefault(meta["fingerprint"], []).append((res, client, meta))
+    for i, res, (client, meta) in described:
+        groups.setdefault(meta["fingerprint"], []).append((i, res, client, meta))
     jobs = []
     for members in groups.values():
         with engine.begin() as conn:
-            for _res, _client, meta in members:
+            for _i, _res, _client, meta in members:
                 model_id = store.upsert_model(conn, meta=meta, url=None)
             established = bool(store.done_any(conn, model_id=model_id))
             founder = not established and len(members) == 1
             if founder:  # a claimant's URL and description are recorded once its answers agree (_judge)
-                store.set_model_identity(conn, model_id=model_id, meta=members[0][2])
-                store.add_model_url(conn, model_id=model_id, url=members[0][1].url)
-        for res, client, meta in members:
+                store.set_model_identity(conn, model_id=model_id, meta=members[0][3])
+                store.add_model_url(conn, model_id=model_id, url=members[0][2].url)
+        for i, res, client, meta in members:
             res.status = RunStatus.SKIPPED  # until the stream brings an image it has not answered
             jobs.append(_Job(res, client, model_id, list(meta["labels"]), founder=founder, established=established,
-                             checks_left=opts.claim_checks if established else 0, meta=meta))
+                             checks_left=opts.claim_checks if established else 0, meta=meta, endpoint=i))
     return jobs
 
 
@@ -349,14 +300,14 @@ class _Collection:
     answers to the write batches (`_Writer`), and a heartbeat keeps the runs marked alive."""
 
     def __init__(self, jobs: list[_Job], *, engine: Engine, test_dir: Path, opts: CollectOptions,
-                 progress: ProgressHook | None, say: Callable[[str], None] = print):
+                 progress: ProgressHook | None, early: Early, say: Callable[[str], None] = print):
         self.jobs, self.engine, self.test_dir, self.opts, self.progress = jobs, engine, test_dir, opts, progress
-        self.say = say
+        self.say, self.early = say, early
         self.relabelled: list[str] = []  # paths of images stored before under another label
         self.writer = _Writer(engine)
         self.db_errors: list[BaseException] = []
         self.bugs: list[BaseException] = []
-        self.in_flight = opts.max_in_flight or min(8, IN_FLIGHT_PER_MODEL * max(len(jobs), 1))
+        self.in_flight = opts.in_flight(len(jobs))
         self._pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="collect")
         # Batches queued or running at most: the stream is read only as fast as the servers answer.
         self._slots = threading.BoundedSemaphore(2 * self.in_flight)
@@ -366,6 +317,7 @@ class _Collection:
 
     def run(self, stream: Iterator[list[TestImage]]) -> bool:
         """Send what each model lacks of the stream; False when the stream was cut short."""
+        self.early.stop()  # from here on, only what the run planned is sent
         self._beater.start()
         try:
             whole = self._consume(stream)
@@ -431,6 +383,7 @@ class _Collection:
 
     def _close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.early.close()  # its requests in flight end before the clients close
         try:
             self.writer.flush()  # what was answered is stored, however the run ends
         except DBAPIError as e:
@@ -497,13 +450,14 @@ class _Collection:
     def _send(self, job: _Job, batch: Batch) -> None:
         if job.aborted or self.db_errors:
             return
+        held = self._held(job, batch)  # answered early (early.py): not asked again
+        ask = [b for b in batch if b[1] not in held]
         payload: list[tuple[TestImage, int, str, bytes]] = []
-        again = job.repeat()  # one image it answered earlier in this run, at a random place
+        again = job.repeat() if ask else None  # one image it answered earlier in this run, at a random place
         if again is not None:
             image_id, item, _ = again
-            batch = list(batch)
-            batch.insert(_rng.randrange(len(batch) + 1), (item, image_id, REPEAT))
-        for item, image_id, role in batch:
+            ask.insert(_rng.randrange(len(ask) + 1), (item, image_id, REPEAT))
+        for item, image_id, role in ask:
             try:
                 data = item.read(self.test_dir)
             except (OSError, ValueError) as e:
@@ -513,7 +467,7 @@ class _Collection:
             payload.append((item, image_id, role, data))
         with job.lock:
             job.repeated += again is not None
-        rows = self._predict(job, payload, {again[0]: again[2]} if again else None)
+        rows = list(held.values()) + self._predict(job, payload, {again[0]: again[2]} if again else None)
         if rows:
             try:
                 self.writer.add(job, rows)
@@ -523,6 +477,18 @@ class _Collection:
         if self.progress:
             with self._progress_lock:  # one report at a time, its total read inside: a total never shrinks
                 self.progress(job.result.url, sum(1 for *_, role in batch if role != REPEAT), job.planned)
+
+    def _held(self, job: _Job, batch: Batch) -> dict[int, dict]:
+        """The rows of the batch's images to store that `early` holds a checked answer to, by image id."""
+        rows = {}
+        for item, image_id, role in batch:
+            got = self.early.held(job.endpoint, item.sha256) if role == WRITE else None
+            if got is not None:
+                job.remember(item, image_id, got.answer)
+                rows[image_id] = _row(job, image_id, got.answer, got.latency_ms)
+        with job.lock:
+            job.accepted += len(rows)
+        return rows
 
     def _predict(self, job: _Job, payload: list[tuple[TestImage, int, str, bytes]],
                  earlier: dict[int, dict] | None = None) -> list[dict]:
@@ -556,13 +522,16 @@ class _Collection:
                 job.compare(image_id, "its own earlier answer in this run", (earlier or {})[image_id], p)
             else:
                 job.remember(item, image_id, p)
-                rows.append({"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id,
-                             "predicted_label": p["label"], "confidence": p["confidence"], "scores": p["scores"],
-                             "latency_ms": per_image_ms})
+                rows.append(_row(job, image_id, p, per_image_ms))
         if job.conflict:
             job.abort(_conflict_reason(job), CLAIM_REFUSED)
             return [] if not job.founder else rows
         return rows
+
+
+def _row(job: _Job, image_id: int, answer: dict, latency_ms: float) -> dict:
+    return {"run_id": job.run_id, "model_id": job.model_id, "image_id": image_id, "predicted_label": answer["label"],
+            "confidence": answer["confidence"], "scores": answer["scores"], "latency_ms": latency_ms}
 
 
 def _conflict_reason(job: _Job) -> str:

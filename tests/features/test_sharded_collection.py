@@ -120,7 +120,7 @@ def test_a_test_set_streams_by_in_chunks_to_the_rows_of_one_pass(db_url, color_m
     """Chunks of 7 images (and a copy of one image in a later chunk) store what one chunk stores."""
     from sqlalchemy import text
 
-    from collector import collect as collect_mod
+    from collector import early as early_mod
     from collector.collect import collect
     from helpers import serve_model
 
@@ -128,7 +128,7 @@ def test_a_test_set_streams_by_in_chunks_to_the_rows_of_one_pass(db_url, color_m
     seen = {}
 
     def run(url: str, db: str, chunk: int) -> tuple[list, set[str], tuple]:
-        monkeypatch.setattr(collect_mod, "CHUNK_IMAGES", chunk)
+        monkeypatch.setattr(early_mod, "CHUNK_IMAGES", chunk)
         engine = engine_for(db)
         steps: list[tuple[int, int]] = []
         (r,) = collect([url], engine=engine, test_dir=big_data, say=lambda m: None,

@@ -352,7 +352,8 @@ def _stored(engine) -> list[tuple]:
 
 def test_the_image_batch_form_stores_the_same_answers_as_multipart(tmp_path, color_model, test_data, monkeypatch):
     """The fast request form (one body, a score matrix back) against the form before it: the same
-    rows, to the bit, from the same server and images; and the server was sent each form."""
+    rows from the same server and images (scores equal but for float32 rounding); and the server
+    was sent each form."""
     from collector.protocols.client import ModelClient
 
     seen = {}
@@ -373,7 +374,18 @@ def test_the_image_batch_form_stores_the_same_answers_as_multipart(tmp_path, col
             seen[form + " rows"] = _stored(engine)
             monkeypatch.setattr(ModelClient, "predict", real)
     assert seen["multipart"] == {"multipart"} and seen["image-batch"] == {"image-batch"}
-    assert len(seen["multipart rows"]) == 21 and seen["multipart rows"] == seen["image-batch rows"]
+    a, b = seen["multipart rows"], seen["image-batch rows"]
+    assert len(a) == 21 and [r[:3] for r in a] == [r[:3] for r in b]  # the same images, the same labels
+    for x, y in zip(a, b, strict=True):  # the same scores, to float32's last bit or two
+        assert json.loads(x[4]).keys() == json.loads(y[4]).keys()
+        assert all(_same_float32(v, w) for v, w in zip([x[3], *json.loads(x[4]).values()],
+                                                       [y[3], *json.loads(y[4]).values()], strict=True)), (x, y)
+
+
+def _same_float32(a: float, b: float) -> bool:
+    """Equal but for float32 rounding: Keras on CPU may round an image's scores differently in a
+    batch of another size (which requests went out before the run was planned varies, early.py)."""
+    return abs(a - b) <= 4 * 2 ** -23 * max(abs(a), abs(b))
 
 
 def test_a_lone_claimants_answers_are_not_read_back_into_memory(tmp_path, color_model, test_data, monkeypatch):

@@ -15,6 +15,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import faulthandler  # noqa: E402 - after the BLAS setting
 import importlib  # noqa: E402
 import logging  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
 
 import click  # noqa: E402
 
@@ -108,3 +110,23 @@ def main(ctx: click.Context, db: str, db_attempts: int, verbose: bool) -> None:
 
     db, db_file = database_or_file(ctx, "db", db, "database_url")
     ctx.obj = {"db": db, "db_file": db_file, "db_attempts": db_attempts, "verbose": verbose}
+
+
+def entry(args: list[str] | None = None, prog_name: str = "data-collector") -> None:
+    """The `data-collector` console script (and `python -m collector.cli`): the command, then the
+    exit without the interpreter's teardown (a tenth of a second or more spent freeing modules),
+    once every output is flushed and no other thread is left to finish. Where one is, or the exit
+    carries a message, Python exits as usual."""
+    try:
+        main(args, prog_name=prog_name)  # standalone: ends in SystemExit, whatever the outcome
+    except SystemExit as e:
+        others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        if others or not (e.code is None or isinstance(e.code, int)):
+            raise
+        logging.shutdown()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed pipe: Python would say so and exit 120
+            raise e from None
+        os._exit(e.code or 0)

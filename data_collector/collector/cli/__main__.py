@@ -1,7 +1,5 @@
 """`python -m collector.cli ...` == `data-collector ...`."""
 
-import sys
+from . import entry
 
-from . import main
-
-sys.exit(main(prog_name="data-collector"))
+entry()

@@ -43,12 +43,23 @@ def collect_cmd(ctx, urls, as_json, **kw):
 
     URLS: model server addresses (or env MODEL_URLS, space-separated).
     """
-    from ..collect import DatabaseFailure, collect
+    from ..early import Early
     from ..protocols.client import ModelServerError
-    from ..storage import store
     from ..testset.images import TestSetError
-    engine = open_store(ctx, migrate=not kw["no_migrate"])
+
+    try:  # the test set is hashed and the servers asked while the database opens (early.py)
+        early = Early(list(split_urls(urls)), kw["test_data"], collect_options_from(kw))
+    except TestSetError as e:
+        fail(str(e), 2)
     results = []
+    try:
+        from ..collect import DatabaseFailure, collect
+        from ..storage import store
+
+        engine = open_store(ctx, migrate=not kw["no_migrate"])
+    except BaseException:
+        early.close(wait=False)  # what it asked is not waited for
+        raise
 
     def _on_sigterm(_sig, _frame):  # `docker stop`, Kubernetes: stop like Ctrl-C, keep what is stored
         raise KeyboardInterrupt
@@ -64,9 +75,8 @@ def collect_cmd(ctx, urls, as_json, **kw):
             bar.update(tasks[key], total=total, advance=advance)  # the total grows as the test set streams by
 
         try:
-            results = collect(list(split_urls(urls)), engine=engine, test_dir=kw["test_data"],
-                              opts=collect_options_from(kw), progress=on_progress,
-                              say=lambda m: err.print(m))
+            results = collect(early.urls, engine=engine, test_dir=early.test_dir, opts=early.opts,
+                              progress=on_progress, say=lambda m: err.print(m), early=early)
         except TestSetError as e:
             fail(str(e), 2)
         except (ModelServerError, DatabaseFailure, store.StoreError) as e:

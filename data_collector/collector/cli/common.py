@@ -21,7 +21,7 @@ from .options import option, setting_option, stack  # noqa: F401 - every command
 
 if TYPE_CHECKING:
     from ..analysis.compare import Thresholds
-    from ..collect import CollectOptions
+    from ..early import CollectOptions
     from ..protocols import ProtocolOptions
     from ..storage.secrets import SecretFile
 
@@ -120,6 +120,7 @@ def open_store(ctx: click.Context, *, migrate: bool = True, check_schema: bool =
             store.ensure_schema(engine, migrate=migrate)
     except store.StoreError as e:
         fail(str(e), code)
+    ctx.call_on_close(engine.dispose)  # connections closed with the command, not left to the exit
     return engine
 
 
@@ -219,7 +220,7 @@ def shard_from(kw: dict) -> tuple[int, int] | None:
 
 
 def collect_options_from(kw: dict) -> CollectOptions:
-    from ..collect import CollectOptions
+    from ..early import CollectOptions
 
     cache = kw.get("hash_cache")
     cache_path = None if cache == "off" else Path(cache) if cache else default_hash_cache()

@@ -66,6 +66,8 @@ class HashCache:
     A rerun over an unchanged test set reads no image; a file whose size or mtime changed is
     hashed again. One SQLite file (default `~/.cache/pokemon-classifier-tester/hashes.sqlite3`,
     `--hash-cache` / `HASH_CACHE`); if it cannot be opened or written, hashing goes on without it.
+    Used by one thread at a time, not always the one that opened it (the first chunk is hashed on
+    early.py's thread).
     """
 
     def __init__(self, path: Path):
@@ -75,7 +77,7 @@ class HashCache:
         self._pending: list[tuple] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30)
+            self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             self.conn.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
                               "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)")
             self.conn.execute("CREATE TABLE IF NOT EXISTS perturbed (key TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
