@@ -28,14 +28,10 @@ from .protocols import ProtocolOptions, connect, validate
 from .protocols.client import Limits, ModelClient, ModelServerError, display_url
 from .protocols.urls import BadURL, HostPolicy, ModelURL, parse_model_url
 from .protocols.validate import InvalidAnswer, ModelChanged
-from .settings import CollectorSettings
+from .settings import IN_FLIGHT_PER_MODEL, MAX_IN_FLIGHT, CollectorSettings
 from .testset.images import HashCache, TestImage, TestSetHash, check_root, chunks, eligible, in_shard, with_perturbed
 
 CHUNK_IMAGES = 2048  # images hashed, stored and planned together (memory is bounded by this)
-# Requests in flight per model by default: 4 fill a model server's 4 threads, and in the measured
-# sweep (docs/numbers.md, bench/bench_limit.py) 3-6 in flight kept it busier than 2 with 32-image batches.
-IN_FLIGHT_PER_MODEL = 4
-MAX_IN_FLIGHT = 8  # ... and over all models, unless --max-in-flight says otherwise
 EARLY_BATCHES = 8  # batches per model sent before the run is planned, at most
 log = logging.getLogger(__name__)
 

@@ -66,6 +66,13 @@ def setting(default: Any = None, help: str = "", *, option: str | None = None, s
     return Setting(default, help, option, shown, factory, path, tuple(sorted(bounds.items())))
 
 
+# Requests in flight by default: 4 per model fill a model server's 4 threads (in the measured sweep,
+# docs/numbers.md and bench/bench_limit.py, 3-6 kept it busier than 2 with 32-image batches), and
+# at most 8 over all models.
+IN_FLIGHT_PER_MODEL = 4
+MAX_IN_FLIGHT = 8
+
+
 class _Fields:
 
     # The store.
@@ -89,7 +96,7 @@ class _Fields:
                                   factory=default_test_data, shown="test_data")
     batch_size: int = setting(32, "images per request", option="--batch-size", ge=1, le=256)
     max_in_flight: int | None = setting(None, "requests in flight over all models", option="--max-in-flight",
-                                        shown="4 per model, at most 8", ge=1, le=64)
+                                        shown=f"{IN_FLIGHT_PER_MODEL} per model, at most {MAX_IN_FLIGHT}", ge=1, le=64)
     request_timeout: float = setting(60.0, "seconds one request may take in all: connect, send, the whole response",
                                      option="--timeout", ge=0.1)
     request_retries: int = setting(

@@ -106,8 +106,11 @@ def test_an_early_batch_that_fails_is_dropped_and_its_images_asked_again(tmp_pat
 
     monkeypatch.setattr(ModelClient, "predict", flaky)
     engine = engine_for(f"sqlite:///{tmp_path / 'd.db'}")
+    opts = CollectOptions(batch_size=4)
     with serve_model(color_model) as srv:
-        (res,) = collect([srv.url], engine=engine, test_dir=test_data, opts=CollectOptions(batch_size=4), say=_quiet)
+        early = Early([srv.url], test_data, opts)
+        _settled(early)  # the early batches were sent (one of them failed) before collect starts
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data, opts=opts, say=_quiet, early=early)
     assert failed and res.status == "completed" and res.n_sent == 21 and res.error is None
     with engine.connect() as c:
         assert c.scalar(select(func.count()).select_from(predictions)) == 21
