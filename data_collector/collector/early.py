@@ -137,6 +137,7 @@ class Early:
     def describe(self, i: int) -> tuple[ModelClient, dict]:
         """URL i's client and metadata, its client `collect`'s from now on; ModelServerError as connect
         and metadata raise it."""
+        self.first_chunk()  # no URL is asked before the test set has an image
         ep = self.endpoints[i]
         ep.described.wait()
         if ep.error is not None:
