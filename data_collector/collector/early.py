@@ -201,8 +201,11 @@ class Early:
     def _describe(self, ep: _Endpoint) -> None:
         opts = self.opts
         try:
+            # Connections kept: every request `collect` may have in flight, all to this URL, while
+            # this URL's early requests end.
             ep.client = connect(ep.target, opts.protocol, limits=opts.limits(), retries=opts.retries,
-                                backoff=opts.backoff, echo_errors=opts.echo_errors, policy=opts.policy)
+                                backoff=opts.backoff, echo_errors=opts.echo_errors, policy=opts.policy,
+                                pool_size=opts.in_flight(len(self.endpoints)) + self._per_model())
             ep.meta = ep.client.metadata()
         except ModelServerError as e:
             ep.error = e
@@ -218,10 +221,13 @@ class Early:
         size = self.opts.batch_size
         wanted = [i for i in eligible(self.first, ep.meta["labels"]) if in_shard(i.sha256, self.opts.shard)]
         ep.queue = [wanted[k:k + size] for k in range(0, len(wanted), size)][:EARLY_BATCHES]
-        per_model = max(1, self.opts.in_flight(len(self.endpoints)) // len(self.endpoints))
-        for _ in range(min(per_model, len(ep.queue)) - 1):
+        for _ in range(min(self._per_model(), len(ep.queue)) - 1):
             self._spawn(self._send, "early-send", ep)
         self._send(ep)
+
+    def _per_model(self) -> int:
+        """Early requests in flight per URL: its share of the run's."""
+        return max(1, self.opts.in_flight(len(self.endpoints)) // len(self.endpoints))
 
     def _send(self, ep: _Endpoint) -> None:
         while True:

@@ -142,3 +142,15 @@ def test_an_empty_test_set_asks_no_server(tmp_path, monkeypatch):
 def test_a_missing_folder_is_said_at_once(tmp_path):
     with pytest.raises(testset.TestSetError, match="does not exist"):
         Early(["http://127.0.0.1:9"], tmp_path / "nowhere")
+
+
+def test_every_request_in_flight_keeps_its_connection(tmp_path, color_model, test_data, caplog):
+    """8 requests in flight to one URL (early ones, then the run's): the client keeps a connection
+    for each, so none is dropped with urllib3's "pool is full" warning on the terminal."""
+    engine = engine_for(f"sqlite:///{tmp_path / 'f.db'}")
+    caplog.set_level("WARNING", logger="urllib3")
+    with serve_model(color_model, predict_delay=0.2) as srv:
+        (res,) = collect([srv.url], engine=engine, test_dir=test_data, say=_quiet,
+                         opts=CollectOptions(batch_size=1, max_in_flight=8))
+    assert res.status == "completed" and res.n_sent == 21
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
