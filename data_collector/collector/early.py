@@ -100,7 +100,6 @@ class _Endpoint:
     queue: list[list[TestImage]] = field(default_factory=list)  # batches not sent yet
     sending: dict[str, threading.Event] = field(default_factory=dict)  # sha256 -> set when its batch ended
     held: dict[str, Held] = field(default_factory=dict)
-    sent: int = 0  # early batches sent
 
 
 class Early:
@@ -238,7 +237,6 @@ class Early:
                 done = threading.Event()
                 for item in batch:
                     ep.sending[item.sha256] = done
-                ep.sent += 1
             answers = None
             try:
                 answers = self._answers(ep, batch)
